@@ -1,0 +1,1 @@
+"""airspeed velocity (asv) suites for pyapalis; configured by ``asv.conf.json``."""

@@ -1,0 +1,85 @@
+"""Typed background tasks (backie style): task types, queues, retries, uniqueness, app data.
+
+Run it with ``python examples/background_tasks.py``.
+"""
+
+from dataclasses import dataclass
+
+import trio
+
+from pyapalis import BackoffMode
+
+# Until these names are exported from pyapalis itself:
+from pyapalis._background import BackgroundTask, CurrentTask, TaskHash
+from pyapalis._background_pool import WorkerPool
+from pyapalis._json_storage import JsonStorage
+
+
+@dataclass
+class App:
+    """What every task gets as ``app``: here, a setting and a mail outbox."""
+
+    max_width: int
+    outbox: list[str]
+
+
+class ResizeImage(BackgroundTask):
+    TASK_NAME = "resize-image"
+    QUEUE = "images"
+
+    path: str
+
+    async def run(self, task: CurrentTask, app: App) -> str:
+        print(f"resize {self.path} -> {app.max_width}px")
+        return f"resized {self.path}"
+
+    def uniq(self) -> TaskHash | None:
+        return TaskHash.default_for_task(self)  # one pending resize per path
+
+
+class SendEmail(BackgroundTask):
+    TASK_NAME = "send-email"
+    QUEUE = "emails"
+    MAX_RETRIES = 2
+    BACKOFF_MODE = BackoffMode.constant(0.05)
+
+    to: str
+    subject: str
+
+    async def run(self, task: CurrentTask, app: App) -> str:
+        if task.attempt == 1:
+            raise ConnectionError("mail server busy")  # retried after 0.05 s
+        print(f"email to {self.to}: {self.subject} (attempt {task.attempt})")
+        app.outbox.append(self.to)
+        return "sent"
+
+
+async def main() -> None:
+    outbox: list[str] = []
+    with JsonStorage.new_temp() as storage:
+        ids = [
+            await ResizeImage("photo.jpg").enqueue(storage),
+            await SendEmail("ann@example.org", "welcome").enqueue(storage),
+            await ResizeImage("cat.png").enqueue(storage),
+        ]
+        again = await ResizeImage("photo.jpg").enqueue(storage)
+        print("duplicate enqueue returned the same id:", again == ids[0])
+
+        pool = (
+            WorkerPool(storage, app_data=lambda: App(max_width=800, outbox=outbox))
+            .register_task_type(ResizeImage)
+            .register_task_type(SendEmail)
+            .configure_queue("images", num_workers=2)
+        )
+
+        async def all_finished() -> None:
+            async for _ in storage.wait_for(ids):
+                pass
+
+        await pool.run_until(all_finished)
+        results = await storage.check_status(ids)
+        print("results:", [result.unwrap() for result in results])
+
+
+if __name__ == "__main__":
+    trio.run(main)

@@ -1,0 +1,416 @@
+"""WorkerPool: the workers that run registered :class:`BackgroundTask` types.
+
+``WorkerPool(backend, app_data=factory)`` runs, for each queue, a number of
+:class:`~pyapalis.Worker` s whose handler looks the stored task's name up in
+the pool's registry, rebuilds the task and calls its ``run``. One queue serves
+every task type whose ``QUEUE`` names it. Retries follow each type's
+``MAX_RETRIES`` (stored with the task) and ``BACKOFF_MODE``; a name the pool
+does not know fails that task at once, and the worker goes on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import trio
+
+from ._background import (
+    BackgroundTask,
+    UnknownTaskError,
+    current_task,
+    decode_envelope,
+)
+from ._background_queues import check_queue_name, is_queue_family, open_queue
+from ._context import EventCallback
+from ._errors import AbortError, CodecError, DeferredError, RetryAfterError, WorkerStateError
+from ._implementation import Task, TaskId
+from ._service import Service, always_ready
+from ._worker import Worker, WorkerBuilder
+
+__all__ = ["QueueConfig", "RetentionMode", "WorkerPool"]
+
+log = logging.getLogger("pyapalis.background")
+
+
+class RetentionMode(enum.Enum):
+    """What becomes of a task once it is finished (backie's retention modes)."""
+
+    KeepAll = "KeepAll"
+    """Keep every finished task (results stay readable with ``wait_for``)."""
+    RemoveDone = "RemoveDone"
+    """Delete tasks that finished Done; keep Failed and Killed ones to inspect."""
+    RemoveAll = "RemoveAll"
+    """Delete every finished task."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class QueueConfig:
+    """How a pool runs one queue: its name, worker count and retention."""
+
+    name: str
+    num_workers: int = 1
+    retention: RetentionMode = RetentionMode.KeepAll
+
+
+def _keeps_finished_tasks(backend: object) -> bool:
+    """True if finished tasks stay readable in ``backend`` (so retention matters)."""
+    return any(
+        callable(getattr(backend, method, None))
+        for method in ("fetch_by_id", "list_tasks", "check_status")
+    )
+
+
+class WorkerPool:
+    """Runs the workers of registered :class:`BackgroundTask` types, queue by queue.
+
+    ``backend`` is a queue family (``JsonStorage``: one ``storage.queue(name)``
+    handle per queue on the same file; ``MemoryQueues``: one ``MemoryStorage``
+    per queue) or a single-queue backend such as a bare ``MemoryStorage``,
+    which serves every task type and admits one configured queue.
+
+    ``app_data`` is a factory, ``app_data() -> value`` (or an async function),
+    called once per worker when :meth:`run` starts: each worker passes its own
+    value as ``app`` to the tasks it runs. Return a shared object from the
+    factory to share it; leave ``app_data`` unset for ``app = None``.
+
+    Queues used by registered types but not configured run with one worker
+    and ``RetentionMode.KeepAll``. :meth:`shutdown` (or :meth:`run_until`)
+    stops every worker gracefully: no task is pulled after it, tasks in flight
+    finish. A pool runs once at a time and can be run again after it stopped.
+    """
+
+    def __init__(
+        self,
+        backend: Any,
+        app_data: Callable[[], Any] | None = None,
+        *,
+        name: str = "pool",
+    ) -> None:
+        if isinstance(backend, type) or not (
+            is_queue_family(backend) or callable(getattr(backend, "take_nowait", None))
+        ):
+            raise TypeError(
+                f"WorkerPool: backend must be a backend or a queue family with queue(name), "
+                f"got {backend!r}"
+            )
+        if app_data is not None and not callable(app_data):
+            raise TypeError(
+                f"WorkerPool: app_data must be a factory called once per worker "
+                f"(e.g. lambda: value) or None, got {type(app_data).__name__} {app_data!r}"
+            )
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"WorkerPool: name must be a non-empty str, got {name!r}")
+        self._backend = backend
+        self._app_data = app_data
+        self._name = name
+        self._single_queue = not is_queue_family(backend)
+        self._registry: dict[str, type[BackgroundTask]] = {}
+        self._queues: dict[str, QueueConfig] = {}
+        self._listeners: list[EventCallback] = []
+        self._workers: list[Worker] = []
+        self._running = False
+        self._shutdown_requested = False
+        self._stop: trio.Event | None = None
+
+    # -- configuration ---------------------------------------------------------------
+
+    def register_task_type(self, task_type: type[BackgroundTask]) -> WorkerPool:
+        """Let this pool run tasks of ``task_type``; its ``TASK_NAME`` must be new here."""
+        if not (isinstance(task_type, type) and issubclass(task_type, BackgroundTask)):
+            raise TypeError(
+                f"register_task_type: expected a BackgroundTask subclass, got {task_type!r}"
+            )
+        if task_type.ABSTRACT:
+            raise TypeError(
+                f"register_task_type: {task_type.__qualname__} is abstract (it has no TASK_NAME)"
+            )
+        name = task_type.TASK_NAME
+        known = self._registry.get(name)
+        if known is not None and known is not task_type:
+            raise ValueError(
+                f"register_task_type: TASK_NAME {name!r} of {_qualified(task_type)} is "
+                f"already used by {_qualified(known)}"
+            )
+        self._registry[name] = task_type
+        return self
+
+    def configure_queue(
+        self,
+        name: str,
+        *,
+        num_workers: int = 1,
+        retention: RetentionMode = RetentionMode.KeepAll,
+    ) -> WorkerPool:
+        """Run queue ``name`` with ``num_workers`` workers and the given retention."""
+        check_queue_name(name, "configure_queue: name")
+        if isinstance(num_workers, bool) or not isinstance(num_workers, int):
+            raise TypeError(
+                f"configure_queue: num_workers must be an int, got {type(num_workers).__name__}"
+            )
+        if num_workers < 1:
+            raise ValueError(f"configure_queue: num_workers must be >= 1, got {num_workers!r}")
+        if not isinstance(retention, RetentionMode):
+            raise TypeError(
+                f"configure_queue: retention must be a RetentionMode, got {retention!r}"
+            )
+        if self._single_queue and self._queues and name not in self._queues:
+            raise ValueError(
+                f"configure_queue: {type(self._backend).__name__} is a single queue, already "
+                f"configured as {next(iter(self._queues))!r}; use a queue family "
+                f"(MemoryQueues, JsonStorage) for several queues"
+            )
+        if (
+            retention is not RetentionMode.KeepAll
+            and _keeps_finished_tasks(self._backend)
+            and not callable(getattr(self._backend, "delete", None))
+        ):
+            raise ValueError(
+                f"configure_queue: retention={retention} needs a backend that can delete "
+                f"a task (delete(task_id)); {type(self._backend).__name__} keeps finished "
+                f"tasks and cannot (use RetentionMode.KeepAll, and vacuum() if it has one)"
+            )
+        self._queues[name] = QueueConfig(name, num_workers, retention)
+        return self
+
+    def on_event(self, callback: EventCallback) -> WorkerPool:
+        """Call ``callback(worker_context, event)`` for every event of every worker."""
+        if not callable(callback):
+            raise TypeError(f"on_event: expected a callable, got {callback!r}")
+        self._listeners.append(callback)
+        return self
+
+    # -- introspection -----------------------------------------------------------------
+
+    @property
+    def task_types(self) -> dict[str, type[BackgroundTask]]:
+        """The registered task types by name."""
+        return dict(self._registry)
+
+    @property
+    def queues(self) -> list[QueueConfig]:
+        """The queues a run would serve: configured ones, then those of registered types."""
+        return self._plan()
+
+    @property
+    def workers(self) -> list[Worker]:
+        """The workers of the current run (empty when not running)."""
+        return list(self._workers)
+
+    @property
+    def is_running(self) -> bool:
+        return self._running
+
+    # -- enqueueing ---------------------------------------------------------------------
+
+    async def enqueue(self, task: BackgroundTask) -> TaskId:
+        """``task.enqueue(backend)`` on this pool's backend."""
+        if not isinstance(task, BackgroundTask):
+            raise TypeError(f"enqueue: expected a BackgroundTask, got {type(task).__name__}")
+        return await task.enqueue(self._backend)
+
+    # -- running ------------------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        """Stop every worker gracefully; :meth:`run` returns once in-flight tasks finished.
+
+        A plain method (call it from the trio thread). Called before :meth:`run`
+        starts, the next run stops at once.
+        """
+        self._shutdown_requested = True
+        if self._stop is not None:
+            self._stop.set()
+
+    async def run_until(self, signal: Callable[[], Awaitable[Any]]) -> None:
+        """Run until ``await signal()`` returns, then shut down gracefully."""
+
+        async def watch() -> None:
+            await signal()
+            self.shutdown()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(watch)
+            await self.run()
+            nursery.cancel_scope.cancel()
+
+    async def run(self) -> None:
+        """Run every queue's workers until :meth:`shutdown`.
+
+        Raises ``ValueError`` if no task type is registered. A worker that fails
+        (a backend error) makes the others shut down gracefully; its error is
+        then raised (several as an ``ExceptionGroup``).
+        """
+        if self._running:
+            raise WorkerStateError(f"WorkerPool {self._name!r} is already running")
+        if not self._registry:
+            raise ValueError(
+                f"WorkerPool {self._name!r}: no task type is registered; "
+                f"call register_task_type() first"
+            )
+        self._running = True
+        self._stop = trio.Event()
+        if self._shutdown_requested:
+            self._stop.set()
+        closers: list[Callable[[], None]] = []
+        errors: list[Exception] = []
+        try:
+            self._workers = await self._build_workers(closers)
+            async with trio.open_nursery() as nursery:
+                for worker in self._workers:
+                    nursery.start_soon(self._run_worker, worker, errors)
+        finally:
+            for close in closers:
+                close()
+            self._workers = []
+            self._running = False
+            self._shutdown_requested = False
+            self._stop = None
+        if len(errors) == 1:
+            raise errors[0]
+        if errors:
+            raise ExceptionGroup(f"WorkerPool {self._name!r}: {len(errors)} workers failed", errors)
+
+    async def _run_worker(self, worker: Worker, errors: list[Exception]) -> None:
+        stop = self._stop
+        assert stop is not None
+        try:
+            await worker.run_until(stop.wait)
+        except Exception as error:
+            log.error("worker %s of pool %r failed", worker.name, self._name, exc_info=error)
+            errors.append(error)
+            self.shutdown()
+
+    def _plan(self) -> list[QueueConfig]:
+        plan = dict(self._queues)
+        if self._single_queue:
+            if not plan:
+                plan["default"] = QueueConfig("default")
+        else:
+            for task_type in self._registry.values():
+                if task_type.QUEUE not in plan:
+                    plan[task_type.QUEUE] = QueueConfig(task_type.QUEUE)
+        return list(plan.values())
+
+    async def _build_workers(self, closers: list[Callable[[], None]]) -> list[Worker]:
+        workers: list[Worker] = []
+        registry = dict(self._registry)
+        for config in self._plan():
+            handle, close = open_queue(self._backend, config.name)
+            if close is not None:
+                closers.append(close)
+            retention = None
+            if config.retention is not RetentionMode.KeepAll and _keeps_finished_tasks(handle):
+                retention = _RetentionLayer(config.retention, handle.delete)
+            for number in range(config.num_workers):
+                app = await self._make_app()
+                builder = WorkerBuilder(f"{self._name}.{config.name}.{number}").backend(handle)
+                for listener in self._listeners:
+                    builder.on_event(listener)
+                if retention is not None:
+                    builder.layer(retention)
+                workers.append(builder.build(_make_handler(registry, config.name, app)))
+        return workers
+
+    async def _make_app(self) -> Any:
+        if self._app_data is None:
+            return None
+        value = self._app_data()
+        if inspect.isawaitable(value):
+            value = await value
+        return value
+
+    def __repr__(self) -> str:
+        return (
+            f"WorkerPool({self._name!r}, task_types={sorted(self._registry)!r}, "
+            f"queues={[config.name for config in self._plan()]!r})"
+        )
+
+
+def _qualified(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _make_handler(
+    registry: dict[str, type[BackgroundTask]], queue: str, app: Any
+) -> Callable[[Any, Task], Awaitable[Any]]:
+    """The worker handler of one queue: decode, dispatch by name, apply the type's backoff."""
+
+    async def run_background_task(envelope: Any, task: Task) -> Any:
+        parts = task.parts
+        try:
+            task_type, instance = decode_envelope(envelope, registry)
+        except (UnknownTaskError, CodecError):
+            # Retrying cannot help: make this execution the last one.
+            parts.max_attempts = max(parts.attempt.current(), 1)
+            raise
+        current = current_task(task, task_type.TASK_NAME, queue)
+        try:
+            return await instance.run(current, app)
+        except (AbortError, RetryAfterError, DeferredError):
+            raise
+        except Exception as error:
+            attempt = parts.attempt.current()
+            if attempt < (parts.max_attempts or 1):
+                delay = task_type.BACKOFF_MODE.delay(max(attempt, 1))
+                if delay > 0:
+                    # The worker's retry machinery waits this type's delay.
+                    raise RetryAfterError(error, delay) from error
+            raise
+
+    return run_background_task
+
+
+class _RetentionLayer:
+    """Deletes finished tasks from the backend as the queue's retention mode says."""
+
+    __slots__ = ("_delete", "_mode")
+
+    def __init__(self, mode: RetentionMode, delete: Callable[[TaskId], Awaitable[Any]]) -> None:
+        self._mode = mode
+        self._delete = delete
+
+    def layer(self, inner: Service) -> Service:
+        return _RetentionService(inner, self._mode, self._delete)
+
+
+class _RetentionService:
+    __slots__ = ("_delete", "_inner", "_mode")
+
+    def __init__(
+        self,
+        inner: Service,
+        mode: RetentionMode,
+        delete: Callable[[TaskId], Awaitable[Any]],
+    ) -> None:
+        self._inner = inner
+        self._mode = mode
+        self._delete = delete
+
+    async def __call__(self, task: Task) -> Any:
+        # The inner stack has acknowledged the outcome when it returns or raises.
+        task_id = task.parts.task_id
+        assert task_id is not None  # a stored task always has one
+        try:
+            result = await self._inner(task)
+        except Exception as error:
+            if self._mode is RetentionMode.RemoveAll and _is_final_failure(task, error):
+                await self._delete(task_id)
+            raise
+        await self._delete(task_id)
+        return result
+
+    @always_ready
+    async def ready(self) -> None:
+        """Always ready."""
+
+
+def _is_final_failure(task: Task, error: Exception) -> bool:
+    """Whether the worker settled this failure for good (it retries while attempts remain)."""
+    if isinstance(error, AbortError):
+        return True
+    parts = task.parts
+    return parts.attempt.current() >= (parts.max_attempts or 1)

@@ -1,0 +1,62 @@
+"""Chooses the implementation of the task core: compiled or pure Python.
+
+The compiled ``pyapalis._core`` is used unless ``PYAPALIS_NO_EXTENSIONS`` is
+set, the interpreter is not CPython, or the extension is missing (a source
+checkout that was never built). Type checkers read the typed twin, which the
+``_core.pyi`` stub mirrors.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+from . import _pycore, _pyexecution, _pyqueue
+
+
+def _extensions_disabled() -> bool:
+    flag = os.environ.get("PYAPALIS_NO_EXTENSIONS", "").strip().lower()
+    return flag in {"1", "true", "yes", "on"} or sys.implementation.name != "cpython"
+
+
+NO_EXTENSIONS = _extensions_disabled()
+
+core: ModuleType = _pycore
+queue_module: ModuleType = _pyqueue
+execution_module: ModuleType = _pyexecution
+if not NO_EXTENSIONS:
+    try:
+        from . import _core
+    except ImportError:  # pragma: no cover - a checkout that was never compiled
+        pass
+    else:
+        core = _core
+        queue_module = _core
+        execution_module = _core
+
+IMPLEMENTATION: str = core.IMPLEMENTATION
+
+if TYPE_CHECKING:
+    from ._pycore import Attempt as Attempt
+    from ._pycore import Extensions as Extensions
+    from ._pycore import Parts as Parts
+    from ._pycore import Task as Task
+    from ._pycore import TaskBuilder as TaskBuilder
+    from ._pycore import TaskId as TaskId
+    from ._pyexecution import begin_execution as begin_execution
+    from ._pyexecution import set_status as set_status
+    from ._pyexecution import undo_attempt as undo_attempt
+    from ._pyqueue import TaskQueue as TaskQueue
+else:
+    Attempt = core.Attempt
+    Extensions = core.Extensions
+    Parts = core.Parts
+    Task = core.Task
+    TaskBuilder = core.TaskBuilder
+    TaskId = core.TaskId
+    TaskQueue = queue_module.TaskQueue
+    begin_execution = execution_module.begin_execution
+    set_status = execution_module.set_status
+    undo_attempt = execution_module.undo_attempt

@@ -1,0 +1,308 @@
+"""The behaviour every pyapalis backend must have, as a pytest suite.
+
+A backend (pyapalis's own or a third party's) runs the suite by subclassing
+:class:`BackendConformance` in a test module and providing one fixture,
+``harness``, that returns a :class:`BackendHarness`::
+
+    from pyapalis.testing import BackendConformance, BackendHarness
+
+    class TestMyBackend(BackendConformance):
+        @pytest.fixture
+        def harness(self, tmp_path):
+            return BackendHarness(open=lambda: MyBackend(tmp_path / "db"))
+
+The suite checks the delivery rules of DESIGN §6: push and consume, FIFO,
+retries that persist attempts (5 attempts, then no more deliveries), abort
+gives Killed and no redelivery, a scheduled task is never early, results
+through ``wait_for``, and resumption after a worker dies. Tests of a
+capability the backend lacks are skipped, naming it. Everything runs in trio's
+virtual time (pytest-trio's ``autojump_clock``), so the suite takes
+milliseconds; it needs pytest-trio.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+from .._backend import Backend
+from .._capabilities import ResumeAbandoned, TaskSink, WaitForCompletion
+from .._context import WorkerContext
+from .._errors import AbortError
+from .._implementation import Attempt, TaskBuilder, TaskId
+from .._status import Status
+from .._worker import WorkerBuilder
+
+__all__ = ["BackendConformance", "BackendHarness"]
+
+Opener = Callable[[], Any]
+
+
+@dataclasses.dataclass
+class BackendHarness:
+    """How the suite gets at a backend.
+
+    ``open()`` returns a handle on the backend's store (sync or async); calling
+    it again must return a handle on the *same* store (a new connection, or
+    the same object for an in-memory backend). ``close(backend)``, if given,
+    releases a handle at the end of a test. ``crash(backend)``, given only for
+    a persistent backend, makes the handle vanish the way a killed process
+    would (no ack, no hand-back); the suite then opens a new handle and
+    expects the tasks that handle had taken to come back.
+    """
+
+    open: Opener
+    close: Callable[[Any], Any] | None = None
+    crash: Callable[[Any], Any] | None = None
+
+
+def _supports(backend: Any, capability: type) -> bool:
+    """Whether ``backend`` implements a capability protocol (without narrowing its type)."""
+    return isinstance(backend, capability)
+
+
+async def _maybe_await(value: Any) -> Any:
+    if inspect.isawaitable(value):
+        return await value
+    return value
+
+
+class _Handles:
+    """The handles a test opened through its harness, closed at the end of the test."""
+
+    def __init__(self, harness: BackendHarness) -> None:
+        self.harness = harness
+        self.opened: list[Any] = []
+
+    async def open(self) -> Any:
+        backend = await _maybe_await(self.harness.open())
+        if not isinstance(backend, Backend):
+            pytest.fail(f"harness.open() returned {backend!r}, which is not a pyapalis Backend")
+        if not isinstance(backend, TaskSink):
+            pytest.fail(f"{type(backend).__name__} does not implement TaskSink (push...)")
+        self.opened.append(backend)
+        return backend
+
+    async def crash(self, backend: Any) -> None:
+        assert self.harness.crash is not None
+        await _maybe_await(self.harness.crash(backend))
+        self.opened.remove(backend)
+
+    async def close_all(self) -> None:
+        if self.harness.close is not None:
+            for handle in reversed(self.opened):
+                await _maybe_await(self.harness.close(handle))
+        self.opened.clear()
+
+
+class BackendConformance:
+    """Subclass it and provide a ``harness`` fixture returning a :class:`BackendHarness`."""
+
+    # -- plumbing ---------------------------------------------------------------
+
+    @pytest.fixture
+    def handles(self, harness: BackendHarness) -> _Handles:
+        return _Handles(harness)
+
+    @pytest.fixture
+    async def backend(self, handles: _Handles) -> AsyncIterator[Any]:
+        yield await handles.open()
+        await handles.close_all()
+
+    @staticmethod
+    async def _run(
+        backend: Any,
+        handler: Callable[..., Awaitable[Any]],
+        *,
+        until: Callable[[], bool],
+        builder: Callable[[WorkerBuilder], WorkerBuilder] = lambda b: b,
+        settle: float = 0.0,
+        limit: float = 3600.0,
+    ) -> None:
+        """Run a worker on ``backend`` until ``until()`` holds, then ``settle`` more seconds."""
+        worker = builder(WorkerBuilder("conformance").backend(backend)).build(handler)
+
+        async def watch() -> None:
+            while not until():
+                await trio.sleep(0.01)
+            await trio.sleep(settle)
+
+        with trio.fail_after(limit):
+            await worker.run_until(watch)
+
+    # -- the rules --------------------------------------------------------------
+
+    @pytest.mark.trio
+    async def test_push_and_consume(
+        self, backend: Any, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        ids = [await backend.push(n) for n in range(3)]
+        ids += await backend.push_bulk([3, 4])
+        assert all(isinstance(task_id, TaskId) for task_id in ids)
+        assert len(set(ids)) == 5
+        seen: list[tuple[int, TaskId]] = []
+
+        async def handler(item: int, task_id: TaskId) -> int:
+            seen.append((item, task_id))
+            return item * 10
+
+        await self._run(backend, handler, until=lambda: len(seen) == 5, settle=1)
+        assert sorted(seen) == list(zip(range(5), ids, strict=True))
+
+    @pytest.mark.trio
+    async def test_fifo(self, backend: Any, autojump_clock: trio.testing.MockClock) -> None:
+        items = list(range(50))
+        await backend.push_bulk(items[:25])
+        for item in items[25:]:
+            await backend.push(item)
+        seen: list[int] = []
+
+        async def handler(item: int) -> None:
+            seen.append(item)
+
+        await self._run(backend, handler, until=lambda: len(seen) == 50)
+        assert seen == items
+
+    @pytest.mark.trio
+    async def test_retries_persist_attempts_then_stop(
+        self, backend: Any, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        task_id = await backend.push_task(TaskBuilder("flaky").attempts(5).build())
+        attempts: list[int] = []
+
+        async def handler(item: str, attempt: Attempt) -> None:
+            attempts.append(attempt.current())
+            raise ValueError(f"failure {attempt.current()}")
+
+        await self._run(backend, handler, until=lambda: len(attempts) >= 5, settle=600)
+        assert attempts == [1, 2, 3, 4, 5], "5 attempts, then no more deliveries"
+        if _supports(backend, WaitForCompletion):
+            [result] = await backend.check_status([task_id])
+            assert result.status is Status.Failed
+            with pytest.raises(Exception, match="failure 5"):
+                result.unwrap()
+
+    @pytest.mark.trio
+    async def test_abort_is_killed_and_never_redelivered(
+        self, backend: Any, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        task_id = await backend.push_task(TaskBuilder("doomed").attempts(3).build())
+        calls: list[str] = []
+
+        async def handler(item: str) -> None:
+            calls.append(item)
+            raise AbortError("bad input")
+
+        await self._run(backend, handler, until=lambda: bool(calls), settle=600)
+        assert calls == ["doomed"]
+        if _supports(backend, WaitForCompletion):
+            [result] = await backend.check_status([task_id])
+            assert result.status is Status.Killed
+
+    @pytest.mark.trio
+    async def test_scheduled_task_is_never_early(
+        self, backend: Any, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        start = trio.current_time()
+        await backend.push_task(TaskBuilder("later").run_after(30).build())
+        await backend.push("now")
+        ran: list[tuple[str, float]] = []
+
+        async def handler(item: str) -> None:
+            ran.append((item, trio.current_time() - start))
+
+        await self._run(backend, handler, until=lambda: len(ran) == 2)
+        assert [item for item, _ in ran] == ["now", "later"]
+        # Due 30 s after it was built: the wall-clock microseconds between
+        # building and pushing it are the only slack.
+        assert 30 - 1e-3 <= ran[1][1] <= 31, ran
+
+    @pytest.mark.trio
+    async def test_results_through_wait_for(
+        self, backend: Any, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        if not _supports(backend, WaitForCompletion):
+            pytest.skip(f"{type(backend).__name__} does not implement WaitForCompletion")
+        ok = await backend.push(21)
+        bad = await backend.push(-1)
+        killed = await backend.push(0)
+
+        async def handler(item: int) -> int:
+            if item < 0:
+                raise ValueError("negative")
+            if item == 0:
+                raise AbortError("zero")
+            return item * 2
+
+        results = []
+
+        async def collect() -> None:
+            async for result in backend.wait_for([ok, bad, killed]):
+                results.append(result)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(collect)
+            await self._run(backend, handler, until=lambda: len(results) == 3)
+        by_id = {result.task_id: result for result in results}
+        assert by_id[ok].status is Status.Done
+        assert by_id[ok].unwrap() == 42
+        assert by_id[bad].status is Status.Failed
+        with pytest.raises(Exception, match="negative"):
+            by_id[bad].unwrap()
+        assert by_id[killed].status is Status.Killed
+        single = await backend.wait_for_single(ok)
+        assert single.unwrap() == 42
+
+    @pytest.mark.trio
+    async def test_interrupted_task_comes_back_without_using_an_attempt(
+        self, backend: Any, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        await backend.push("long")
+        seen: list[int] = []
+        started = trio.Event()
+
+        async def slow(item: str, attempt: Attempt) -> None:
+            seen.append(attempt.current())
+            started.set()
+            await trio.sleep_forever()
+
+        worker = WorkerBuilder("doomed").backend(backend).build(slow)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(worker.run)
+            await started.wait()
+            nursery.cancel_scope.cancel()  # the worker dies mid-task
+
+        async def quick(item: str, attempt: Attempt) -> None:
+            seen.append(attempt.current())
+
+        await self._run(backend, quick, until=lambda: len(seen) == 2)
+        assert seen == [1, 1], "the interrupted execution is not counted"
+
+    @pytest.mark.trio
+    async def test_task_of_a_dead_worker_is_resumed_as_an_attempt(
+        self, backend: Any, handles: _Handles, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        if handles.harness.crash is None:
+            pytest.skip("not persistent: the harness has no crash() (tasks die with the process)")
+        if not _supports(backend, ResumeAbandoned):
+            pytest.fail(f"{type(backend).__name__} is persistent but lacks resume_abandoned()")
+        task_id = await backend.push_task(TaskBuilder("survivor").attempts(5).build())
+        await backend.push("second")
+        taken = await backend.take()  # a worker takes it ...
+        assert taken.parts.task_id == task_id
+        await handles.crash(backend)  # ... and its process dies.
+        revived = await handles.open()
+        assert await revived.resume_abandoned() == 1
+        seen: list[tuple[str, int]] = []
+
+        async def handler(item: str, attempt: Attempt, ctx: WorkerContext) -> None:
+            seen.append((item, attempt.current()))
+
+        await self._run(revived, handler, until=lambda: len(seen) == 2, settle=1)
+        assert sorted(seen) == [("second", 1), ("survivor", 2)], "the dead execution counts"

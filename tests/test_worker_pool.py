@@ -1,0 +1,876 @@
+"""WorkerPool: dispatch by TASK_NAME, retries and backoff, queues, app data, retention, shutdown.
+
+Each task records ``(trio.current_time(), attempt)`` when it runs, so the
+tests assert the exact virtual instants of every execution, to the millisecond:
+MemoryStorage turns a task's wall-clock ``run_at`` into a trio deadline, and
+while the virtual clock stands still the wall clock runs on, so tasks enqueued
+in one virtual instant become due a few microseconds apart.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import random
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+from pyapalis import (
+    AbortError,
+    BackoffMode,
+    CodecError,
+    DeferredError,
+    EventKind,
+    MemoryStorage,
+    RetryAfterError,
+    Status,
+    Task,
+    TaskBuilder,
+    TaskId,
+    WorkerStateError,
+)
+from pyapalis._background import BackgroundTask, CurrentTask, UnknownTaskError
+from pyapalis._background_pool import QueueConfig, RetentionMode, WorkerPool
+from pyapalis._background_queues import MemoryQueues
+from pyapalis._json_storage import JsonStorage
+
+RUNS: list[tuple[float, str, int]] = []
+"""(virtual time, task name and payload, attempt) of every execution, in order."""
+
+
+@pytest.fixture(autouse=True)
+def _clear_runs() -> None:
+    RUNS.clear()
+
+
+def now() -> float:
+    """Virtual time to the millisecond (see the module docstring)."""
+    return round(trio.current_time(), 3)
+
+
+def record(task: BackgroundTask, current: CurrentTask) -> None:
+    RUNS.append((now(), f"{current.task_name}:{task.to_payload()}", current.attempt))
+
+
+class Flaky(BackgroundTask):
+    """Fails its first ``failures`` executions, then returns its ``label``."""
+
+    TASK_NAME = "flaky"
+
+    label: str
+    failures: int = 100
+
+    async def run(self, task: CurrentTask, app: Any) -> str:
+        record(self, task)
+        if task.attempt <= self.failures:
+            raise RuntimeError(f"{self.label} failed attempt {task.attempt}")
+        return self.label
+
+
+def flaky_type(name: str, retries: int, backoff: BackoffMode) -> type[Flaky]:
+    return type(  # type: ignore[return-value]
+        name,
+        (Flaky,),
+        {
+            "__module__": __name__,
+            "__qualname__": name,
+            "TASK_NAME": name,
+            "MAX_RETRIES": retries,
+            "BACKOFF_MODE": backoff,
+        },
+    )
+
+
+class Add(BackgroundTask):
+    TASK_NAME = "add"
+
+    a: int
+    b: int
+
+    async def run(self, task: CurrentTask, app: Any) -> int:
+        record(self, task)
+        return self.a + self.b
+
+
+class Shout(BackgroundTask):
+    TASK_NAME = "shout"
+
+    text: str
+
+    async def run(self, task: CurrentTask, app: Any) -> str:
+        record(self, task)
+        return self.text.upper()
+
+
+async def run_for(pool: WorkerPool, seconds: float) -> None:
+    """Run ``pool`` for ``seconds`` virtual seconds, then shut it down."""
+
+    async def signal() -> None:
+        await trio.sleep(seconds)
+
+    await pool.run_until(signal)
+
+
+def lock_is_free(path: Path) -> bool:
+    """True once every handle on the JsonStorage file at ``path`` is closed."""
+    fd = os.open(str(path) + ".lock", os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+    return True
+
+
+def times(name: str | None = None) -> list[float]:
+    return [at for at, what, _ in RUNS if name is None or what.startswith(name + ":")]
+
+
+# -- retries and backoff -------------------------------------------------------------------
+
+
+async def test_exponential_backoff_is_backies_two_to_the_n(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    storage = MemoryStorage()
+    pool = WorkerPool(storage).register_task_type(Flaky)
+    await Flaky("x").enqueue(storage)
+    await run_for(pool, 100)
+    # MAX_RETRIES = 3: four executions, 2 s, 4 s and 8 s apart.
+    assert RUNS == [
+        (0.0, "flaky:{'label': 'x', 'failures': 100}", 1),
+        (2.0, "flaky:{'label': 'x', 'failures': 100}", 2),
+        (6.0, "flaky:{'label': 'x', 'failures': 100}", 3),
+        (14.0, "flaky:{'label': 'x', 'failures': 100}", 4),
+    ]
+    assert len(storage) == 0
+
+
+@pytest.mark.parametrize(
+    ("backoff", "retries", "expected"),
+    [
+        (BackoffMode.NoBackoff, 3, [0.0, 0.0, 0.0, 0.0]),
+        (BackoffMode.constant(5), 2, [0.0, 5.0, 10.0]),
+        (BackoffMode.linear(3), 3, [0.0, 3.0, 9.0, 18.0]),
+        (BackoffMode.linear(3, max_delay=4), 3, [0.0, 3.0, 7.0, 11.0]),
+        (BackoffMode.exponential(1, factor=3, max_delay=5), 4, [0.0, 1.0, 4.0, 9.0, 14.0]),
+        (BackoffMode.NoBackoff, 0, [0.0]),
+    ],
+    ids=["none", "constant", "linear", "linear-capped", "exponential-capped", "no-retries"],
+)
+async def test_each_backoff_mode_gives_exact_delays(
+    backoff: BackoffMode,
+    retries: int,
+    expected: list[float],
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    task_type = flaky_type("flaky-mode", retries, backoff)
+    storage = MemoryStorage()
+    pool = WorkerPool(storage).register_task_type(task_type)
+    await task_type("x").enqueue(storage)
+    await run_for(pool, 100)
+    assert times() == expected
+    assert [attempt for _, _, attempt in RUNS] == list(range(1, retries + 2))
+
+
+async def test_exponential_backoff_with_jitter_draws_from_the_rng(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    backoff = BackoffMode.exponential(2, max_delay=16, jitter=0.5, rng=random.Random(7))
+    reference = random.Random(7)
+    expected = [0.0]
+    for failures in range(1, 5):
+        delay = min(2 * 2 ** (failures - 1), 16) * (1 - 0.5 * reference.random())
+        expected.append(expected[-1] + delay)
+    task_type = flaky_type("flaky-jitter", 4, backoff)
+    storage = MemoryStorage()
+    pool = WorkerPool(storage).register_task_type(task_type)
+    await task_type("x").enqueue(storage)
+    await run_for(pool, 100)
+    assert times() == [round(at, 3) for at in expected]
+    assert times() != [0.0, 2.0, 6.0, 14.0, 30.0]  # jitter moved them
+
+
+async def test_a_task_that_recovers_stops_retrying(autojump_clock: trio.testing.MockClock) -> None:
+    storage = MemoryStorage()
+    pool = WorkerPool(storage)
+    pool.register_task_type(Flaky)
+    events: list[tuple[EventKind, Any]] = []
+    pool.on_event(lambda ctx, ev: events.append((ev.kind, ev.result)))
+    await Flaky("x", failures=1).enqueue(storage)
+    await run_for(pool, 100)
+    assert [(at, attempt) for at, _, attempt in RUNS] == [(0.0, 1), (2.0, 2)]
+    assert [(kind, result) for kind, result in events if kind is EventKind.Success] == [
+        (EventKind.Success, "x")
+    ]
+
+
+async def test_steering_errors_keep_their_meaning(autojump_clock: trio.testing.MockClock) -> None:
+    class Steer(BackgroundTask):
+        TASK_NAME = "steer"
+        BACKOFF_MODE = BackoffMode.constant(100)
+        how: str
+
+        async def run(self, task: CurrentTask, app: Any) -> None:
+            record(self, task)
+            if self.how == "abort":
+                raise AbortError("no")
+            if task.attempt == 1 and self.how == "after":
+                raise RetryAfterError("later", 7)
+            if task.attempt == 1 and self.how == "defer":
+                raise DeferredError("now")
+            return None
+
+    storage = MemoryStorage()
+    pool = WorkerPool(storage).register_task_type(Steer)
+    for how in ("abort", "after", "defer"):
+        await Steer(how).enqueue(storage)
+    await run_for(pool, 1000)
+    # AbortError: one execution; RetryAfterError and DeferredError choose
+    # their own delay instead of the type's 100 s backoff.
+    assert [(at, what, attempt) for at, what, attempt in RUNS] == [
+        (0.0, "steer:{'how': 'abort'}", 1),
+        (0.0, "steer:{'how': 'after'}", 1),
+        (0.0, "steer:{'how': 'defer'}", 1),
+        (0.0, "steer:{'how': 'defer'}", 2),
+        (7.0, "steer:{'how': 'after'}", 2),
+    ]
+
+
+async def test_retry_error_wraps_the_tasks_error(autojump_clock: trio.testing.MockClock) -> None:
+    task_type = flaky_type("flaky-errors", 1, BackoffMode.constant(3))
+    storage = MemoryStorage()
+    errors: list[BaseException | None] = []
+    pool = WorkerPool(storage).register_task_type(task_type)
+    pool.on_event(lambda ctx, ev: errors.append(ev.error) if ev.kind is EventKind.Error else None)
+    await task_type("x").enqueue(storage)
+    await run_for(pool, 100)
+    retry, final = errors
+    # A retry with a delay travels as RetryAfterError (the worker waits its
+    # delay); its cause is the task's own error. The last failure is bare.
+    assert isinstance(retry, RetryAfterError) and retry.delay == 3.0
+    assert isinstance(retry.__cause__, RuntimeError)
+    assert str(retry.__cause__) == "x failed attempt 1"
+    assert type(final) is RuntimeError and str(final) == "x failed attempt 2"
+
+
+# -- dispatch -------------------------------------------------------------------------
+
+
+async def test_one_queue_dispatches_several_types_in_order(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    storage = MemoryStorage()
+    pool = WorkerPool(storage).register_task_type(Add).register_task_type(Shout)
+    await Add(1, 2).enqueue(storage)
+    await Shout("hi").enqueue(storage)
+    await Add(3, 4).enqueue(storage)
+    results: list[Any] = []
+    pool.on_event(
+        lambda ctx, ev: results.append(ev.result) if ev.kind is EventKind.Success else None
+    )
+    await run_for(pool, 1)
+    assert [what for _, what, _ in RUNS] == [
+        "add:{'a': 1, 'b': 2}",
+        "shout:{'text': 'hi'}",
+        "add:{'a': 3, 'b': 4}",
+    ]
+    assert results == [3, "HI", 7]
+
+
+async def test_unknown_name_fails_that_task_and_the_worker_goes_on(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    storage = MemoryStorage()
+    pool = WorkerPool(storage).register_task_type(Add).register_task_type(Shout)
+    errors: list[tuple[TaskId | None, BaseException | None]] = []
+    pool.on_event(
+        lambda ctx, ev: (
+            errors.append((ev.task_id, ev.error)) if ev.kind is EventKind.Error else None
+        )
+    )
+    unknown = await storage.push_task(
+        TaskBuilder({"task_name": "resize", "payload": {}}).attempts(4).build()
+    )
+    await Add(1, 1).enqueue(storage)
+    await run_for(pool, 100)
+    assert [what for _, what, _ in RUNS] == ["add:{'a': 1, 'b': 1}"]
+    ((task_id, error),) = errors  # one failure: not retried although 4 attempts were allowed
+    assert task_id == unknown
+    assert isinstance(error, UnknownTaskError)
+    assert str(error) == (
+        "no task type named 'resize' is registered with this worker pool "
+        "(registered: 'add', 'shout')"
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            "plain text",
+            "not a background task: expected {'task_name': str, 'payload': ...}, got 'plain text'",
+        ),
+        ({"task_name": "add"}, "task 'add' has no payload: {'task_name': 'add'}"),
+        (
+            {"task_name": "add", "payload": [1, 2]},
+            "Add: expected the payload to be a JSON object, got list",
+        ),
+        (
+            {"task_name": "add", "payload": {"a": 1}},
+            "cannot rebuild Add ('add') from payload {'a': 1}: TypeError: "
+            "Add.__init__() missing 1 required positional argument: 'b'",
+        ),
+    ],
+    ids=["not-an-envelope", "no-payload", "payload-not-object", "missing-field"],
+)
+async def test_a_payload_that_does_not_fit_fails_without_retry(
+    args: Any, message: str, autojump_clock: trio.testing.MockClock
+) -> None:
+    storage = MemoryStorage()
+    pool = WorkerPool(storage).register_task_type(Add)
+    errors: list[BaseException | None] = []
+    pool.on_event(lambda ctx, ev: errors.append(ev.error) if ev.kind is EventKind.Error else None)
+    await storage.push_task(TaskBuilder(args).attempts(4).build())
+    await Add(2, 2).enqueue(storage)
+    await run_for(pool, 100)
+    assert [what for _, what, _ in RUNS] == ["add:{'a': 2, 'b': 2}"]
+    (error,) = errors
+    assert isinstance(error, CodecError)
+    assert str(error) == message
+
+
+async def test_current_task_describes_the_execution(autojump_clock: trio.testing.MockClock) -> None:
+    seen: list[CurrentTask] = []
+
+    class Inspect(BackgroundTask):
+        TASK_NAME = "inspect"
+        QUEUE = "inspections"
+        MAX_RETRIES = 1
+        BACKOFF_MODE = BackoffMode.constant(1)
+
+        async def run(self, task: CurrentTask, app: Any) -> None:
+            seen.append(task)
+            if task.attempt == 1:
+                raise RuntimeError("again")
+
+    queues = MemoryQueues()
+    pool = WorkerPool(queues).register_task_type(Inspect)
+    before = trio.current_time()
+    import time
+
+    wall_before = time.time()
+    task_id = await Inspect().enqueue(queues)
+    wall_after = time.time()
+    await run_for(pool, 10)
+    assert before == 0.0
+    first, second = seen
+    assert (first.id, first.task_name, first.attempt, first.max_attempts, first.queue) == (
+        task_id,
+        "inspect",
+        1,
+        2,
+        "inspections",
+    )
+    assert (second.id, second.attempt, second.retries) == (task_id, 2, 1)
+    assert second.created_at == first.created_at
+    assert wall_before <= first.created_at.timestamp() <= wall_after
+    assert first.created_at.tzinfo is not None
+
+
+# -- queues ------------------------------------------------------------------------------
+
+
+class Fast(BackgroundTask):
+    TASK_NAME = "fast"
+    QUEUE = "fast"
+    n: int
+
+    async def run(self, task: CurrentTask, app: Any) -> str:
+        record(self, task)
+        await trio.sleep(1)
+        return task.queue
+
+
+class Slow(BackgroundTask):
+    TASK_NAME = "slow"
+    QUEUE = "slow"
+    n: int
+
+    async def run(self, task: CurrentTask, app: Any) -> str:
+        record(self, task)
+        await trio.sleep(1)
+        return task.queue
+
+
+async def test_queues_have_their_own_workers(autojump_clock: trio.testing.MockClock) -> None:
+    queues = MemoryQueues()
+    pool = (
+        WorkerPool(queues, name="p")
+        .register_task_type(Fast)
+        .register_task_type(Slow)
+        .configure_queue("fast", num_workers=3)
+    )
+    for n in range(3):
+        await Fast(n).enqueue(queues)
+        await Slow(n).enqueue(queues)
+    names: list[list[str]] = []
+
+    async def signal() -> None:
+        await trio.sleep(0.5)
+        names.append([worker.name for worker in pool.workers])
+        await trio.sleep(10)
+
+    await pool.run_until(signal)
+    # Three workers run the fast queue at once; the slow one (not configured:
+    # one worker) runs its tasks one after the other.
+    assert times("fast") == [0.0, 0.0, 0.0]
+    assert times("slow") == [0.0, 1.0, 2.0]
+    assert names == [["p.fast.0", "p.fast.1", "p.fast.2", "p.slow.0"]]
+    assert pool.workers == []
+    assert pool.queues == [QueueConfig("fast", 3), QueueConfig("slow", 1)]
+
+
+async def test_a_single_queue_backend_runs_every_type(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    storage = MemoryStorage()
+    pool = WorkerPool(storage).register_task_type(Fast).register_task_type(Slow)
+    assert pool.queues == [QueueConfig("default")]
+    await Fast(1).enqueue(storage)
+    await Slow(2).enqueue(storage)
+    await run_for(pool, 10)
+    assert [(at, what) for at, what, _ in RUNS] == [(0.0, "fast:{'n': 1}"), (1.0, "slow:{'n': 2}")]
+
+
+async def test_json_storage_queues_share_one_file(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    path = tmp_path / "f.jsonl"
+    storage = JsonStorage(path)
+    pool = WorkerPool(storage).register_task_type(Fast).register_task_type(Slow)
+    ids = [await Fast(1).enqueue(storage), await Slow(2).enqueue(storage)]
+
+    async def finished() -> None:
+        async for _ in storage.wait_for(ids):
+            pass
+
+    await pool.run_until(finished)
+    assert [r.unwrap() for r in await storage.check_status(ids)] == ["fast", "slow"]
+    assert sorted(what for _, what, _ in RUNS) == ["fast:{'n': 1}", "slow:{'n': 2}"]
+    # The queue handles the pool opened are closed: the file closes with ours.
+    storage.close()
+    assert lock_is_free(path)
+    with JsonStorage(path) as reopened:
+        assert [r.status for r in await reopened.check_status(ids)] == [Status.Done, Status.Done]
+
+
+async def test_json_storage_final_statuses_and_exact_retries(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    class Outcome(BackgroundTask):
+        TASK_NAME = "outcome"
+        MAX_RETRIES = 2
+        BACKOFF_MODE = BackoffMode.linear(5)
+        how: str
+
+        async def run(self, task: CurrentTask, app: Any) -> str:
+            record(self, task)
+            if self.how == "abort":
+                raise AbortError("stop here")
+            if self.how == "fail":
+                raise ValueError(f"attempt {task.attempt}")
+            return "ok"
+
+    storage = JsonStorage(tmp_path / "f.jsonl")
+    pool = WorkerPool(storage).register_task_type(Outcome)
+    unknown = await storage.push_task(TaskBuilder({"task_name": "gone", "payload": {}}).build())
+    fail = await Outcome("fail").enqueue(storage)
+
+    async def finished(*ids: TaskId) -> None:
+        async for _ in storage.wait_for(ids):
+            pass
+
+    await pool.run_until(lambda: finished(unknown, fail))
+    # One task at a time: the retries of the failing one are exactly 5 s and 10 s apart.
+    start = times()[0]
+    assert [at - start for at in times()] == [0.0, 5.0, 15.0]
+    ok = await Outcome("ok").enqueue(storage)
+    aborted = await Outcome("abort").enqueue(storage)
+    await pool.run_until(lambda: finished(ok, aborted))
+    results = await storage.check_status([unknown, fail, ok, aborted])
+    assert [r.status for r in results] == [Status.Failed, Status.Failed, Status.Done, Status.Killed]
+    assert str(results[0].result.error) == (  # type: ignore[union-attr]
+        "UnknownTaskError: no task type named 'gone' is registered with this worker pool "
+        "(registered: 'outcome')"
+    )
+    assert str(results[1].result.error) == "ValueError: attempt 3"  # type: ignore[union-attr]
+    assert results[2].unwrap() == "ok"
+    assert str(results[3].result.error) == "AbortError: stop here"  # type: ignore[union-attr]
+    storage.close()
+
+
+# -- app data ------------------------------------------------------------------------------
+
+
+async def test_app_data_factory_is_called_once_per_worker(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    made: list[int] = []
+
+    def factory() -> dict[str, int]:
+        made.append(len(made))
+        return {"worker": made[-1]}
+
+    seen: list[tuple[str, int]] = []
+
+    class Who(BackgroundTask):
+        TASK_NAME = "who"
+        QUEUE = "fast"
+
+        async def run(self, task: CurrentTask, app: dict[str, int]) -> None:
+            seen.append((task.queue, app["worker"]))
+            await trio.sleep(1)
+
+    class WhoElse(Who):
+        TASK_NAME = "who-else"
+        QUEUE = "slow"
+
+    queues = MemoryQueues()
+    pool = (
+        WorkerPool(queues, app_data=factory)
+        .register_task_type(Who)
+        .register_task_type(WhoElse)
+        .configure_queue("fast", num_workers=2)
+    )
+    for _ in range(4):
+        await Who().enqueue(queues)
+    await WhoElse().enqueue(queues)
+    await run_for(pool, 10)
+    assert made == [0, 1, 2]  # two fast workers, one slow
+    assert sorted(seen) == [("fast", 0), ("fast", 0), ("fast", 1), ("fast", 1), ("slow", 2)]
+    await run_for(pool, 1)
+    assert made == [0, 1, 2, 3, 4, 5]  # a new run makes new values
+
+
+async def test_async_app_data_factory_and_no_factory(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    seen: list[Any] = []
+
+    class Peek(BackgroundTask):
+        TASK_NAME = "peek"
+
+        async def run(self, task: CurrentTask, app: Any) -> None:
+            seen.append(app)
+
+    async def connect() -> str:
+        await trio.sleep(1)
+        return "connection"
+
+    storage = MemoryStorage()
+    await Peek().enqueue(storage)
+    await run_for(WorkerPool(storage, app_data=connect).register_task_type(Peek), 5)
+    await Peek().enqueue(storage)
+    await run_for(WorkerPool(storage).register_task_type(Peek), 5)
+    assert seen == ["connection", None]
+
+
+async def test_a_failing_factory_fails_run_before_any_task_runs(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    def factory() -> None:
+        raise OSError("no database")
+
+    path = tmp_path / "f.jsonl"
+    storage = JsonStorage(path)
+    await Fast(1).enqueue(storage)
+    pool = WorkerPool(storage, app_data=factory).register_task_type(Fast)
+    with pytest.raises(OSError, match=r"^no database$"):
+        await pool.run()
+    assert RUNS == []
+    assert not pool.is_running
+    storage.close()
+    assert lock_is_free(path)  # the queue handle the run opened was closed
+
+
+# -- shutdown and errors ------------------------------------------------------------------
+
+
+async def test_shutdown_lets_tasks_in_flight_finish(autojump_clock: trio.testing.MockClock) -> None:
+    class Long(BackgroundTask):
+        TASK_NAME = "long"
+
+        async def run(self, task: CurrentTask, app: Any) -> None:
+            record(self, task)
+            await trio.sleep(5)
+            RUNS.append((now(), "finished", task.attempt))
+
+    storage = MemoryStorage()
+    pool = WorkerPool(storage).register_task_type(Long).configure_queue("default", num_workers=2)
+    for _ in range(3):
+        await Long().enqueue(storage)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(pool.run)
+        await trio.sleep(1)
+        assert pool.is_running
+        pool.shutdown()
+    assert trio.current_time() == 5.0
+    assert [(at, what) for at, what, _ in RUNS] == [
+        (0.0, "long:{}"),
+        (0.0, "long:{}"),
+        (5.0, "finished"),
+        (5.0, "finished"),
+    ]
+    assert len(storage) == 1  # the third was never pulled
+    assert not pool.is_running
+
+
+async def test_shutdown_before_run_stops_the_next_run_at_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    storage = MemoryStorage()
+    pool = WorkerPool(storage).register_task_type(Add)
+    pool.shutdown()
+    await pool.run()
+    assert trio.current_time() == 0.0
+    await Add(1, 1).enqueue(storage)
+    await run_for(pool, 1)  # the request was used up: this run works
+    assert [what for _, what, _ in RUNS] == ["add:{'a': 1, 'b': 1}"]
+
+
+async def test_running_twice_at_once_is_an_error(autojump_clock: trio.testing.MockClock) -> None:
+    pool = WorkerPool(MemoryStorage()).register_task_type(Add)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(pool.run)
+        await trio.sleep(1)
+        with pytest.raises(WorkerStateError, match=r"^WorkerPool 'pool' is already running$"):
+            await pool.run()
+        pool.shutdown()
+
+
+class _BrokenQueues(MemoryQueues):
+    """A queue family whose "broken" queue fails when a worker pulls from it."""
+
+    def queue(self, name: str) -> Any:
+        storage = super().queue(name)
+        if name == "broken":
+
+            def take_nowait() -> Task | None:
+                raise OSError("disk gone")
+
+            storage.take_nowait = take_nowait  # type: ignore[method-assign]
+        return storage
+
+
+async def test_a_failing_worker_stops_the_pool_gracefully(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    class Broken(BackgroundTask):
+        TASK_NAME = "broken"
+        QUEUE = "broken"
+
+        async def run(self, task: CurrentTask, app: Any) -> None:
+            return None
+
+    queues = _BrokenQueues()
+    pool = WorkerPool(queues).register_task_type(Fast).register_task_type(Broken)
+    await Fast(1).enqueue(queues)
+    with pytest.raises(OSError, match=r"^disk gone$"):
+        await pool.run()
+    # The healthy worker finished its task in flight before the pool stopped.
+    assert RUNS == [(0.0, "fast:{'n': 1}", 1)]
+    assert trio.current_time() == 1.0
+
+    pool.configure_queue("broken", num_workers=2)
+    with pytest.raises(ExceptionGroup) as group:
+        await pool.run()
+    assert str(group.value) == "WorkerPool 'pool': 2 workers failed (2 sub-exceptions)"
+    assert [str(error) for error in group.value.exceptions] == ["disk gone", "disk gone"]
+
+
+# -- retention -------------------------------------------------------------------------------
+
+
+class _DeletingStorage(MemoryStorage):
+    """A MemoryStorage that claims to keep finished tasks and records deletions."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.deleted: list[TaskId] = []
+
+    async def fetch_by_id(self, task_id: TaskId | str) -> Task | None:
+        return None
+
+    async def delete(self, task_id: TaskId) -> bool:
+        await trio.lowlevel.checkpoint()
+        self.deleted.append(task_id)
+        return True
+
+
+@pytest.mark.parametrize(
+    ("retention", "removed"),
+    [
+        (RetentionMode.KeepAll, []),
+        (RetentionMode.RemoveDone, ["done"]),
+        (RetentionMode.RemoveAll, ["done", "killed", "failed"]),
+    ],
+)
+async def test_retention_deletes_finished_tasks(
+    retention: RetentionMode, removed: list[str], autojump_clock: trio.testing.MockClock
+) -> None:
+    class Ends(BackgroundTask):
+        TASK_NAME = "ends"
+        MAX_RETRIES = 1
+        BACKOFF_MODE = BackoffMode.constant(1)
+        how: str
+
+        async def run(self, task: CurrentTask, app: Any) -> None:
+            if self.how == "killed":
+                raise AbortError("killed")
+            if self.how == "failed":
+                raise RuntimeError("failed")
+
+    storage = _DeletingStorage()
+    pool = WorkerPool(storage).register_task_type(Ends)
+    pool.configure_queue("default", retention=retention)
+    ids = {how: await Ends(how).enqueue(storage) for how in ("done", "killed", "failed")}
+    await run_for(pool, 10)
+    assert storage.deleted == [ids[how] for how in removed]
+
+
+async def test_retention_needs_a_backend_that_can_delete(tmp_path: Path) -> None:
+    storage = JsonStorage(tmp_path / "f.jsonl")
+    pool = WorkerPool(storage)
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
+            "configure_queue: retention=RetentionMode.RemoveDone needs a backend that can "
+            "delete a task (delete(task_id)); JsonStorage keeps finished tasks and cannot "
+            "(use RetentionMode.KeepAll, and vacuum() if it has one)"
+        ),
+    ):
+        pool.configure_queue("default", retention=RetentionMode.RemoveDone)
+    pool.configure_queue("default", retention=RetentionMode.KeepAll)
+    # MemoryStorage keeps no finished task: every mode is accepted.
+    WorkerPool(MemoryQueues()).configure_queue("a", retention=RetentionMode.RemoveAll)
+    storage.close()
+
+
+# -- registration and bad input -------------------------------------------------------------
+
+
+def test_duplicate_task_names_name_both_classes() -> None:
+    class Again(BackgroundTask):
+        TASK_NAME = "add"
+
+        async def run(self, task: CurrentTask, app: Any) -> None:
+            return None
+
+    pool = WorkerPool(MemoryStorage()).register_task_type(Add)
+    pool.register_task_type(Add)  # the same class again is fine
+    with pytest.raises(
+        ValueError,
+        match="^"
+        + re.escape(
+            f"register_task_type: TASK_NAME 'add' of {__name__}."
+            f"test_duplicate_task_names_name_both_classes.<locals>.Again is already used by "
+            f"{__name__}.Add"
+        )
+        + "$",
+    ):
+        pool.register_task_type(Again)
+    assert pool.task_types == {"add": Add}
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (
+            lambda: WorkerPool("storage"),
+            TypeError,
+            "WorkerPool: backend must be a backend or a queue family with queue(name), "
+            "got 'storage'",
+        ),
+        (
+            lambda: WorkerPool(MemoryStorage(), app_data=42),
+            TypeError,
+            "WorkerPool: app_data must be a factory called once per worker (e.g. lambda: value) "
+            "or None, got int 42",
+        ),
+        (
+            lambda: WorkerPool(MemoryStorage(), name=""),
+            ValueError,
+            "WorkerPool: name must be a non-empty str, got ''",
+        ),
+        (
+            lambda: WorkerPool(MemoryStorage()).register_task_type(Add(1, 2)),  # type: ignore[arg-type]
+            TypeError,
+            "register_task_type: expected a BackgroundTask subclass, got Add(a=1, b=2)",
+        ),
+        (
+            lambda: WorkerPool(MemoryStorage()).register_task_type(BackgroundTask),
+            TypeError,
+            "register_task_type: BackgroundTask is abstract (it has no TASK_NAME)",
+        ),
+        (
+            lambda: WorkerPool(MemoryStorage()).configure_queue(""),
+            ValueError,
+            "configure_queue: name must be a non-empty str, got ''",
+        ),
+        (
+            lambda: WorkerPool(MemoryStorage()).configure_queue("q", num_workers=0),
+            ValueError,
+            "configure_queue: num_workers must be >= 1, got 0",
+        ),
+        (
+            lambda: WorkerPool(MemoryStorage()).configure_queue("q", num_workers=1.5),
+            TypeError,
+            "configure_queue: num_workers must be an int, got float",
+        ),
+        (
+            lambda: WorkerPool(MemoryStorage()).configure_queue("q", retention="KeepAll"),
+            TypeError,
+            "configure_queue: retention must be a RetentionMode, got 'KeepAll'",
+        ),
+        (
+            lambda: WorkerPool(MemoryStorage()).configure_queue("a").configure_queue("b"),
+            ValueError,
+            "configure_queue: MemoryStorage is a single queue, already configured as 'a'; "
+            "use a queue family (MemoryQueues, JsonStorage) for several queues",
+        ),
+        (
+            lambda: WorkerPool(MemoryStorage()).on_event("print"),
+            TypeError,
+            "on_event: expected a callable, got 'print'",
+        ),
+    ],
+)
+def test_pool_bad_input(call: Any, error: type[Exception], message: str) -> None:
+    with pytest.raises(error, match="^" + re.escape(message) + "$"):
+        call()
+
+
+async def test_run_without_task_types_and_enqueue_bad_input() -> None:
+    pool = WorkerPool(MemoryStorage())
+    with pytest.raises(
+        ValueError,
+        match=r"^WorkerPool 'pool': no task type is registered; call register_task_type\(\) first$",
+    ):
+        await pool.run()
+    with pytest.raises(TypeError, match=r"^enqueue: expected a BackgroundTask, got dict$"):
+        await pool.enqueue({"task_name": "add"})  # type: ignore[arg-type]
+
+
+async def test_pool_enqueue_uses_its_backend(autojump_clock: trio.testing.MockClock) -> None:
+    queues = MemoryQueues()
+    pool = WorkerPool(queues).register_task_type(Fast)
+    await pool.enqueue(Fast(5))
+    assert len(queues.queue("fast")) == 1
+    assert repr(pool) == "WorkerPool('pool', task_types=['fast'], queues=['fast'])"
