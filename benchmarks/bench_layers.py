@@ -75,8 +75,16 @@ def _quiet_logger(name: str, level: int) -> logging.Logger:
     return logger
 
 
+def _installed(module: str) -> bool:
+    """True when ``module`` can be imported; False also when a parent package is missing."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
 def _prometheus() -> list[Any]:
-    if importlib.util.find_spec("prometheus_client") is None:
+    if not _installed("prometheus_client"):
         raise NotImplementedError("prometheus_client is not installed")
     from prometheus_client import CollectorRegistry
 
@@ -84,7 +92,7 @@ def _prometheus() -> list[Any]:
 
 
 def _otel() -> list[Any]:
-    if importlib.util.find_spec("opentelemetry.sdk") is None:
+    if not _installed("opentelemetry.sdk"):
         raise NotImplementedError("opentelemetry-sdk is not installed")
     from opentelemetry.sdk.trace import TracerProvider
 

@@ -7,12 +7,8 @@ from dataclasses import dataclass
 
 import trio
 
-from pyapalis import BackoffMode
-
 # Until these names are exported from pyapalis itself:
-from pyapalis._background import BackgroundTask, CurrentTask, TaskHash
-from pyapalis._background_pool import WorkerPool
-from pyapalis._json_storage import JsonStorage
+from pyapalis import BackgroundTask, BackoffMode, CurrentTask, JsonStorage, TaskHash, WorkerPool
 
 
 @dataclass

@@ -10,9 +10,16 @@ import sqlite3
 
 import trio
 
-from pyapalis import RetryAfterError, Task, TaskBuilder, WorkerBuilder, WorkerContext
-from pyapalis._custom import BackendBuilder, CustomConfig
-from pyapalis._poll import IntervalStrategy
+from pyapalis import (
+    BackendBuilder,
+    CustomConfig,
+    IntervalStrategy,
+    RetryAfterError,
+    Task,
+    TaskBuilder,
+    WorkerBuilder,
+    WorkerContext,
+)
 
 
 def open_database() -> sqlite3.Connection:

@@ -11,8 +11,7 @@ import asyncio
 
 import trio
 
-from pyapalis import MemoryStorage, WorkerBuilder
-from pyapalis._runtime import start_in_thread
+from pyapalis import MemoryStorage, WorkerBuilder, start_in_thread
 
 
 async def fetch_price(symbol: str) -> float:

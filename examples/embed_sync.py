@@ -11,8 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import trio
 
-from pyapalis import MemoryStorage, RetryPolicy, WorkerBuilder
-from pyapalis._runtime import start_in_thread
+from pyapalis import MemoryStorage, RetryPolicy, WorkerBuilder, start_in_thread
 
 
 async def resize(image: str) -> str:

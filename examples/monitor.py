@@ -7,8 +7,7 @@ tasks finish, a second one cancels them and hands them back to the storage.
 
 import trio
 
-from pyapalis import Event, EventKind, MemoryStorage, WorkerBuilder, WorkerContext
-from pyapalis._monitor import Monitor
+from pyapalis import Event, EventKind, MemoryStorage, Monitor, WorkerBuilder, WorkerContext
 
 TASKS = 6
 

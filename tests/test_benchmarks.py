@@ -302,7 +302,9 @@ def test_asv_suite_runs_at_its_smallest_parameters(suite: type) -> None:
         value = getattr(instance, method)(*params)
         getattr(instance, "teardown", lambda *_: None)(*params)
         if method.startswith("track"):
-            assert isinstance(value, float) and value >= 0, (method, value)
+            assert isinstance(value, float) and math.isfinite(value), (method, value)
+            if "rss" not in method:  # RSS is the OS's view: other threads may free pages
+                assert value >= 0, (method, value)
 
 
 def test_every_suite_is_parametrized_over_both_implementations() -> None:

@@ -6,6 +6,8 @@ whole public API, and a private module never leaks into it.
 
 from __future__ import annotations
 
+import types
+
 import pyapalis
 
 
@@ -30,9 +32,14 @@ def test_no_private_name_in_all() -> None:
 
 def test_every_public_attribute_is_in_all() -> None:
     exported = set(pyapalis.__all__)
-    # Private submodules (``pyapalis._core``...) are bound as attributes once imported;
-    # their names start with "_", like every other private attribute.
-    public = {name for name in vars(pyapalis) if not name.startswith("_")}
+    # Submodules are bound as attributes once imported: private ones
+    # (``pyapalis._core``...) start with "_", and the public subpackage
+    # ``pyapalis.testing`` is reached by its dotted name, not re-exported.
+    public = {
+        name
+        for name, value in vars(pyapalis).items()
+        if not name.startswith("_") and not isinstance(value, types.ModuleType)
+    }
     assert public - exported == set(), "public but not in __all__"
     assert exported - public == set(), "in __all__ but not a public attribute"
 
@@ -42,3 +49,14 @@ def test_star_import_gives_exactly_all() -> None:
     exec("from pyapalis import *", namespace)
     namespace.pop("__builtins__")
     assert set(namespace) == set(pyapalis.__all__)
+
+
+def test_the_only_public_subpackage_is_testing() -> None:
+    import pyapalis.testing
+
+    modules = {
+        name
+        for name, value in vars(pyapalis).items()
+        if isinstance(value, types.ModuleType) and not name.startswith("_")
+    }
+    assert modules == {"testing"}

@@ -6,13 +6,13 @@ The extras' tests skip when their library is not installed
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 from typing import Any
 
 import pytest
 import trio
 import trio.testing
+from _optional import needs
 
 from pyapalis import (
     AbortError,
@@ -26,15 +26,8 @@ from pyapalis import (
 )
 from pyapalis._layer_tracing import TracingLayer
 
-HAS_PROMETHEUS = importlib.util.find_spec("prometheus_client") is not None
-HAS_OTEL = importlib.util.find_spec("opentelemetry.sdk") is not None
-needs_prometheus = pytest.mark.skipif(
-    not HAS_PROMETHEUS,
-    reason="prometheus_client is not installed (pip install -e '.[prometheus]')",
-)
-needs_otel = pytest.mark.skipif(
-    not HAS_OTEL, reason="opentelemetry-sdk is not installed (pip install -e '.[otel]')"
-)
+needs_prometheus = needs("prometheus_client", "prometheus")
+needs_otel = needs("opentelemetry.sdk", "otel")
 
 
 async def run_mixed(storage: MemoryStorage, layer: Any, *, name: str = "obs") -> list[Task]:
