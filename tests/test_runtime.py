@@ -21,6 +21,7 @@ import trio
 from pyapalis import (
     AbortError,
     MemoryStorage,
+    Monitor,
     RetryPolicy,
     TaskFailedError,
     WorkerBuilder,
@@ -522,53 +523,43 @@ def test_stopping_restores_the_storage() -> None:
 # -- monitors --------------------------------------------------------------------
 
 
-class MonitorShaped:
-    """Stands for ``pyapalis.Monitor`` (DESIGN.md §5) until it lands: ``register``,
-    ``on_event``, ``await run()``, a plain ``shutdown()``. The runtime only relies
-    on those, by duck typing."""
-
-    def __init__(self) -> None:
-        self.workers: list[Any] = []
-        self.listeners: list[Any] = []
-        self.shutdowns = 0
-
-    def register(self, worker: Any) -> MonitorShaped:
-        self.workers.append(worker)
-        return self
-
-    def on_event(self, callback: Any) -> MonitorShaped:
-        self.listeners.append(callback)
-        return self
-
-    def shutdown(self) -> None:
-        self.shutdowns += 1
-        for worker in self.workers:
-            if not worker.context.is_shutting_down:
-                worker.context.stop()
-
-    async def run(self) -> None:
-        async with trio.open_nursery() as nursery:
-            for worker in self.workers:
-                worker.context._listeners.extend(self.listeners)
-                nursery.start_soon(worker.run)
-
-
 def test_a_monitor_runs_several_workers_and_stops_through_shutdown() -> None:
     letters, numbers = MemoryStorage(), MemoryStorage()
     monitor = (
-        MonitorShaped()
+        Monitor()
         .register(WorkerBuilder("letters").backend(letters).build(str.upper))
         .register(WorkerBuilder("numbers").backend(numbers).concurrency(2).build(lambda n: -n))
     )
     with start_in_thread(monitor, name="monitor") as runtime:
-        assert monitor.listeners == [runtime._on_event]  # registered before run()
+        assert runtime.thread.name == "monitor"
         upper = [runtime.submit(letters, c) for c in "abc"]
         negated = [runtime.submit(numbers, n) for n in range(3)]
         assert [f.result(WAIT) for f in upper] == ["A", "B", "C"]
         assert [f.result(WAIT) for f in negated] == [0, -1, -2]
-    assert monitor.shutdowns == 1
+    assert monitor.is_shutting_down
     assert all(worker.context.is_stopped for worker in monitor.workers)
     assert "ack" not in vars(letters) and "ack" not in vars(numbers)
+
+
+def test_under_a_monitor_handler_errors_reach_the_future_and_stop_ends_use() -> None:
+    storage = MemoryStorage()
+
+    async def checked(item: int) -> int:
+        await trio.lowlevel.checkpoint()
+        if item < 0:
+            raise ValueError(f"negative: {item}")
+        return item
+
+    monitor = Monitor().register(WorkerBuilder("checked").backend(storage).build(checked))
+    runtime = start_in_thread(monitor)
+    good, bad = runtime.submit(storage, 1), runtime.submit(storage, -1)
+    assert good.result(WAIT) == 1
+    error = bad.exception(WAIT)
+    assert isinstance(error, ValueError) and str(error) == "negative: -1"
+    runtime.stop(WAIT)
+    assert runtime.is_stopped and monitor.workers[0].context.is_stopped
+    with pytest.raises(RuntimeStoppedError):
+        runtime.submit(storage, 3)
 
 
 # -- interpreter exit ------------------------------------------------------------
