@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 import trio
 
-# Until these names are exported from pyapalis itself:
 from pyapalis import BackgroundTask, BackoffMode, CurrentTask, JsonStorage, TaskHash, WorkerPool
 
 
