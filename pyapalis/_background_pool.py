@@ -25,11 +25,13 @@ from ._background import (
     current_task,
     decode_envelope,
 )
-from ._background_queues import check_queue_name, is_queue_family, open_queue
+from ._background_queues import MemoryQueues, check_queue_name, is_queue_family, open_queue
 from ._context import EventCallback
 from ._errors import AbortError, CodecError, DeferredError, RetryAfterError, WorkerStateError
 from ._implementation import Task, TaskId
+from ._memory import MemoryStorage
 from ._service import Service, always_ready
+from ._status import Status
 from ._worker import Worker, WorkerBuilder
 
 __all__ = ["QueueConfig", "RetentionMode", "WorkerPool"]
@@ -62,6 +64,34 @@ def _keeps_finished_tasks(backend: object) -> bool:
     return any(
         callable(getattr(backend, method, None))
         for method in ("fetch_by_id", "list_tasks", "check_status")
+    )
+
+
+def _handle_kind(backend: object) -> object:
+    """What serves a queue of ``backend``: the backend itself, or its handles' class.
+
+    A single-queue backend and a family whose handles are of its own kind
+    (JsonStorage) answer for themselves; a MemoryQueues hands out MemoryStorage.
+    Another family is judged by its handles when the pool runs.
+    """
+    if isinstance(backend, MemoryQueues):
+        return MemoryStorage
+    return backend
+
+
+def _retention_refusal(handle: object, retention: RetentionMode) -> str | None:
+    """Why ``handle`` cannot apply ``retention``, or None if it can."""
+    if (
+        retention is RetentionMode.KeepAll
+        or not _keeps_finished_tasks(handle)
+        or callable(getattr(handle, "delete", None))
+    ):
+        return None
+    name = handle.__name__ if isinstance(handle, type) else type(handle).__name__
+    return (
+        f"retention={retention} needs a backend that can delete a task "
+        f"(delete(task_id)); {name} keeps finished tasks and cannot "
+        f"(use RetentionMode.KeepAll, and vacuum() if it has one)"
     )
 
 
@@ -146,7 +176,15 @@ class WorkerPool:
         num_workers: int = 1,
         retention: RetentionMode = RetentionMode.KeepAll,
     ) -> WorkerPool:
-        """Run queue ``name`` with ``num_workers`` workers and the given retention."""
+        """Run queue ``name`` with ``num_workers`` workers and the given retention.
+
+        ``RemoveDone`` and ``RemoveAll`` delete each task once it is final, as
+        the backend recorded it (``delete(task_id)``, e.g. JsonStorage's): a
+        retried task is deleted only after its last execution. A backend that
+        keeps finished tasks but cannot delete one is refused here (a queue
+        family whose handles cannot be judged before they are opened: when
+        :meth:`run` starts, before any task runs).
+        """
         check_queue_name(name, "configure_queue: name")
         if isinstance(num_workers, bool) or not isinstance(num_workers, int):
             raise TypeError(
@@ -164,16 +202,9 @@ class WorkerPool:
                 f"configured as {next(iter(self._queues))!r}; use a queue family "
                 f"(MemoryQueues, JsonStorage) for several queues"
             )
-        if (
-            retention is not RetentionMode.KeepAll
-            and _keeps_finished_tasks(self._backend)
-            and not callable(getattr(self._backend, "delete", None))
-        ):
-            raise ValueError(
-                f"configure_queue: retention={retention} needs a backend that can delete "
-                f"a task (delete(task_id)); {type(self._backend).__name__} keeps finished "
-                f"tasks and cannot (use RetentionMode.KeepAll, and vacuum() if it has one)"
-            )
+        refusal = _retention_refusal(_handle_kind(self._backend), retention)
+        if refusal is not None:
+            raise ValueError(f"configure_queue: {refusal}")
         self._queues[name] = QueueConfig(name, num_workers, retention)
         return self
 
@@ -304,6 +335,10 @@ class WorkerPool:
                 closers.append(close)
             retention = None
             if config.retention is not RetentionMode.KeepAll and _keeps_finished_tasks(handle):
+                refusal = _retention_refusal(handle, config.retention)
+                if refusal is not None:
+                    # Before any worker starts (a family judged only by its handles).
+                    raise ValueError(f"WorkerPool {self._name!r}, queue {config.name!r}: {refusal}")
                 retention = _RetentionLayer(config.retention, handle.delete)
             for number in range(config.num_workers):
                 app = await self._make_app()
@@ -397,20 +432,39 @@ class _RetentionService:
         try:
             result = await self._inner(task)
         except Exception as error:
-            if self._mode is RetentionMode.RemoveAll and _is_final_failure(task, error):
+            if self._removes(_final_status(task, error)):
                 await self._delete(task_id)
             raise
-        await self._delete(task_id)
+        if self._removes(_final_status(task, None)):
+            await self._delete(task_id)
         return result
+
+    def _removes(self, status: Status | None) -> bool:
+        if status is None:
+            return False
+        return self._mode is RetentionMode.RemoveAll or status is Status.Done
 
     @always_ready
     async def ready(self) -> None:
         """Always ready."""
 
 
-def _is_final_failure(task: Task, error: Exception) -> bool:
-    """Whether the worker settled this failure for good (it retries while attempts remain)."""
+def _final_status(task: Task, error: Exception | None) -> Status | None:
+    """The final status the task was acknowledged with; None if it is not final.
+
+    A backend that records the settled status on the task (every built-in
+    one) is taken at its word: a Done whose result could not be stored is
+    Failed there, and a retry is Pending. Otherwise the outcome tells: success
+    is Done, ``AbortError`` Killed, a failure with no attempt left Failed.
+    """
+    status = task.parts.status
+    if status.is_final:
+        return status
+    if status is not Status.Running:
+        return None  # Pending: queued again; Queued: not acknowledged yet
+    if error is None:
+        return Status.Done
     if isinstance(error, AbortError):
-        return True
+        return Status.Killed
     parts = task.parts
-    return parts.attempt.current() >= (parts.max_attempts or 1)
+    return Status.Failed if parts.attempt.current() >= (parts.max_attempts or 1) else None

@@ -25,7 +25,7 @@ import trio
 from ._capabilities import TaskResult, WorkerInfo
 from ._codec import Codec, JsonCodec
 from ._errors import CodecError, StorageError
-from ._implementation import Attempt, Parts, Task, TaskId
+from ._implementation import Attempt, Parts, Task, TaskId, set_status
 from ._journal import ReplayReport
 from ._json_store import FAR_FUTURE, PENDING, RUNNING, Entry, Store, Watch, open_store
 from ._status import Status
@@ -69,19 +69,20 @@ class JsonStorage:
     when a worker takes it, and the worker goes on. Pushing a task whose id is
     already stored stores nothing and returns that id.
 
-    Durability: push, retry, hand-back, final statuses and the capability
-    writes are fsynced before they return. Concurrent ones share an fsync,
-    done in a worker thread (inline under a virtual clock, so that
-    ``autojump_clock`` does not mistake the wait for idleness). A
-    ``push_bulk`` is one line of the file: after a crash it is there entirely
-    or not at all. A take is
-    written without fsync, so a power loss (not a process crash) can forget
-    that one execution started. A torn last line (a crash mid-write) is cut
-    off on open and reported in :attr:`report` and the log; any other
-    unreadable line raises :class:`StorageError` naming the file and line,
-    leaving the file untouched. The journal is compacted (a snapshot renamed
-    over it) once dead records outnumber live ones and ``compact_min``;
-    :meth:`vacuum` drops finished tasks and compacts.
+    Durability: push, retry, hand-back, final statuses, :meth:`delete` and the
+    capability writes are fsynced before they return. Concurrent ones share an
+    fsync, done in a worker thread (inline under a virtual clock, so that
+    ``autojump_clock`` does not mistake the wait for idleness). A ``push_bulk``
+    (or a delete) is one line of the file: after a crash it is there entirely
+    or not at all. A take is written without fsync, so a power loss (not a
+    process crash) can forget that one execution started. A torn last line (a
+    crash mid-write) is cut off on open and reported in :attr:`report` and the
+    log; any other unreadable line raises :class:`StorageError` naming the file
+    and line, leaving the file untouched. The journal is compacted (a snapshot
+    renamed over it) once dead records outnumber live ones and ``compact_min``;
+    :meth:`vacuum` drops finished tasks and compacts. :meth:`delete` forgets
+    one task (the ``delete`` row below: a method, not a capability protocol);
+    it is what ``WorkerPool`` retention (``RemoveDone``, ``RemoveAll``) calls.
 
     ======================  ===========  =======================================
     capability              support      notes
@@ -91,6 +92,7 @@ class JsonStorage:
     Update                  supported    status, attempts, run_at, limits, meta
     Reschedule              supported    not a task running in this process
     Vacuum                  supported    drops finished tasks, compacts the file
+    delete                  supported    finished, Pending or abandoned tasks
     ResumeById              supported    Failed, Killed or abandoned tasks
     ResumeAbandoned         supported    at once, or by lease expiry
     RegisterWorker          supported
@@ -264,7 +266,8 @@ class JsonStorage:
         if task_id is None:
             task_id = parts.task_id = TaskId.generate()
         key = str(task_id)
-        if key in self._store.entries or key in self._store.reserved:
+        stored = self._store.entries.get(key)
+        if (stored is not None and not stored.deleting) or key in self._store.reserved:
             await trio.lowlevel.checkpoint()
             return task_id
         record = self._push_record(key, task.args, parts.run_at)
@@ -446,7 +449,13 @@ class JsonStorage:
         elif error is not None:
             record["error"] = _describe(error)
         store = self._store
-        await store.commit([record], lambda: store.settle(entry, record), (entry,))
+
+        def durable() -> None:
+            store.settle(entry, record)
+            # Task layers see the status the backend recorded (see _service).
+            set_status(task, entry.status)
+
+        await store.commit([record], durable, (entry,))
 
     async def retry(self, task: Task, delay: float, error: BaseException) -> None:
         """Queue the task again ``delay`` seconds from now, its attempts kept (durable)."""
@@ -465,6 +474,7 @@ class JsonStorage:
         def durable() -> None:
             store.settle(entry, record)
             store.schedule(entry, deadline)
+            set_status(task, PENDING)
 
         await store.commit([record], durable, (entry,))
 
@@ -482,6 +492,7 @@ class JsonStorage:
         def durable() -> None:
             store.settle(entry, record)
             store.enqueue(entry, front=True)
+            set_status(task, PENDING)
 
         await store.commit([record], durable, (entry,))
 
@@ -493,6 +504,8 @@ class JsonStorage:
         entry = self._store.entries.get(str(task_id)) if task_id is not None else None
         if entry is None:
             raise StorageError(f"JsonStorage: task {task_id} is not in {self.path}")
+        if entry.deleting:
+            raise StorageError(f"JsonStorage: task {task_id} is being deleted from {self.path}")
         return entry
 
     # -- capabilities ------------------------------------------------------------
@@ -612,6 +625,46 @@ class JsonStorage:
         store = self._store
         return await store.journal.exclusive(store.vacuum)
 
+    async def delete(self, task_id: TaskId | str) -> bool:
+        """Forget a task for good (any queue of the file); False for an unknown id.
+
+        Works on a finished (Done, Failed, Killed), Pending or abandoned task;
+        a task running in this process belongs to its worker and raises
+        :class:`StorageError`. The deletion is durable when this returns: the
+        task is gone from :meth:`fetch_by_id` (None), :meth:`list_tasks` and
+        ``len``, and :meth:`check_status` / :meth:`wait_for` raise ``KeyError``
+        for its id, as for any id the file does not hold; whoever was already
+        waiting for it gets that ``KeyError`` (it will never finish). Its id
+        may be pushed again. One record in the journal: after a crash the task
+        is there entirely or not at all.
+        """
+        key = _id_text(task_id)
+        self._check_open()
+        store = self._store
+        entry = store.entries.get(key)
+        if entry is None:
+            await trio.lowlevel.checkpoint()
+            return False
+        if entry.deleting:
+            # Another delete of it is on its way to the disk: return once it
+            # is there (applied), as if that one came first.
+            await store.commit([], _nothing)
+            return False
+        if key in store.in_flight:
+            raise StorageError(
+                f"JsonStorage.delete: task {key} is running in this process; its worker owns it"
+            )
+        # From here nothing else may be written about it: a record after the
+        # delete would name a task the replay no longer knows.
+        entry.deleting = True
+        try:
+            await store.commit([{"op": "delete", "id": key}], lambda: store.forget(entry), (entry,))
+        except BaseException:
+            if store.entries.get(key) is entry:
+                entry.deleting = False
+            raise
+        return True
+
     async def resume_by_id(self, task_id: TaskId | str) -> bool:
         """Make a Failed, Killed or abandoned task Pending again with a fresh attempt budget.
 
@@ -622,8 +675,10 @@ class JsonStorage:
         self._check_open()
         store = self._store
         entry = store.entries.get(key)
-        if entry is None or not (
-            entry.status in (Status.Failed, Status.Killed) or key in store.abandoned
+        if (
+            entry is None
+            or entry.deleting
+            or not (entry.status in (Status.Failed, Status.Killed) or key in store.abandoned)
         ):
             await trio.lowlevel.checkpoint()
             return False
@@ -722,6 +777,8 @@ class JsonStorage:
                 self._check_open()
         finally:
             store.unwatch(watch, [entry])
+        if watch.deleted:
+            raise KeyError(f"wait_for_single: task {entry.task_id!r} was deleted from {self.path}")
         return self._result_of(watch.finished[0])
 
     async def wait_for(self, task_ids: Iterable[TaskId | str]) -> AsyncGenerator[TaskResult, None]:
@@ -745,7 +802,12 @@ class JsonStorage:
                 while not watch.finished:
                     await watch.lot.park()
                     self._check_open()
-                yield self._result_of(watch.finished.popleft())
+                finished = watch.finished.popleft()
+                if finished.task_id in watch.deleted:
+                    raise KeyError(
+                        f"wait_for: task {finished.task_id!r} was deleted from {self.path}"
+                    )
+                yield self._result_of(finished)
         finally:
             store.unwatch(watch, waiting)
 

@@ -16,6 +16,10 @@ How state changes, so that memory and file never disagree:
 * A change that need not be durable (a take, a resumption, a payload found
   undecodable) is written with :meth:`Journal.append` and applied at once;
   the next fsync carries it to disk.
+* A delete is a durable change whose effect removes the entry. From the
+  moment its record is written the entry is *deleting*: nothing more is
+  written about it (a record after the delete would name a task the replay
+  no longer knows, and the file could not be opened).
 * Compaction runs at the journal's quiet points, when memory holds every
   record written (see :mod:`pyapalis._journal`).
 
@@ -61,6 +65,7 @@ class Entry:
         "args",
         "attempts",
         "busy",
+        "deleting",
         "error",
         "lease_until",
         "max_attempts",
@@ -92,6 +97,8 @@ class Entry:
         self.owner: str | None = _optional(record, "owner", str)
         self.busy = 0
         """Commits on this entry waiting for the disk."""
+        self.deleting = False
+        """A delete record for it is written: nothing more may be written about it."""
 
     @classmethod
     def pushed(cls, record: dict[str, Any]) -> Entry:
@@ -109,6 +116,7 @@ class Entry:
         entry.status = PENDING
         entry.result = entry.error = entry.lease_until = entry.owner = None
         entry.busy = 0
+        entry.deleting = False
         return entry
 
     def snapshot(self) -> dict[str, Any]:
@@ -153,12 +161,16 @@ class Queue:
 
 
 class Watch:
-    """One ``wait_for``: the entries it waits for that became final, in that order."""
+    """One ``wait_for``: the entries it waits for that became final, in that order.
 
-    __slots__ = ("finished", "lot")
+    An entry deleted while waited for is handed over too, its id in ``deleted``.
+    """
+
+    __slots__ = ("deleted", "finished", "lot")
 
     def __init__(self) -> None:
         self.finished: deque[Entry] = deque()
+        self.deleted: set[str] = set()
         self.lot = trio.lowlevel.ParkingLot()
 
 
@@ -433,6 +445,24 @@ class Store:
     def finished(self, entry: Entry) -> None:
         """Tell the waiters of ``entry`` that it is final."""
         for watch in self.watchers.pop(entry.task_id, ()):
+            watch.finished.append(entry)
+            watch.lot.unpark_all()
+
+    def forget(self, entry: Entry) -> None:
+        """Apply a durable delete: the entry leaves every index; its waiters learn it.
+
+        Waiters still registered for it never saw it final (a final entry has
+        none): they are handed the entry with its id in ``Watch.deleted``.
+        Stale places in the lease heap are skipped when they come up.
+        """
+        key = entry.task_id
+        if self.entries.get(key) is entry:
+            del self.entries[key]
+        self.unqueue(entry)
+        self.abandoned.pop(key, None)
+        self.in_flight.pop(key, None)
+        for watch in self.watchers.pop(key, ()):
+            watch.deleted.add(key)
             watch.finished.append(entry)
             watch.lot.unpark_all()
 

@@ -13,6 +13,7 @@ import fcntl
 import os
 import random
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -745,22 +746,190 @@ async def test_retention_deletes_finished_tasks(
     assert storage.deleted == [ids[how] for how in removed]
 
 
+class _RetentionEnds(BackgroundTask):
+    """Ends as its ``how`` says: done, failed (after a retry), killed, or a codec failure."""
+
+    TASK_NAME = "retention-ends"
+    MAX_RETRIES = 1
+    BACKOFF_MODE = BackoffMode.constant(1)
+    how: str
+
+    async def run(self, task: CurrentTask, app: Any) -> Any:
+        record(self, task)
+        if self.how == "killed":
+            raise AbortError("killed")
+        if self.how == "failed":
+            raise RuntimeError("failed")
+        if self.how == "unstorable":
+            return {1, 2}  # a set: the JSON codec cannot store this result
+        return self.how
+
+
+@pytest.mark.parametrize(
+    ("retention", "kept"),
+    [
+        (RetentionMode.KeepAll, {"done", "failed", "killed", "unstorable", "other"}),
+        (RetentionMode.RemoveDone, {"failed", "killed", "unstorable", "other"}),
+        (RetentionMode.RemoveAll, {"other"}),
+    ],
+)
+async def test_retention_on_json_storage_removes_exactly_what_it_should(
+    retention: RetentionMode,
+    kept: set[str],
+    tmp_path: Path,
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    storage = JsonStorage.new_temp()
+    pool = WorkerPool(storage).register_task_type(_RetentionEnds)
+    pool.configure_queue("default", retention=retention)
+    ids = {
+        how: await _RetentionEnds(how).enqueue(storage)
+        for how in ("done", "failed", "killed", "unstorable")
+    }
+    # A task of another queue of the same file: the pool does not serve it.
+    other = storage.queue("other")
+    ids["other"] = await other.push("untouched")
+    await run_for(pool, 10)
+    assert sorted(RUNS) == sorted(
+        [
+            (0.0, "retention-ends:{'how': 'done'}", 1),
+            (0.0, "retention-ends:{'how': 'failed'}", 1),
+            (1.0, "retention-ends:{'how': 'failed'}", 2),
+            (0.0, "retention-ends:{'how': 'killed'}", 1),
+            (0.0, "retention-ends:{'how': 'unstorable'}", 1),
+        ]
+    )
+    found = {how: await storage.fetch_by_id(task_id) for how, task_id in ids.items()}
+    assert {how for how, task in found.items() if task is not None} == kept
+    statuses = {how: task.parts.status for how, task in found.items() if task is not None}
+    expected = {
+        "done": Status.Done,
+        "failed": Status.Failed,
+        "killed": Status.Killed,
+        "unstorable": Status.Failed,  # Done by the handler, Failed in the file: kept
+        "other": Status.Pending,
+    }
+    assert statuses == {how: expected[how] for how in kept}
+    # The deletions are in the file (fsynced): a copy of it, opened anew, holds the same.
+    copy = tmp_path / "copy.jsonl"
+    shutil.copyfile(storage.path, copy)
+    other.close()
+    storage.close()
+    with JsonStorage(copy) as reopened:
+        assert {
+            how for how, task_id in ids.items() if await reopened.fetch_by_id(task_id) is not None
+        } == kept
+
+
+async def test_retention_deletes_a_retried_task_only_once_it_is_final(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    class Twice(BackgroundTask):
+        TASK_NAME = "twice"
+        MAX_RETRIES = 1
+        BACKOFF_MODE = BackoffMode.constant(5)
+
+        async def run(self, task: CurrentTask, app: Any) -> int:
+            record(self, task)
+            if task.attempt == 1:
+                raise RuntimeError("first attempt fails")
+            return task.attempt
+
+    with JsonStorage.new_temp() as storage:
+        pool = WorkerPool(storage).register_task_type(Twice)
+        pool.configure_queue("default", retention=RetentionMode.RemoveDone)
+        task_id = await Twice().enqueue(storage)
+
+        async def signal() -> None:
+            await trio.sleep(2)  # between the two attempts
+            task = await storage.fetch_by_id(task_id)
+            assert task is not None and task.parts.status is Status.Pending
+            await trio.sleep(8)
+
+        await pool.run_until(signal)
+        assert [(at, attempt) for at, _, attempt in RUNS] == [(0.0, 1), (5.0, 2)]
+        assert await storage.fetch_by_id(task_id) is None
+
+
 async def test_retention_needs_a_backend_that_can_delete(tmp_path: Path) -> None:
-    storage = JsonStorage(tmp_path / "f.jsonl")
-    pool = WorkerPool(storage)
+    def message(name: str, mode: str) -> str:
+        return re.escape(
+            f"configure_queue: retention=RetentionMode.{mode} needs a backend that can "
+            f"delete a task (delete(task_id)); {name} keeps finished tasks and cannot "
+            f"(use RetentionMode.KeepAll, and vacuum() if it has one)"
+        )
+
+    class Undeletable(JsonStorage):
+        delete = None  # type: ignore[assignment]
+
+    storage = Undeletable(tmp_path / "f.jsonl")
+    with pytest.raises(ValueError, match=message("Undeletable", "RemoveDone")):
+        WorkerPool(storage).configure_queue("default", retention=RetentionMode.RemoveDone)
+    storage.close()
+    # JsonStorage can delete: every mode is accepted.
+    with JsonStorage(tmp_path / "g.jsonl") as json_storage:
+        for mode in RetentionMode:
+            WorkerPool(json_storage).configure_queue("default", retention=mode)
+
+
+async def test_memory_storage_retention_is_decided_alike_for_a_queue_and_a_family(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A bare MemoryStorage and a MemoryQueues (of MemoryStorage) get the same answer.
+
+    MemoryStorage keeps its last finished tasks (``results``) for fetch_by_id
+    and wait_for. Without a ``delete`` it cannot apply RemoveDone/RemoveAll, and
+    both are refused at configure_queue; with one, both accept. (A MemoryQueues
+    used to be accepted and then fail its run with an AttributeError.)
+    """
+    can_delete = callable(getattr(MemoryStorage, "delete", None))
+    for mode in (RetentionMode.RemoveDone, RetentionMode.RemoveAll):
+        answers = []
+        for backend in (MemoryStorage(), MemoryQueues()):
+            try:
+                WorkerPool(backend).configure_queue("default", retention=mode)
+            except ValueError as error:
+                answers.append(str(error))
+            else:
+                answers.append(None)
+        if can_delete:
+            assert answers == [None, None]
+        else:
+            refusal = (
+                f"configure_queue: retention={mode} needs a backend that can delete a task "
+                f"(delete(task_id)); MemoryStorage keeps finished tasks and cannot "
+                f"(use RetentionMode.KeepAll, and vacuum() if it has one)"
+            )
+            assert answers == [refusal, refusal]
+        WorkerPool(MemoryQueues()).configure_queue("default", retention=RetentionMode.KeepAll)
+
+
+async def test_a_family_whose_handles_cannot_delete_is_refused_before_any_task_runs(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    class Family:
+        """A queue family the pool cannot judge before it opens a handle."""
+
+        def __init__(self) -> None:
+            self.storage = MemoryStorage()
+
+        def queue(self, name: str) -> MemoryStorage:
+            return self.storage
+
+    family = Family()
+    pool = WorkerPool(family).register_task_type(Add)
+    pool.configure_queue("default", retention=RetentionMode.RemoveAll)  # cannot tell yet
+    await Add(1, 2).enqueue(family.storage)
     with pytest.raises(
         ValueError,
         match=re.escape(
-            "configure_queue: retention=RetentionMode.RemoveDone needs a backend that can "
-            "delete a task (delete(task_id)); JsonStorage keeps finished tasks and cannot "
-            "(use RetentionMode.KeepAll, and vacuum() if it has one)"
+            "WorkerPool 'pool', queue 'default': retention=RetentionMode.RemoveAll needs "
+            "a backend that can delete a task"
         ),
     ):
-        pool.configure_queue("default", retention=RetentionMode.RemoveDone)
-    pool.configure_queue("default", retention=RetentionMode.KeepAll)
-    # MemoryStorage keeps no finished task: every mode is accepted.
-    WorkerPool(MemoryQueues()).configure_queue("a", retention=RetentionMode.RemoveAll)
-    storage.close()
+        await pool.run()
+    assert RUNS == []
+    assert len(family.storage) == 1, "the task is still queued"
 
 
 # -- registration and bad input -------------------------------------------------------------
