@@ -117,8 +117,10 @@ def test_asyncio_server_hands_requests_to_workers() -> None:
 def test_stop_without_blocking_the_event_loop() -> None:
     storage = MemoryStorage()
     release = trio.Event()
+    started = threading.Event()
 
     async def slow(item: str) -> str:
+        started.set()
         await release.wait()
         return item
 
@@ -130,6 +132,8 @@ def test_stop_without_blocking_the_event_loop() -> None:
         queued = asyncio.wrap_future(runtime.submit(storage, "queued"))
         loop = asyncio.get_running_loop()
         async with asyncio.timeout(WAIT):
+            # Stop only once the first task runs: stopped earlier, it would stay queued.
+            assert await loop.run_in_executor(None, started.wait, WAIT)
             runtime.stop(wait=False)  # returns at once
             # The loop keeps running while the runtime drains.
             await loop.run_in_executor(
