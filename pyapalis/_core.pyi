@@ -9,6 +9,9 @@ from pyapalis._pycore import Parts as Parts
 from pyapalis._pycore import Task as Task
 from pyapalis._pycore import TaskBuilder as TaskBuilder
 from pyapalis._pycore import TaskId as TaskId
+from pyapalis._pyexecution import TIMED as TIMED
+from pyapalis._pyexecution import AckRecorder as AckRecorder
+from pyapalis._pyexecution import begin_direct as begin_direct
 from pyapalis._pyexecution import begin_execution as begin_execution
 from pyapalis._pyexecution import set_status as set_status
 from pyapalis._pyexecution import undo_attempt as undo_attempt

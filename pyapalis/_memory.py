@@ -18,14 +18,19 @@ import time
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import outcome
 import trio
 
 from ._capabilities import TaskResult
-from ._implementation import Task, TaskId, TaskQueue, set_status, undo_attempt
+from ._implementation import Task, TaskId, TaskQueue, execution_module, set_status, undo_attempt
 from ._status import Status
+
+if TYPE_CHECKING:
+    from ._pyexecution import AckRecorder
+else:
+    AckRecorder = execution_module.AckRecorder
 
 __all__ = ["MemoryStorage", "MemoryStorageStatistics"]
 
@@ -125,9 +130,6 @@ class MemoryStorage:
         self._producers = trio.lowlevel.ParkingLot()
         # ParkingLot's len() is a Python-level call: the hot path reads this instead.
         self._producers_waiting = 0
-        # True while an ack has more to do than record the task: producers
-        # wait for room, or callers wait for results. One test on the hot path.
-        self._ack_attention = False
         # Read by producer threads: set by a consumer before it parks.
         self._consumer_waiting = False
         self._token: trio.lowlevel.TrioToken | None = None
@@ -146,6 +148,14 @@ class MemoryStorage:
         # message, goes to _details. Nothing is indexed: look-ups scan.
         self._results_limit = results
         self._finished: deque[Task] = deque(maxlen=results)
+        # The worker's hot path: a compiled ack_nowait that records a task Done
+        # with no result itself and leaves the rest to _ack_slow (a subclass
+        # that overrides ack_nowait keeps its own). Its ``attention`` flag is
+        # _ack_attention: true while an ack has more to do than record the
+        # task (producers wait for room, or callers wait for results).
+        self._recorder = AckRecorder(self._finished.append, self)
+        if type(self).ack_nowait is MemoryStorage.ack_nowait:
+            self.ack_nowait = self._recorder.ack  # type: ignore[method-assign]
         # (final status, result or message) by task, for the kept tasks that
         # have one; pruned of forgotten tasks once it outgrows the bound.
         self._details: dict[Task, tuple[Status, Any]] = {}
@@ -371,6 +381,15 @@ class MemoryStorage:
             self._producers_waiting -= 1
             self._update_attention()
 
+    @property
+    def _ack_attention(self) -> bool:
+        """True while an ack has more to do than record the task (see ``__init__``)."""
+        return self._recorder.attention
+
+    @_ack_attention.setter
+    def _ack_attention(self, value: bool) -> None:
+        self._recorder.attention = value
+
     def _update_attention(self) -> None:
         self._ack_attention = bool(self._producers_waiting or self._result_waiters)
 
@@ -391,10 +410,11 @@ class MemoryStorage:
         """Record a final outcome without awaiting (the worker's hot path).
 
         The task is kept among the finished ones (see ``results``); whoever
-        waits for it gets its :class:`TaskResult` now.
+        waits for it gets its :class:`TaskResult` now. On an instance this is
+        the compiled ``AckRecorder.ack``: it records a task Done with no result
+        itself while nothing else needs doing, and calls this method (as
+        ``_ack_slow``) for any other outcome.
         """
-        # This runs for every task: a deque append and three cheap tests when
-        # the task is Done with no result and nobody waits (measured: keep it so).
         set_status(task, status)
         self._finished.append(task)
         if result is not None or error is not None:
@@ -409,6 +429,9 @@ class MemoryStorage:
                 self._producers.unpark()
             if self._result_waiters:
                 self._deliver(task, status, result, error)
+
+    _ack_slow = ack_nowait
+    """What the instance's ``AckRecorder`` calls for any outcome it does not record itself."""
 
     def _prune_details(self) -> None:
         """Forget the details of tasks no longer kept.

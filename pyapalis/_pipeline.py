@@ -10,8 +10,12 @@ The worker's stack is ``task layers -> Acknowledge -> execution layers -> Execut
   the result or the exception on unchanged so task layers see what happened.
   Without execution layers, :class:`SettlingExecute` does both in one frame.
 
-Without layers the worker calls :meth:`Execute.run_and_settle`, which does
-both in one frame: the layer machinery costs nothing when unused.
+Without layers the worker calls :meth:`Execute.settle_begun`, which does
+both in one frame: the layer machinery costs nothing when unused. When, in
+addition, the handler is an ``async def`` of the args alone, the worker sets no
+timeout and the backend has ``ack_nowait``, the worker's loop runs those same
+steps inline (see :attr:`Execute.direct_handler`); a task with its own timeout
+still goes through :meth:`Execute.settle_begun`.
 """
 
 from __future__ import annotations
@@ -97,7 +101,15 @@ class Settler:
 class Execute:
     """The innermost service: attempt tracking, timeout, the handler."""
 
-    __slots__ = ("_ack_nowait", "_call", "_function", "_is_async", "_settler", "_timeout")
+    __slots__ = (
+        "_ack_nowait",
+        "_call",
+        "_function",
+        "_is_async",
+        "_settler",
+        "_timeout",
+        "direct_handler",
+    )
 
     def __init__(self, handler: Handler, timeout: float | None, settler: Settler) -> None:
         self._settler = settler
@@ -107,6 +119,24 @@ class Execute:
         self._function = handler.function if handler.args_only else None
         self._is_async = handler.is_async
         self._timeout = timeout
+        self.direct_handler: Any = (
+            self._function
+            if self._function is not None
+            and self._is_async
+            and timeout is None
+            and self._ack_nowait is not None
+            else None
+        )
+        """The handler, when a worker without layers may run it itself.
+
+        Set when the handler is an ``async def`` taking only the args, the
+        worker sets no timeout and the backend acknowledges with
+        ``ack_nowait``: then :meth:`settle_begun` comes down to ``await
+        handler(task.args)``, ``False`` made a failure, and ``ack_nowait``, and
+        the worker's loop does exactly that inline (one coroutine frame less
+        per task). A task with its own timeout still goes through
+        :meth:`settle_begun`. None otherwise.
+        """
 
     async def __call__(self, task: Task) -> Any:
         timeout = begin_execution(task) or self._timeout
@@ -134,12 +164,18 @@ class Execute:
     async def ready(self) -> None:
         """Always ready."""
 
-    async def run_and_settle(self, task: Task) -> None:
-        """``Acknowledge(self)`` in one frame: the path of a worker without layers."""
-        # The steps of __call__, written out again on purpose: calling it from
-        # here would cost one more coroutine frame per task on the hot path.
+    async def settle_begun(self, task: Task, timeout: float | None) -> None:
+        """``Acknowledge(self)`` in one frame, for a task ``begin_execution`` began.
+
+        The path of a worker without layers: the worker begins the execution
+        itself (``begin_execution``, or ``begin_direct`` on its inline path, see
+        :attr:`direct_handler`) and passes on the task's own timeout, or None.
+        """
+        # The steps of __call__ after begin_execution, written out again on
+        # purpose: calling it from here would cost one more coroutine frame
+        # per task on the hot path.
         settler = self._settler
-        timeout = begin_execution(task) or self._timeout
+        timeout = timeout or self._timeout
         try:
             if timeout is not None:
                 result = await self._call_with_timeout(task, timeout)
@@ -167,7 +203,7 @@ class Execute:
     async def call_and_settle(self, task: Task) -> Any:
         """``Acknowledge(self)`` in one frame, for a stack without execution layers.
 
-        Settles like :meth:`run_and_settle`, then returns the result or raises
+        Settles like :meth:`settle_begun`, then returns the result or raises
         the task's exception so task layers see it; a backend failure while
         settling is raised as :class:`BackendFailure`.
         """

@@ -8,8 +8,12 @@ shutting down, or while a layer is not ready.
 
 The stack is ``task layers -> Acknowledge -> execution layers -> Execute``
 (the two zones are described in :mod:`pyapalis._service`). A worker whose
-layers add no service (or that has none) runs ``Execute.run_and_settle``
-directly: the layer machinery costs it nothing.
+layers add no service (or that has none) runs ``Execute.settle_begun``
+directly: the layer machinery costs it nothing. If, in addition, its handler is
+an ``async def`` of the args alone, it sets no timeout and its backend has
+``ack_nowait``, the loop runs the handler and acknowledges itself (one
+coroutine frame less per task); a task with its own timeout still goes
+through ``Execute.settle_begun``.
 """
 
 from __future__ import annotations
@@ -26,10 +30,10 @@ import trio
 
 from ._backend import Backend
 from ._context import EventCallback, WorkerContext, WorkerState
-from ._errors import BuildError
+from ._errors import BuildError, TaskFailedError
 from ._events import IDLE, START, STOP, Event
 from ._handler import resolve_handler
-from ._implementation import Extensions, Task, set_status
+from ._implementation import Extensions, Task, begin_execution, execution_module, set_status
 from ._layer_ack import AcknowledgeLayer, Acknowledger
 from ._layer_circuit import CircuitBreakerConfig, CircuitBreakerLayer
 from ._layer_execution import CatchPanicLayer
@@ -48,6 +52,12 @@ from ._service import (
     wraps_execution,
 )
 from ._status import Status
+
+if typing.TYPE_CHECKING:
+    from ._pyexecution import TIMED, begin_direct
+else:
+    TIMED = execution_module.TIMED
+    begin_direct = execution_module.begin_direct
 
 __all__ = ["CHECKPOINT_EVERY", "Worker", "WorkerBuilder"]
 
@@ -193,7 +203,7 @@ class WorkerBuilder:
         services = [*task_services, *execution_services]
         checks = readiness_checks(services)
         nowaits = readiness_nowait(services) if checks else None
-        # No service added: the worker takes the one-frame path of Execute.run_and_settle.
+        # No service added: the worker takes the one-frame path of Execute.settle_begun.
         layered: Service | None = None if stack is execute else stack
         return Worker(
             context,
@@ -348,15 +358,27 @@ class Worker:
     async def _consume_loop(self) -> None:
         context = self._context
         take_nowait = self._backend.take_nowait
-        run = self._execute.run_and_settle if self._stack is None else self._run_stack
+        stack = self._stack
+        run_stack = self._run_stack
+        execute = self._execute
+        settle_begun = execute.settle_begun
+        settler = self._settler
+        # The handler, when this loop may run it itself: no layers, an async
+        # handler of the args alone, no worker timeout, and ack_nowait (see
+        # Execute.direct_handler). It takes the steps of settle_begun inline.
+        direct = execute.direct_handler if stack is None else None
+        ack_nowait: Any = settler._ack_nowait  # not None when direct is set
         readiness = self._readiness
         ready_now = self._ready_now
         take_or_wake = self._take_or_wake
         checkpoint = trio.lowlevel.checkpoint
         budget = CHECKPOINT_EVERY
+        args: Any = None
+        result: Any = None
         while True:
             if context._state is not _RUNNING:
                 if context._state is WorkerState.Paused:
+                    args = result = None  # hold nothing of the last task while paused
                     await context._wait_resumed()
                     continue
                 return
@@ -368,6 +390,7 @@ class Worker:
             task = take_nowait()
             if task is None:
                 # Idle: wait for the backend (inlined for the push-to-handler latency).
+                args = result = None  # hold nothing of the last task while idle
                 self._idle_loops += 1
                 try:
                     if self._idle_loops == 1 and context._listeners:
@@ -383,7 +406,29 @@ class Worker:
                 budget = CHECKPOINT_EVERY
             context.task_count += 1
             try:
-                await run(task)
+                if stack is not None:
+                    await run_stack(task)
+                elif direct is None:
+                    await settle_begun(task, begin_execution(task))
+                else:
+                    args = begin_direct(task)  # attempt counted, Running
+                    if args is TIMED:  # the task's own timeout: the timed path
+                        await settle_begun(task, task.parts.timeout)
+                    else:
+                        # Execute.settle_begun, inline: keep the two identical.
+                        try:
+                            result = await direct(args)
+                            if result is False:
+                                raise TaskFailedError()
+                        except Exception as exc:
+                            await settler.failure(task, exc)
+                        except BaseException:
+                            await settler.interrupted(task)
+                            raise
+                        else:
+                            ack_nowait(task, _DONE, result, None)
+                            if context._listeners:
+                                settler.emit_success(task, result)
             finally:
                 context.task_count -= 1
             budget -= 1

@@ -1,0 +1,690 @@
+"""The worker's direct path must behave exactly like its general path.
+
+A worker without layers, whose handler is an ``async def`` of the args alone,
+with no worker timeout, on a backend with ``ack_nowait`` (MemoryStorage), runs
+the handler and acknowledges it inline in its consumer loop
+(``Execute.direct_handler``). Every scenario here runs once on that path and
+once on each general path: a no-op task layer, a no-op execution layer, and a
+backend without ``ack_nowait`` (``Execute.settle_begun``); the records
+(events, instants, attempts seen, final statuses, stored results, task_count,
+what was handed back) must be identical, and are checked against the contract.
+
+Also: the compiled helpers of that path (``begin_direct``, ``AckRecorder``)
+and their pure-Python twins behave alike.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib
+import itertools
+import math
+import weakref
+from collections import deque
+from collections.abc import Awaitable, Callable
+from types import ModuleType
+from typing import Any
+
+import outcome
+import pytest
+import trio
+import trio.testing
+
+from pyapalis import (
+    AbortError,
+    Attempt,
+    BackoffMode,
+    DeferredError,
+    Event,
+    EventKind,
+    MemoryStorage,
+    RetryAfterError,
+    RetryPolicy,
+    Status,
+    Task,
+    TaskBuilder,
+    TaskFailedError,
+    TaskTimeoutError,
+    Worker,
+    WorkerBuilder,
+    WorkerContext,
+)
+from pyapalis._worker import CHECKPOINT_EVERY
+
+NO_EXTENSIONS = importlib.import_module("conftest").NO_EXTENSIONS
+
+MODES = ["direct", "task-layer", "execution-layer", "no-ack-nowait"]
+"""``direct`` is the inline path; the others go through the general pipeline."""
+
+
+class Passthrough:
+    """A task layer that adds a service doing nothing: the worker takes its general path."""
+
+    def layer(self, inner: Callable[[Task], Awaitable[Any]]) -> Callable[[Task], Awaitable[Any]]:
+        async def service(task: Task) -> Any:
+            return await inner(task)
+
+        return service
+
+
+class ExecutionPassthrough(Passthrough):
+    """The same, as an execution layer (inside the backend acknowledgement)."""
+
+    wraps_execution = True
+
+
+class WithoutAckNowait:
+    """A MemoryStorage seen through a backend that has no ``ack_nowait``."""
+
+    def __init__(self, inner: MemoryStorage) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "ack_nowait":
+            raise AttributeError(name)
+        return getattr(self._inner, name)
+
+
+def build(
+    mode: str,
+    storage: MemoryStorage,
+    handler: Callable[..., Any],
+    *,
+    policy: RetryPolicy | None = None,
+    concurrency: int = 1,
+    listener: Callable[[WorkerContext, Event], None] | None = None,
+) -> Worker:
+    backend: Any = WithoutAckNowait(storage) if mode == "no-ack-nowait" else storage
+    builder = WorkerBuilder(f"fast-path-{mode}").backend(backend).concurrency(concurrency)
+    if mode == "task-layer":
+        builder.layer(Passthrough())
+    elif mode == "execution-layer":
+        builder.layer(ExecutionPassthrough())
+    if policy is not None:
+        builder.retry(policy)
+    if listener is not None:
+        builder.on_event(listener)
+    worker = builder.build(handler)
+    direct = worker._execute.direct_handler is not None and worker._stack is None
+    assert direct is (mode == "direct"), f"{mode}: the worker took the wrong path"
+    return worker
+
+
+class Run:
+    """What one scenario run records, with task ids as push indexes and times
+    relative to the start of the run."""
+
+    def __init__(self, tasks: list[Task]) -> None:
+        self.tasks = tasks
+        self.index = {task.parts.task_id: i for i, task in enumerate(tasks)}
+        self.start = trio.current_time()
+        self.raised: list[BaseException] = []
+        self.calls: list[tuple[float, int, int, str, int]] = []
+        self.events: list[tuple[Any, ...]] = []
+
+    def now(self) -> float:
+        # Rounded: the runs start at different virtual instants.
+        return round(trio.current_time() - self.start, 6)
+
+    def call(self, i: int, context: WorkerContext) -> int:
+        """Record an execution of task ``i`` as the handler sees it; its attempt."""
+        parts = self.tasks[i].parts
+        attempt: int = parts.attempt.current()
+        self.calls.append((self.now(), i, attempt, parts.status.value, context.task_count))
+        return attempt
+
+    def raise_(self, error: BaseException) -> None:
+        self.raised.append(error)
+        raise error
+
+    def listener(self, _ctx: WorkerContext, event: Event) -> None:
+        error = event.error
+        if error is not None:
+            # The exception itself: the one the handler raised, when it raised one.
+            raised = [n for n, e in enumerate(self.raised) if e is error]
+            described: Any = ("raised", raised[0]) if raised else (type(error).__name__, str(error))
+        else:
+            described = None
+        task = self.index.get(event.task_id) if event.task_id is not None else None
+        self.events.append((self.now(), event.kind.value, task, described, event.result))
+
+    def finals(self) -> list[tuple[str, int]]:
+        return [(t.parts.status.value, t.parts.attempt.current()) for t in self.tasks]
+
+
+async def stored(storage: MemoryStorage, tasks: list[Task]) -> list[tuple[str, Any]]:
+    results = await storage.check_status([t.parts.task_id for t in tasks])
+    described: list[tuple[str, Any]] = []
+    for result in results:
+        if isinstance(result.result, outcome.Value):
+            described.append((result.status.value, ("value", result.result.value)))
+        elif isinstance(result.result, outcome.Error):
+            described.append((result.status.value, ("error", str(result.result.error))))
+        else:
+            described.append((result.status.value, None))
+    return described
+
+
+async def push_all(storage: MemoryStorage, tasks: list[Task]) -> None:
+    for task in tasks:
+        await storage.push_task(task)
+
+
+# -- the scenarios ------------------------------------------------------------------
+
+
+async def outcomes_scenario(mode: str) -> dict[str, Any]:
+    """Every kind of outcome, with retries through the backend and backoff."""
+    storage = MemoryStorage()
+    tasks = [
+        Task(0),  # returns None: Done
+        Task(1),  # returns a value: Done, the value stored
+        Task(2),  # returns False every time: a failure, retried, Failed
+        Task(3),  # raises once, then succeeds on the retry (after the backoff)
+        TaskBuilder(4).attempts(10).build(),  # AbortError: Killed, never retried
+        Task(5),  # RetryAfterError: retried after its own delay
+        Task(6),  # DeferredError twice: retried at once
+        TaskBuilder(7).attempts(1).build(),  # its own budget (1) beats the policy's
+        TaskBuilder(8).timeout(2).build(),  # its own timeout, always exceeded: Failed
+        TaskBuilder(9).timeout(10).build(),  # its own timeout, met: Done
+        TaskBuilder(10).timeout(2).build(),  # times out once, then raises, then succeeds
+    ]
+    await push_all(storage, tasks)
+    worker: Worker
+    run = Run(tasks)
+
+    async def handler(i: int) -> Any:
+        n = run.call(i, worker.context)
+        await trio.sleep(1)
+        if i == 1:
+            return {"value": i}
+        if i == 2:
+            return False
+        if i == 3 and n == 1:
+            run.raise_(ValueError(f"boom {i}.{n}"))
+        if i == 4:
+            run.raise_(AbortError(f"abort {i}"))
+        if i == 5 and n == 1:
+            run.raise_(RetryAfterError(f"later {i}", 7))
+        if i == 6 and n <= 2:
+            run.raise_(DeferredError(f"deferred {i}.{n}"))
+        if i == 7:
+            run.raise_(RuntimeError(f"once {i}"))
+        if i == 8:
+            await trio.sleep(10)
+        if i == 10:
+            if n == 1:
+                await trio.sleep(10)
+            elif n == 2:
+                run.raise_(KeyError(i))
+        return None
+
+    worker = build(
+        mode,
+        storage,
+        handler,
+        policy=RetryPolicy.retries(2, BackoffMode.constant(5)),
+        listener=run.listener,
+    )
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(worker.run)
+        await trio.sleep(1000)
+        worker.context.stop()
+    return {
+        "calls": run.calls,
+        "events": run.events,
+        "finals": run.finals(),
+        "stored": await stored(storage, tasks),
+        "left": len(storage),
+        "task_count": worker.context.task_count,
+    }
+
+
+async def test_outcomes_are_identical_on_every_path(autojump_clock: trio.testing.MockClock) -> None:
+    records = {mode: await outcomes_scenario(mode) for mode in MODES}
+    direct = records["direct"]
+    for mode in MODES[1:]:
+        assert records[mode] == direct, mode
+    # ... and they are the contract's.
+    assert direct["finals"] == [
+        ("Done", 1),
+        ("Done", 1),
+        ("Failed", 3),
+        ("Done", 2),
+        ("Killed", 1),
+        ("Done", 2),
+        ("Done", 3),
+        ("Failed", 1),
+        ("Failed", 3),
+        ("Done", 1),
+        ("Done", 3),
+    ]
+    assert direct["stored"][1] == ("Done", ("value", {"value": 1}))
+    assert direct["stored"][2] == ("Failed", ("error", "TaskFailedError: Task returned false"))
+    assert direct["left"] == 0
+    assert direct["task_count"] == 0
+    # The first execution sees attempt 1, Running, and itself counted in task_count.
+    first_calls = {}
+    for _at, i, attempt, status, count in direct["calls"]:
+        first_calls.setdefault(i, attempt)
+        assert status == "Running"
+        assert count == 1
+    assert set(first_calls.values()) == {1}
+    errors = [e for e in direct["events"] if e[1] == "Error"]
+    # Every error event carries the handler's own exception (or the worker's).
+    assert ("TaskFailedError", "Task returned false") in [e[3] for e in errors]
+    assert any(e[3][0] == "TaskTimeoutError" for e in errors)
+    assert all(e[3][0] in {"raised", "TaskFailedError", "TaskTimeoutError"} for e in errors)
+    assert len([e for e in errors if e[3][0] == "raised"]) == 7
+    successes = [e for e in direct["events"] if e[1] == "Success"]
+    assert (1, {"value": 1}) in [(e[2], e[4]) for e in successes]
+    # Retries went back through the backend: the backoff, RetryAfter's own delay,
+    # Deferred at once.
+    times = {i: [at for at, j, *_ in direct["calls"] if j == i] for i in range(11)}
+    gaps = {i: [b - a for a, b in itertools.pairwise(t)] for i, t in times.items()}
+    assert all(gap >= 6 for gap in gaps[3])  # 1 s of work, then at least the 5 s backoff
+    assert all(gap >= 8 for gap in gaps[5])  # RetryAfterError(7)
+    assert direct["events"][0][1] == "Start"
+    assert direct["events"][-1][1] == "Stop"
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_the_error_event_carries_the_exception_itself(
+    mode: str, autojump_clock: trio.testing.MockClock
+) -> None:
+    storage = MemoryStorage()
+    task_id = await storage.push(1)
+    seen: list[Event] = []
+    errors: list[BaseException] = []
+
+    async def handler(item: int) -> None:
+        errors.append(ValueError(item))
+        raise errors[-1]
+
+    worker = build(mode, storage, handler, listener=lambda _c, ev: seen.append(ev))
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(worker.run)
+        await trio.sleep(1)
+        worker.context.stop()
+    [error_event] = [ev for ev in seen if ev.kind is EventKind.Error]
+    assert error_event.error is errors[0]
+    assert error_event.task_id == task_id
+
+
+async def interrupt_scenario(mode: str, how: str) -> dict[str, Any]:
+    """A KeyboardInterrupt in a handler, or a cancellation from outside."""
+    storage = MemoryStorage()
+    tasks = [Task(i) for i in range(4)]
+    await push_all(storage, tasks)
+    run = Run(tasks)
+    worker: Worker
+
+    async def handler(i: int) -> None:
+        run.call(i, worker.context)
+        await trio.sleep(1)
+        if how == "keyboard" and i == 1:
+            raise KeyboardInterrupt
+
+    worker = build(mode, storage, handler, listener=run.listener)
+    raised = None
+    if how == "keyboard":
+        with pytest.raises(KeyboardInterrupt), trio.fail_after(100):
+            await worker.run()
+        raised = "KeyboardInterrupt"
+    else:
+        with trio.move_on_after(1.5):
+            await worker.run()
+    first_back = storage.take_nowait()
+    assert first_back is not None
+    return {
+        "raised": raised,
+        "at": run.now(),
+        "calls": run.calls,
+        "events": run.events,
+        "finals": run.finals(),
+        "queued": len(storage) + 1,
+        "first_back": tasks.index(first_back),
+        "task_count": worker.context.task_count,
+        "stopped": worker.context.is_stopped,
+    }
+
+
+@pytest.mark.parametrize("how", ["keyboard", "cancel"])
+async def test_an_interrupted_task_is_handed_back_uncounted_on_every_path(
+    how: str, autojump_clock: trio.testing.MockClock
+) -> None:
+    records = {mode: await interrupt_scenario(mode, how) for mode in MODES}
+    direct = records["direct"]
+    for mode in MODES[1:]:
+        assert records[mode] == direct, mode
+    assert direct["finals"] == [("Done", 1), ("Pending", 0), ("Pending", 0), ("Pending", 0)]
+    assert direct["queued"] == 3
+    assert direct["first_back"] == 1  # handed back at the front
+    assert direct["task_count"] == 0
+    assert direct["stopped"] is True
+    assert direct["at"] == (2.0 if how == "keyboard" else 1.5)
+    assert [e[1] for e in direct["events"]] == ["Start", "Success", "Stop"]
+
+
+async def stop_scenario(mode: str, concurrency: int) -> dict[str, Any]:
+    """ctx.stop() from a handler: in-flight tasks finish, the rest stay queued."""
+    storage = MemoryStorage()
+    tasks = [Task(i) for i in range(10)]
+    await push_all(storage, tasks)
+    run = Run(tasks)
+    worker: Worker
+
+    async def handler(i: int) -> None:
+        run.call(i, worker.context)
+        if i == 4:
+            worker.context.stop()
+        await trio.sleep(1 + i / 10)  # no two tasks end at the same instant
+
+    worker = build(mode, storage, handler, concurrency=concurrency, listener=run.listener)
+    await worker.run()
+    return {
+        "at": run.now(),
+        "calls": run.calls,
+        "events": run.events,
+        "finals": run.finals(),
+        "queued": len(storage),
+        "task_count": worker.context.task_count,
+        "stopped": worker.context.is_stopped,
+    }
+
+
+@pytest.mark.parametrize("concurrency", [1, 3])
+async def test_graceful_stop_and_task_count_on_every_path(
+    concurrency: int, autojump_clock: trio.testing.MockClock
+) -> None:
+    records = {mode: await stop_scenario(mode, concurrency) for mode in MODES}
+    direct = records["direct"]
+    for mode in MODES[1:]:
+        assert records[mode] == direct, mode
+    # The tasks in flight at stop() finished; nothing was pulled after it.
+    assert direct["finals"] == [("Done", 1)] * 5 + [("Pending", 0)] * 5
+    assert direct["queued"] == 5
+    assert direct["task_count"] == 0
+    assert direct["stopped"] is True
+    assert direct["events"][-1][1] == "Stop"
+    counts = [count for *_, count in direct["calls"]]
+    assert max(counts) == concurrency
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_the_loop_checkpoints_every_k_tasks(mode: str) -> None:
+    storage = MemoryStorage()
+    n = 5 * CHECKPOINT_EVERY + 7
+    for i in range(n):
+        storage.push_nowait(i)
+    handled = 0
+    steps: list[int] = []  # tasks handled in each step of a trio task (between yields)
+    worker: Worker
+
+    async def handler(_item: int) -> None:  # never awaits: only the loop checkpoints
+        nonlocal handled
+        handled += 1
+        if handled == n:
+            worker.context.stop()
+
+    class Steps(trio.abc.Instrument):
+        before = 0  # (added in the middle of a step)
+
+        def before_task_step(self, task: trio.lowlevel.Task) -> None:
+            self.before = handled
+
+        def after_task_step(self, task: trio.lowlevel.Task) -> None:
+            steps.append(handled - self.before)
+
+    worker = build(mode, storage, handler)
+    instrument = Steps()
+    trio.lowlevel.add_instrument(instrument)
+    try:
+        await worker.run()
+    finally:
+        trio.lowlevel.remove_instrument(instrument)
+    assert handled == n
+    assert sum(steps) == n
+    assert max(steps) <= CHECKPOINT_EVERY
+    if mode != "no-ack-nowait":  # (its awaited ack checkpoints at every task)
+        assert max(steps) == CHECKPOINT_EVERY
+
+
+async def idle_scenario(mode: str) -> tuple[Any, ...]:
+    """Tasks handed to a parked loop (take_or_wake), with and without their own timeout."""
+    storage = MemoryStorage()
+    tasks = [Task(0), TaskBuilder(1).timeout(1).build(), Task(2)]
+    run = Run(tasks)
+    worker: Worker
+
+    async def handler(i: int) -> None:
+        run.call(i, worker.context)
+        await trio.sleep(3 if i == 1 else 0.5)
+
+    worker = build(mode, storage, handler, listener=run.listener)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(worker.run)
+        for task in tasks:
+            await trio.sleep(5)
+            await storage.push_task(task)
+        await trio.sleep(5)
+        worker.context.stop()
+    return run.calls, run.events, run.finals()
+
+
+async def test_a_task_pushed_while_idle_takes_the_same_path(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    records = {mode: await idle_scenario(mode) for mode in MODES}
+    for mode in MODES[1:]:
+        assert records[mode] == records["direct"], mode
+    calls, events, finals = records["direct"]
+    assert finals == [("Done", 1), ("Failed", 1), ("Done", 1)]
+    assert [e[1] for e in events] == [
+        "Start",
+        "Idle",
+        "Success",
+        "Idle",
+        "Error",
+        "Idle",
+        "Success",
+        "Idle",
+        "Stop",
+    ]
+    assert events[4][3] == ("TaskTimeoutError", str(TaskTimeoutError(1.0)))
+    assert [at for at, *_ in calls] == [5.0, 10.0, 15.0]
+
+
+# -- which workers take the direct path --------------------------------------------------
+
+
+async def test_only_eligible_workers_take_the_direct_path() -> None:
+    storage = MemoryStorage()
+
+    async def args_only(item: int) -> None:
+        pass
+
+    async def with_context(item: int, ctx: WorkerContext) -> None:
+        pass
+
+    async def with_attempt(item: int, attempt: Attempt) -> None:
+        pass
+
+    def sync(item: int) -> None:
+        pass
+
+    def direct(worker: Worker) -> bool:
+        return worker._stack is None and worker._execute.direct_handler is not None
+
+    assert direct(WorkerBuilder("w").backend(storage).build(args_only))
+    assert direct(WorkerBuilder("w").backend(storage).concurrency(5).build(args_only))
+    retrying = WorkerBuilder("w").backend(storage).retry(RetryPolicy.retries(2))
+    assert direct(retrying.build(args_only))
+    assert not direct(WorkerBuilder("w").backend(storage).build(with_context))
+    assert not direct(WorkerBuilder("w").backend(storage).build(with_attempt))
+    assert not direct(WorkerBuilder("w").backend(storage).build(sync))
+    assert not direct(WorkerBuilder("w").backend(storage).timeout(5).build(args_only))
+    assert not direct(WorkerBuilder("w").backend(storage).layer(Passthrough()).build(args_only))
+    assert not direct(WorkerBuilder("w").backend(WithoutAckNowait(storage)).build(args_only))
+
+
+# -- the helpers, compiled and pure Python ---------------------------------------------
+
+
+@pytest.fixture(
+    params=[
+        pytest.param(
+            "cython",
+            marks=pytest.mark.skipif(
+                NO_EXTENSIONS, reason="PYAPALIS_NO_EXTENSIONS=1: the compiled core is disabled"
+            ),
+        ),
+        "python",
+    ]
+)
+def impl(request: pytest.FixtureRequest) -> tuple[ModuleType, ModuleType]:
+    """``(task core, execution helpers)``: compiled, or the pure-Python twins."""
+    if request.param == "cython":
+        core = importlib.import_module("pyapalis._core")
+        return core, core
+    return importlib.import_module("pyapalis._pycore"), importlib.import_module(
+        "pyapalis._pyexecution"
+    )
+
+
+def test_begin_direct(impl: tuple[ModuleType, ModuleType]) -> None:
+    core, execution = impl
+    task = core.Task({"a": 1})
+    args = execution.begin_direct(task)
+    assert args is task.args
+    assert task.parts.attempt.current() == 1
+    assert task.parts.status is Status.Running
+    assert execution.begin_direct(task) is task.args
+    assert task.parts.attempt.current() == 2
+
+    timed = core.TaskBuilder("x").timeout(3).build()
+    assert execution.begin_direct(timed) is execution.TIMED
+    assert timed.parts.attempt.current() == 1
+    assert timed.parts.status is Status.Running
+    assert timed.parts.timeout == 3.0
+    # begin_execution agrees: the timeout, or None.
+    other = core.TaskBuilder("y").timeout(3).build()
+    assert execution.begin_execution(other) == 3.0
+    assert execution.begin_execution(core.Task("z")) is None
+    with pytest.raises((TypeError, AttributeError)):  # the twin: AttributeError
+        execution.begin_direct(None)
+
+
+class Owner:
+    def __init__(self) -> None:
+        self.finished: deque[Any] = deque()
+        self.slow: list[tuple[Any, ...]] = []
+
+    def _ack_slow(self, task: Any, status: Status, result: Any, error: Any) -> None:
+        self.slow.append((task, status, result, error))
+
+
+def test_ack_recorder(impl: tuple[ModuleType, ModuleType]) -> None:
+    core, execution = impl
+    owner = Owner()
+    recorder = execution.AckRecorder(owner.finished.append, owner)
+    assert recorder.attention is False
+    task = core.Task(1)
+    # The common outcome is recorded here.
+    recorder.ack(task, Status.Done, None, None)
+    assert task.parts.status is Status.Done
+    assert list(owner.finished) == [task]
+    assert owner.slow == []
+    # Anything else goes to the owner, unchanged and unrecorded here.
+    error = ValueError("x")
+    others = [
+        (core.Task(2), Status.Done, "result", None),
+        (core.Task(3), Status.Failed, None, error),
+        (core.Task(4), Status.Killed, None, None),
+        (core.Task(5), Status.Done, None, error),
+    ]
+    for args in others:
+        recorder.ack(*args)
+    assert owner.slow == others
+    assert all(t.parts.status is Status.Pending for t, *_ in others)
+    assert list(owner.finished) == [task]
+    # ... and so does everything while attention is set.
+    recorder.attention = True
+    late = core.Task(6)
+    recorder.ack(late, Status.Done, None, None)
+    assert owner.slow[-1] == (late, Status.Done, None, None)
+    recorder.attention = False
+    with pytest.raises((TypeError, AttributeError)):
+        recorder.ack("not a task", Status.Done, None, None)
+    with pytest.raises(TypeError):
+        execution.AckRecorder(None, owner)
+
+
+def test_ack_recorder_holds_its_owner_weakly(impl: tuple[ModuleType, ModuleType]) -> None:
+    core, execution = impl
+    owner = Owner()
+    finished = owner.finished
+    recorder = execution.AckRecorder(finished.append, owner)
+    ref = weakref.ref(owner)
+    del owner
+    assert ref() is None
+    recorder.ack(core.Task(1), Status.Done, None, None)  # needs no owner
+    assert len(finished) == 1
+    with pytest.raises(ReferenceError):
+        recorder.ack(core.Task(2), Status.Failed, None, None)
+
+
+def test_memory_storage_acks_through_its_recorder() -> None:
+    storage = MemoryStorage()
+    assert storage.ack_nowait == storage._recorder.ack
+    storage._ack_attention = True
+    assert storage._recorder.attention is True
+    storage._ack_attention = False
+    assert storage._ack_attention is False
+
+    class Overrides(MemoryStorage):
+        def ack_nowait(self, task: Task, status: Status, result: Any, error: Any) -> None:
+            super().ack_nowait(task, status, result, error)
+
+    overriding = Overrides()
+    assert overriding.ack_nowait.__func__ is Overrides.ack_nowait  # type: ignore[attr-defined]
+
+
+def test_memory_storage_dies_without_the_cycle_collector() -> None:
+    gc.disable()
+    try:
+        storage = MemoryStorage()
+        ref = weakref.ref(storage)
+        del storage
+        assert ref() is None
+    finally:
+        gc.enable()
+
+
+async def test_memory_storage_ack_nowait_outcomes_match_the_python_method() -> None:
+    """The recorder's ack and MemoryStorage's own method leave the same state."""
+    fast, slow = MemoryStorage(), MemoryStorage()
+    for storage in (fast, slow):
+        for i in range(6):
+            storage.push_nowait(i)
+    outcomes: list[tuple[Status, Any, BaseException | None]] = [
+        (Status.Done, None, None),
+        (Status.Done, "value", None),
+        (Status.Failed, None, TaskFailedError()),
+        (Status.Killed, None, AbortError("stop")),
+        (Status.Done, None, None),
+        (Status.Done, math.pi, None),
+    ]
+    ids = []
+    for status, result, error in outcomes:
+        a, b = fast.take_nowait(), slow.take_nowait()
+        assert a is not None and b is not None
+        fast.ack_nowait(a, status, result, error)
+        MemoryStorage.ack_nowait(slow, b, status, result, error)
+        ids.append((a.parts.task_id, b.parts.task_id))
+    got_fast = await fast.check_status([a for a, _ in ids])
+    got_slow = await slow.check_status([b for _, b in ids])
+    assert [(r.status, repr(r.result)) for r in got_fast] == [
+        (r.status, repr(r.result)) for r in got_slow
+    ]
+    assert fast.statistics().results_kept == slow.statistics().results_kept == 6
