@@ -36,9 +36,12 @@ from ._handler import resolve_handler
 from ._implementation import Extensions, Task, begin_execution, execution_module, set_status
 from ._layer_ack import AcknowledgeLayer, Acknowledger
 from ._layer_circuit import CircuitBreakerConfig, CircuitBreakerLayer
-from ._layer_execution import CatchPanicLayer
-from ._layer_limits import RateLimitLayer
+from ._layer_execution import CatchPanicLayer, RetryLayer, TimeoutLayer
+from ._layer_limits import ConcurrencyLimitLayer, LoadShedLayer, RateLimitLayer
 from ._layer_long_running import LongRunningConfig, LongRunningLayer, wants_runner
+from ._layer_otel import OpenTelemetryLayer
+from ._layer_prometheus import PrometheusLayer
+from ._layer_tracing import TracingLayer
 from ._pipeline import Acknowledge, BackendFailure, Execute, Settler, SettlingExecute
 from ._retry import RetryPolicy
 from ._service import (
@@ -170,9 +173,45 @@ class WorkerBuilder:
         """Start at most ``n`` tasks in any ``per_seconds`` window (:class:`RateLimitLayer`)."""
         return self.layer(RateLimitLayer(n, per_seconds))
 
-    def catch_panic(self) -> WorkerBuilder:
+    def catch_panic(self, retryable: tuple[type[BaseException], ...] = ()) -> WorkerBuilder:
         """Turn unexpected exceptions into ``AbortError`` (:class:`CatchPanicLayer`)."""
-        return self.layer(CatchPanicLayer())
+        return self.layer(CatchPanicLayer(retryable))
+
+    def retry_in_place(self, policy: RetryPolicy) -> WorkerBuilder:
+        """Re-run a failing execution without handing it back (:class:`RetryLayer`)."""
+        return self.layer(RetryLayer(policy))
+
+    def time_limit(self, seconds: float | timedelta) -> WorkerBuilder:
+        """Bound everything inside this point of the stack (:class:`TimeoutLayer`).
+
+        Unlike :meth:`timeout` (each handler call), it also covers the layers
+        added after it: retries in place, tracked long-running work.
+        """
+        return self.layer(TimeoutLayer(seconds))
+
+    def concurrency_limit(self, limit: int) -> WorkerBuilder:
+        """At most ``limit`` tasks inside at once (:class:`ConcurrencyLimitLayer`)."""
+        return self.layer(ConcurrencyLimitLayer(limit))
+
+    def load_shed(self) -> WorkerBuilder:
+        """Reject tasks the layers added after it cannot take now (:class:`LoadShedLayer`)."""
+        return self.layer(LoadShedLayer())
+
+    def trace(
+        self, logger: logging.Logger | str = "pyapalis.task", *, level: int = logging.INFO
+    ) -> WorkerBuilder:
+        """Log each task's id, attempt, duration and outcome (:class:`TracingLayer`)."""
+        return self.layer(TracingLayer(logger, level=level))
+
+    def prometheus(self, registry: Any = None, *, namespace: str = "pyapalis") -> WorkerBuilder:
+        """Task metrics for prometheus_client (:class:`PrometheusLayer`, extra ``prometheus``)."""
+        return self.layer(PrometheusLayer(registry, namespace=namespace))
+
+    def open_telemetry(
+        self, tracer_provider: Any = None, *, queue: str | None = None
+    ) -> WorkerBuilder:
+        """A span per task (:class:`OpenTelemetryLayer`, extra ``otel``)."""
+        return self.layer(OpenTelemetryLayer(tracer_provider, queue=queue))
 
     # -- building ------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ return or raise is what the backend records.
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -15,24 +16,30 @@ from typing import Any, ClassVar
 import pytest
 import trio
 import trio.testing
+from _optional import needs
 from conftest import EventLog
 
 from pyapalis import (
     AbortError,
     BuildError,
     MemoryStorage,
+    RetryPolicy,
     Service,
     Status,
     Task,
     TaskBuilder,
+    TaskTimeoutError,
     WorkerBuilder,
     WorkerContext,
 )
 from pyapalis._layer_ack import AcknowledgeLayer, EventListenerLayer
 from pyapalis._layer_circuit import CircuitBreakerLayer
-from pyapalis._layer_execution import CatchPanicLayer
-from pyapalis._layer_limits import RateLimitLayer
+from pyapalis._layer_execution import CatchPanicLayer, RetryLayer, TimeoutLayer
+from pyapalis._layer_limits import ConcurrencyLimitLayer, LoadShedLayer, RateLimitLayer
 from pyapalis._layer_long_running import LongRunningLayer, Runner
+from pyapalis._layer_otel import OpenTelemetryLayer
+from pyapalis._layer_prometheus import PrometheusLayer
+from pyapalis._layer_tracing import TracingLayer
 from pyapalis._service import NotReadyError, compose, readiness_checks, wraps_execution
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -339,6 +346,86 @@ def test_shortcuts_check_their_arguments() -> None:
     with pytest.raises(ValueError, match=r"^RateLimitLayer: per_seconds must be"):
         builder.rate_limit(1, -1)
     assert builder._layers == []
+
+
+def test_every_built_in_layer_has_a_shortcut_configured_as_given() -> None:
+    policy = RetryPolicy.retries(2)
+    builder = (
+        WorkerBuilder("w")
+        .retry_in_place(policy)
+        .time_limit(7)
+        .load_shed()
+        .concurrency_limit(3)
+        .trace("my.tasks", level=logging.DEBUG)
+        .catch_panic((ConnectionError,))
+    )
+    retry, limit, shed, concurrency, trace, panic = builder._layers
+    assert isinstance(retry, RetryLayer) and retry.policy is policy
+    assert isinstance(limit, TimeoutLayer) and limit.seconds == 7.0
+    assert isinstance(shed, LoadShedLayer)
+    assert isinstance(concurrency, ConcurrencyLimitLayer) and concurrency.limit == 3
+    assert isinstance(trace, TracingLayer)
+    assert trace.logger.name == "my.tasks" and trace.level == logging.DEBUG
+    assert isinstance(panic, CatchPanicLayer) and panic.retryable == (ConnectionError,)
+
+
+@needs("prometheus_client", "prometheus")
+def test_prometheus_shortcut_uses_the_registry_given() -> None:
+    from prometheus_client import CollectorRegistry
+
+    registry = CollectorRegistry()
+    [layer] = WorkerBuilder("w").prometheus(registry, namespace="jobs")._layers
+    assert isinstance(layer, PrometheusLayer)
+    assert any(name.startswith("jobs_") for name in registry._names_to_collectors)
+
+
+@needs("opentelemetry.sdk", "otel")
+def test_open_telemetry_shortcut_uses_the_provider_given() -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+
+    [layer] = WorkerBuilder("w").open_telemetry(TracerProvider(), queue="emails")._layers
+    assert isinstance(layer, OpenTelemetryLayer) and layer.queue == "emails"
+
+
+def test_new_shortcuts_check_their_arguments() -> None:
+    builder = WorkerBuilder("w")
+    with pytest.raises(TypeError, match=r"^RetryLayer: policy must be a RetryPolicy"):
+        builder.retry_in_place(3)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"TimeoutLayer"):
+        builder.time_limit(-1)
+    with pytest.raises(ValueError, match=r"ConcurrencyLimitLayer"):
+        builder.concurrency_limit(0)
+    assert builder._layers == []
+
+
+async def test_time_limit_bounds_the_retries_in_place_too(
+    storage: MemoryStorage, event_log: EventLog, autojump_clock: trio.testing.MockClock
+) -> None:
+    task = Task("slow")
+    await storage.push_task(task)
+    calls = 0
+
+    async def handler(item: str, ctx: WorkerContext) -> None:
+        nonlocal calls
+        calls += 1
+        ctx.stop()
+        await trio.sleep(4)
+        raise ConnectionError("down")
+
+    worker = (
+        WorkerBuilder("w")
+        .backend(storage)
+        .time_limit(10)  # outside: 4 s + 4 s + (cut at 10 s)
+        .retry_in_place(RetryPolicy.retries(5))
+        .on_event(event_log)
+        .build(handler)
+    )
+    start = trio.current_time()
+    await worker.run()
+    assert calls == 3
+    assert trio.current_time() - start == pytest.approx(10)
+    assert task.parts.status is Status.Failed
+    assert isinstance(event_log.of("Error")[-1].error, TaskTimeoutError)
 
 
 def test_a_runner_parameter_without_long_running_fails_at_build() -> None:
