@@ -74,6 +74,8 @@ class _Permits:
         if self.lot:
             self.lot.unpark()
 
+    unreserve = release  # a permit reserved and not used is simply given back
+
 
 class ConcurrencyLimitLayer:
     """At most ``limit`` tasks run inside this layer at once.
@@ -94,40 +96,48 @@ class ConcurrencyLimitLayer:
         return f"ConcurrencyLimitLayer({self.limit!r})"
 
 
-class _ConcurrencyLimitService:
-    __slots__ = ("_inner", "_inner_nowait", "_permits")
+class _ReservingService:
+    """A service that admits a task once it holds a reservation of ``slots``.
 
-    def __init__(self, inner: Service, permits: _Permits) -> None:
+    ``slots`` (:class:`_Permits` or :class:`_Window`) has ``holders``,
+    ``try_reserve(me)``, ``await reserve(me)`` and ``unreserve(me)``.
+    """
+
+    __slots__ = ("_inner", "_inner_nowait", "_slots")
+
+    def __init__(self, inner: Service, slots: _Permits | _Window) -> None:
         self._inner = inner
         self._inner_nowait = ready_nowait_of(inner)
-        self._permits = permits
+        self._slots = slots
 
     async def ready(self) -> None:
-        """Wait for a permit and keep it for this consumer loop's next call."""
+        """Wait for a reservation and keep it for this consumer loop's next call."""
         me = _current_task()
-        if not self._permits.try_reserve(me):
-            await self._permits.reserve(me)
+        if not self._slots.try_reserve(me):
+            await self._slots.reserve(me)
 
     def ready_nowait(self) -> bool:
-        """Reserve a permit (and the inner services' readiness) without waiting."""
+        """Reserve (and the inner services' readiness) without waiting."""
         me = _current_task()
-        permits = self._permits
-        if me in permits.holders:
-            held = True
-        elif permits.try_reserve(me):
-            held = False
-        else:
+        slots = self._slots
+        held = me in slots.holders
+        if not held and not slots.try_reserve(me):
             return False
         inner_nowait = self._inner_nowait
         if inner_nowait is not None and not inner_nowait():
             if not held:
-                permits.release(me)
+                slots.unreserve(me)
             return False
         return True
 
+
+class _ConcurrencyLimitService(_ReservingService):
+    __slots__ = ()
+    _slots: _Permits
+
     async def __call__(self, task: Task) -> Any:
         me = _current_task()
-        permits = self._permits
+        permits = self._slots
         if not permits.try_reserve(me):
             await permits.reserve(me)
         try:
@@ -181,7 +191,8 @@ class _Window:
             # Loops waiting while every token was reserved: the first return is now known.
             self.lot.unpark_all()
 
-    def cancel(self, me: Any) -> None:
+    def unreserve(self, me: Any) -> None:
+        """Give back a reserved start that will not be made."""
         self.holders.discard(me)
         if self.lot:
             self.lot.unpark_all()
@@ -210,37 +221,13 @@ class RateLimitLayer:
         return f"RateLimitLayer({self.n!r}, per_seconds={self.per_seconds!r})"
 
 
-class _RateLimitService:
-    __slots__ = ("_inner", "_inner_nowait", "_window")
-
-    def __init__(self, inner: Service, window: _Window) -> None:
-        self._inner = inner
-        self._inner_nowait = ready_nowait_of(inner)
-        self._window = window
-
-    async def ready(self) -> None:
-        """Wait for a token and reserve it for this consumer loop's next call."""
-        me = _current_task()
-        if not self._window.try_reserve(me):
-            await self._window.reserve(me)
-
-    def ready_nowait(self) -> bool:
-        """Reserve a token (and the inner services' readiness) without waiting."""
-        me = _current_task()
-        window = self._window
-        held = me in window.holders
-        if not held and not window.try_reserve(me):
-            return False
-        inner_nowait = self._inner_nowait
-        if inner_nowait is not None and not inner_nowait():
-            if not held:
-                window.cancel(me)
-            return False
-        return True
+class _RateLimitService(_ReservingService):
+    __slots__ = ()
+    _slots: _Window
 
     async def __call__(self, task: Task) -> Any:
         me = _current_task()
-        window = self._window
+        window = self._slots
         if not window.try_reserve(me):
             await window.reserve(me)
         window.start(me)
