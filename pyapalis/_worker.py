@@ -181,7 +181,7 @@ class WorkerBuilder:
         """Re-run a failing execution without handing it back (:class:`RetryLayer`)."""
         return self.layer(RetryLayer(policy))
 
-    def time_limit(self, seconds: float | timedelta) -> WorkerBuilder:
+    def total_timeout(self, seconds: float | timedelta) -> WorkerBuilder:
         """Bound everything inside this point of the stack (:class:`TimeoutLayer`).
 
         Unlike :meth:`timeout` (each handler call), it also covers the layers

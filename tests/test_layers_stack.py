@@ -353,7 +353,7 @@ def test_every_built_in_layer_has_a_shortcut_configured_as_given() -> None:
     builder = (
         WorkerBuilder("w")
         .retry_in_place(policy)
-        .time_limit(7)
+        .total_timeout(7)
         .load_shed()
         .concurrency_limit(3)
         .trace("my.tasks", level=logging.DEBUG)
@@ -392,13 +392,13 @@ def test_new_shortcuts_check_their_arguments() -> None:
     with pytest.raises(TypeError, match=r"^RetryLayer: policy must be a RetryPolicy"):
         builder.retry_in_place(3)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"TimeoutLayer"):
-        builder.time_limit(-1)
+        builder.total_timeout(-1)
     with pytest.raises(ValueError, match=r"ConcurrencyLimitLayer"):
         builder.concurrency_limit(0)
     assert builder._layers == []
 
 
-async def test_time_limit_bounds_the_retries_in_place_too(
+async def test_total_timeout_bounds_the_retries_in_place_too(
     storage: MemoryStorage, event_log: EventLog, autojump_clock: trio.testing.MockClock
 ) -> None:
     task = Task("slow")
@@ -415,7 +415,7 @@ async def test_time_limit_bounds_the_retries_in_place_too(
     worker = (
         WorkerBuilder("w")
         .backend(storage)
-        .time_limit(10)  # outside: 4 s + 4 s + (cut at 10 s)
+        .total_timeout(10)  # outside: 4 s + 4 s + (cut at 10 s)
         .retry_in_place(RetryPolicy.retries(5))
         .on_event(event_log)
         .build(handler)
