@@ -1,6 +1,7 @@
 """Cross-thread pushes into a background runtime against same-thread pushes, in one run.
 
     python benchmarks/runtime_latency.py [--samples 2000] [--tasks 200000]
+    python benchmarks/runtime_latency.py --against ../before [--rounds 2]
 
 Latency: one producer pushes a task to an idle worker and waits until the
 handler has started, ``samples`` times; reported is push-to-handler-start
@@ -17,12 +18,21 @@ per task, all resolved at the end).
 
 Targets (issue 8): cross-thread p50 <= 50 µs; cross-thread throughput at least
 half the same-thread throughput.
+
+Before/after in one run: ``--against DIR`` measures a second checkout (say a
+``git worktree`` of the previous commit, its extension built) with this same
+script, alternating fresh processes of the two trees ``rounds`` times, and
+prints the median of each figure side by side (``--json`` prints one tree's
+figures as JSON; ``PYAPALIS_BENCH_TREE=DIR`` picks the tree to import).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -31,7 +41,9 @@ from pathlib import Path
 
 import trio
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(
+    0, os.environ.get("PYAPALIS_BENCH_TREE") or str(Path(__file__).resolve().parents[1])
+)
 
 from pyapalis import MemoryStorage, WorkerBuilder
 from pyapalis._implementation import IMPLEMENTATION
@@ -201,38 +213,109 @@ def throughput_threads(tasks: int, producers: int, *, submit: bool) -> float:
     return tasks / elapsed
 
 
+LATENCY_ROWS = (
+    ("same thread (trio task, push_nowait)", latency_same_thread),
+    ("other thread (runtime.push)", latency_other_thread),
+    ("submit -> future.result() round trip", submit_round_trip),
+)
+
+
+def measure(samples: int, tasks: int) -> dict[str, float]:
+    """Every figure: ``"<row> p50"`` / ``"<row> p99"`` in µs, ``"<row>"`` in tasks/s."""
+    figures: dict[str, float] = {}
+    for label, run in LATENCY_ROWS:
+        values = sorted(run(samples))
+        figures[f"{label} p50"] = percentile(values, 0.5) * 1e6
+        figures[f"{label} p99"] = percentile(values, 0.99) * 1e6
+    figures[SAME] = statistics.median(throughput_same_thread(tasks) for _ in range(3))
+    for submit in (False, True):
+        for producers in (1, 2, 3, 4):
+            figures[_threads_label(producers, submit)] = statistics.median(
+                throughput_threads(tasks - tasks % producers, producers, submit=submit)
+                for _ in range(3)
+            )
+    return figures
+
+
+SAME = "same thread (trio task, push_nowait)"
+
+
+def _threads_label(producers: int, submit: bool) -> str:
+    how = "submit + wait" if submit else "push"
+    return f"{producers} thread{'s' if producers > 1 else ''} ({how})"
+
+
+def _throughput_labels() -> list[str]:
+    return [SAME] + [_threads_label(k, s) for s in (False, True) for k in (1, 2, 3, 4)]
+
+
+def print_figures(samples: int, tasks: int, figures: dict[str, float]) -> None:
+    print(f"\nlatency, push to handler start ({samples} samples)    p50 µs    p99 µs")
+    for label, _run in LATENCY_ROWS:
+        print(f"  {label:<46}{figures[label + ' p50']:8.1f}{figures[label + ' p99']:10.1f}")
+    print(f"\nthroughput ({tasks} tasks)                          tasks/s   vs same thread")
+    same = figures[SAME]
+    for label in _throughput_labels():
+        print(f"  {label:<46}{figures[label]:10,.0f}{figures[label] / same:10.2f}")
+
+
+def compare_trees(trees: dict[str, str], samples: int, tasks: int, rounds: int) -> None:
+    """Measure each tree in fresh processes, alternating; print medians side by side."""
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in trees}
+    for round_ in range(rounds):
+        for name, tree in trees.items():
+            print(f"round {round_ + 1}/{rounds}: {name} ({tree})", file=sys.stderr, flush=True)
+            env = {**os.environ, "PYAPALIS_BENCH_TREE": tree}
+            command = [sys.executable, __file__, "--json", f"--samples={samples}"]
+            output = subprocess.run(
+                [*command, f"--tasks={tasks}"], env=env, check=True, capture_output=True, text=True
+            ).stdout
+            figures = json.loads(output)
+            runs[name].append(figures)
+            other = figures["other thread (runtime.push) p50"]
+            rate = figures[_threads_label(1, False)] / figures[SAME]
+            print(f"  other thread p50 {other:.1f} µs, 1 thread {rate:.2f}x", file=sys.stderr)
+    names = list(trees)
+    medians = {
+        name: {key: statistics.median(run[key] for run in runs[name]) for key in runs[name][0]}
+        for name in names
+    }
+    header = "".join(f"{name:>14}" for name in names)
+    print(f"medians of {rounds} alternating rounds; {samples} samples, {tasks} tasks")
+    print(f"\nlatency, push to handler start, µs                   {header}")
+    for label, _run in LATENCY_ROWS:
+        for q in ("p50", "p99"):
+            key = f"{label} {q}"
+            cells = "".join(f"{medians[name][key]:14.1f}" for name in names)
+            print(f"  {key:<52}{cells}")
+    print(f"\nthroughput, tasks/s (x same thread of the same tree) {header}")
+    for label in _throughput_labels():
+        cells = "".join(
+            f"{medians[name][label]:9,.0f} {medians[name][label] / medians[name][SAME]:4.2f}"
+            for name in names
+        )
+        print(f"  {label:<52}{cells}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--samples", type=int, default=2000)
     parser.add_argument("--tasks", type=int, default=200_000)
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument("--against", metavar="DIR", help="another checkout to compare with")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds (--against)")
     options = parser.parse_args()
     samples, tasks = options.samples, options.tasks
+    if options.against:
+        this = str(Path(__file__).resolve().parents[1])
+        trees = {"before": str(Path(options.against).resolve()), "after": this}
+        compare_trees(trees, samples, tasks, options.rounds)
+        return
+    if options.json:
+        print(json.dumps(measure(samples, tasks)))
+        return
     print(f"pyapalis core: {IMPLEMENTATION}; Python {sys.version.split()[0]}")
-    print(f"\nlatency, push to handler start ({samples} samples)    p50 µs    p99 µs")
-    rows: list[tuple[str, list[float]]] = [
-        ("same thread (trio task, push_nowait)", latency_same_thread(samples)),
-        ("other thread (runtime.push)", latency_other_thread(samples)),
-        ("submit -> future.result() round trip", submit_round_trip(samples)),
-    ]
-    for label, values in rows:
-        values.sort()
-        print(
-            f"  {label:<46}{percentile(values, 0.5) * 1e6:8.1f}"
-            f"{percentile(values, 0.99) * 1e6:10.1f}"
-        )
-
-    print(f"\nthroughput ({tasks} tasks)                          tasks/s   vs same thread")
-    same = statistics.median(throughput_same_thread(tasks) for _ in range(3))
-    print(f"  {'same thread (trio task, push_nowait)':<46}{same:10,.0f}{1.0:10.2f}")
-    for submit in (False, True):
-        for producers in (1, 2, 3, 4):
-            rate = statistics.median(
-                throughput_threads(tasks - tasks % producers, producers, submit=submit)
-                for _ in range(3)
-            )
-            how = "submit + wait" if submit else "push"
-            label = f"{producers} thread{'s' if producers > 1 else ''} ({how})"
-            print(f"  {label:<46}{rate:10,.0f}{rate / same:10.2f}")
+    print_figures(samples, tasks, measure(samples, tasks))
 
 
 if __name__ == "__main__":

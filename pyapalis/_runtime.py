@@ -11,23 +11,21 @@ A trio program needs none of this: start the worker in its own nursery
 
 How a submitted task's outcome comes back: ``submit`` builds the task on the
 caller's thread with a fresh id and files its future under that id *before*
-queueing it, so no outcome can arrive for an id nobody waits for. On the trio
-thread the worker's ``Success`` event (it carries the handler's return value)
-resolves the future; a failure resolves it only when the worker reports it to
-the storage as final (``ack`` with ``Failed`` or ``Killed``), never on an
-execution that will be retried, and with the very exception of the last
-execution. A runtime used only with ``push`` adds nothing per task; after the
-first ``submit`` the worker emits its events (one small allocation per task).
+queueing it (``MemoryStorage.push_task_nowait``), so no outcome can arrive for
+an id nobody waits for. The storage's outcome listener
+(``MemoryStorage.add_outcome_listener``) resolves the future when the worker
+records the task's final outcome: ``Done`` with the handler's return value,
+``Failed`` or ``Killed`` with the very exception of the last execution, never
+on an execution that will be retried. A runtime used only with ``push`` adds
+nothing per task; after the first ``submit`` into a storage, every ack of that
+storage takes its Python path (until the runtime stops).
 
-Latency: a push from another thread wakes the trio thread, which then needs
-the GIL. A producer that blocks right after pushing (waiting on a future, on
-I/O) hands it over at once; one that keeps computing can delay the handler by
-a switch interval or two (``sys.getswitchinterval()``, 5 ms by default), which
-latency-sensitive services may lower.
-
-Interim note: MemoryStorage does not yet offer a thread-safe push of a prepared
-task, nor a hook for final outcomes; :class:`_StorageTap` is the one place that
-reaches into it for both (see its docstring).
+Latency: a push from another thread wakes the trio thread (through the
+storage's waker task; pushes made while a wake is pending share it), which
+then needs the GIL. A producer that blocks right after pushing (waiting on a
+future, on I/O) hands it over at once; one that keeps computing can delay the
+handler by a switch interval or two (``sys.getswitchinterval()``, 5 ms by
+default), which latency-sensitive services may lower.
 """
 
 from __future__ import annotations
@@ -45,7 +43,6 @@ from typing import Any, Protocol
 import trio
 
 from ._errors import PyapalisError, TaskError
-from ._events import Event, EventKind
 from ._implementation import Task, TaskId
 from ._memory import MemoryStorage
 from ._status import Status
@@ -67,7 +64,6 @@ EXIT_JOIN_GRACE = 1.0
 """At interpreter exit, how long to wait past the stop timeout for a thread whose
 cancelled tasks will not end (it is a daemon thread: the interpreter then leaves it)."""
 
-_SUCCESS = EventKind.Success
 _DONE = Status.Done
 
 
@@ -167,18 +163,8 @@ class BackgroundRuntime:
         self._thread = threading.Thread(target=self._thread_main, name=name, daemon=True)
         # Futures of submitted tasks by id; resolved on the trio thread.
         self._pending: dict[TaskId, concurrent.futures.Future[Any]] = {}
+        # One per storage submitted to: its outcome listener resolves futures.
         self._taps: dict[int, _StorageTap] = {}
-        # Where Success events come from: a Worker's listener list (joined at
-        # the first submit, so a push-only runtime keeps events switched off),
-        # or a Monitor's on_event() (registered before it runs).
-        context = getattr(target, "context", None)
-        listeners = getattr(context, "_listeners", None)
-        self._worker_listeners: list[Any] | None = (
-            listeners if isinstance(listeners, list) else None
-        )
-        on_event = getattr(target, "on_event", None)
-        self._monitor_on_event = on_event if callable(on_event) else None
-        self._listening = False
 
     # -- life cycle --------------------------------------------------------
 
@@ -195,9 +181,6 @@ class BackgroundRuntime:
                     "a runtime starts once"
                 )
             self._state = _State.Starting
-        if self._worker_listeners is None and self._monitor_on_event is not None:
-            self._monitor_on_event(self._on_event)
-            self._listening = True
         self._thread.start()
         self._ready.wait()
         if self._state is _State.Stopped:
@@ -344,21 +327,13 @@ class BackgroundRuntime:
         with self._lock:
             tap = self._taps.get(id(storage))
             if tap is None:
-                if not self._listening:
-                    self._listen()
-                    self._listening = True
                 tap = _StorageTap(storage, self._settle)
+                if self._state is _State.Stopped:
+                    # _finish() has detached the taps already: undo this one.
+                    tap.detach()
+                    raise self._refusal("submit")
                 self._taps[id(storage)] = tap
         return tap
-
-    def _listen(self) -> None:
-        """Have the worker report its Success events to :meth:`_on_event`."""
-        if self._worker_listeners is None:
-            raise TypeError(
-                f"submit: cannot follow the outcomes of {type(self._target).__name__} "
-                "(it has neither a worker context nor on_event())"
-            )
-        self._worker_listeners.append(self._on_event)  # atomic: safe mid-run
 
     def _refusal(self, what: str) -> RuntimeStoppedError:
         state = self._state
@@ -380,14 +355,8 @@ class BackgroundRuntime:
 
     # -- internals: the trio thread ----------------------------------------
 
-    def _on_event(self, _ctx: object, event: Event) -> None:
-        if event.kind is _SUCCESS:
-            future = self._pending.pop(event.task_id, None)  # type: ignore[arg-type]
-            if future is not None:
-                _succeed(future, event.result)
-
     def _settle(self, task: Task, status: Status, result: Any, error: BaseException | None) -> None:
-        """A final outcome the storage recorded (see :class:`_StorageTap`)."""
+        """A final outcome a storage recorded (its outcome listener, any thread)."""
         task_id = task.parts.task_id
         future = self._pending.pop(task_id, None)  # type: ignore[arg-type]
         if future is None:
@@ -463,11 +432,10 @@ class BackgroundRuntime:
             except KeyError:
                 break
             _fail(future, self._stopped_before(task_id))
-        for tap in self._taps.values():
+        with self._lock:
+            taps = list(self._taps.values())
+        for tap in taps:
             tap.detach()
-        listeners = self._worker_listeners
-        if listeners is not None and self._on_event in listeners:
-            listeners.remove(self._on_event)
         self._ready.set()
 
     # -- internals: stopping -----------------------------------------------
@@ -514,22 +482,14 @@ class BackgroundRuntime:
 
 
 class _StorageTap:
-    """What :meth:`BackgroundRuntime.submit` needs from one MemoryStorage.
+    """What :meth:`BackgroundRuntime.submit` uses of one MemoryStorage.
 
-    * :meth:`push` queues a prepared task (its id chosen by the caller) from
-      any thread, as ``push_nowait`` queues args: the compiled queue is atomic
-      under the GIL, and a parked consumer is woken through the run's token.
-    * Final failures: the worker reports them with ``await backend.ack(...)``,
-      looked up on the storage at each call, so wrapping the instance's ``ack``
-      sees each one, with the exception of the last execution, once.
-
-    Interim: both reach into MemoryStorage. With a public
-    ``MemoryStorage.push_task_nowait(task)`` and a final-outcome hook (a
-    listener called from ``ack_nowait`` with ``(task, status, result, error)``)
-    this class shrinks to two calls and the event listener goes away.
+    :meth:`push` queues a prepared task (its id chosen by the caller) from any
+    thread with ``push_task_nowait``; the runtime's ``settle`` is the storage's
+    outcome listener from creation until :meth:`detach`.
     """
 
-    __slots__ = ("_ack", "_original_ack", "_push", "_settle", "storage")
+    __slots__ = ("_settle", "push", "storage")
 
     def __init__(
         self,
@@ -537,37 +497,13 @@ class _StorageTap:
         settle: Callable[[Task, Status, Any, BaseException | None], None],
     ) -> None:
         self.storage = storage
-        self._push = storage._queue.push
+        self.push: Callable[[Task], TaskId] = storage.push_task_nowait
         self._settle = settle
-        self._original_ack = storage.ack
-        self._ack = self._tapped_ack
-        storage.ack = self._ack  # type: ignore[method-assign]
-
-    def push(self, task: Task) -> None:
-        storage = self.storage
-        if not self._push(task, False):
-            raise trio.WouldBlock(f"MemoryStorage is full (maxsize={storage._maxsize})")
-        if storage._consumer_waiting:
-            storage._wake()
-
-    async def _tapped_ack(
-        self, task: Task, status: Status, result: Any, error: BaseException | None
-    ) -> None:
-        try:
-            await self._original_ack(task, status, result, error)
-        finally:
-            self._settle(task, status, result, error)
+        storage.add_outcome_listener(settle)
 
     def detach(self) -> None:
-        """Undo the wrapping, unless something wrapped ``ack`` again since."""
-        storage = self.storage
-        if storage.__dict__.get("ack") is self._ack:
-            if getattr(self._original_ack, "__self__", None) is storage and (
-                getattr(self._original_ack, "__func__", None) is MemoryStorage.ack
-            ):
-                del storage.__dict__["ack"]
-            else:
-                storage.ack = self._original_ack  # type: ignore[method-assign]
+        """Stop listening to the storage's outcomes."""
+        self.storage.remove_outcome_listener(self._settle)
 
 
 def _stopper_for(target: object) -> Callable[[], None]:

@@ -513,9 +513,12 @@ def test_stopping_restores_the_storage() -> None:
     storage = MemoryStorage()
     worker = WorkerBuilder("restore").backend(storage).build(echo)
     with start_in_thread(worker) as runtime:
+        assert not storage._ack_attention  # push-only so far: the compiled fast path
         runtime.submit(storage, 1).result(WAIT)
-        assert "ack" in vars(storage)
-        assert runtime._on_event in worker.context._listeners
+        assert len(storage._outcome_listeners) == 1
+        assert storage._ack_attention
+    assert storage._outcome_listeners == ()
+    assert not storage._ack_attention
     assert "ack" not in vars(storage)
     assert worker.context._listeners == []
 
