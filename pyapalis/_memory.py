@@ -31,7 +31,14 @@ import outcome
 import trio
 
 from ._capabilities import TaskResult
-from ._implementation import Task, TaskId, TaskQueue, execution_module, set_status, undo_attempt
+from ._implementation import (
+    Task,
+    TaskId,
+    TaskQueue,
+    execution_module,
+    set_status,
+    undo_attempt,
+)
 from ._status import Status
 
 if TYPE_CHECKING:
@@ -242,22 +249,27 @@ class MemoryStorage:
     async def push_task(self, task: Task) -> TaskId:
         """Queue a prepared task, keeping its id (one is generated if unset),
         ``run_at``, attempts, data and metadata."""
-        if not isinstance(task, Task):
-            raise TypeError(f"push_task: expected Task, got {type(task).__name__}")
         await trio.lowlevel.checkpoint_if_cancelled()
-        parts = task.parts
-        if parts.task_id is None:
-            parts.task_id = TaskId.generate()
-        parts.status = Status.Pending
-        if self._details:
-            self._details.pop(task, None)  # it ran here before: that outcome is over
+        task_id = self._prepare_pushed(task, "push_task")
         while not self._enqueue(task, force=False):
             await self._park_producer()
         self._bind_if_unbound()
         if self._consumer_waiting:
             self._wake()
         await trio.lowlevel.cancel_shielded_checkpoint()
-        task_id: TaskId = parts.task_id
+        return task_id
+
+    def _prepare_pushed(self, task: Task, method: str) -> TaskId:
+        """Check a task given to ``method`` and make it a new Pending one with an id."""
+        if not isinstance(task, Task):
+            raise TypeError(f"{method}: expected Task, got {type(task).__name__}")
+        parts = task.parts
+        task_id = parts.task_id
+        if task_id is None:
+            task_id = parts.task_id = TaskId.generate()
+        parts.status = Status.Pending
+        if self._details:
+            self._details.pop(task, None)  # it ran here before: that outcome is over
         return task_id
 
     def push_task_nowait(self, task: Task) -> TaskId:
@@ -268,14 +280,7 @@ class MemoryStorage:
         too; pushes made while a wake is pending share it).
         Raises ``trio.WouldBlock`` if ``maxsize`` is reached.
         """
-        if not isinstance(task, Task):
-            raise TypeError(f"push_task_nowait: expected Task, got {type(task).__name__}")
-        parts = task.parts
-        if parts.task_id is None:
-            parts.task_id = TaskId.generate()
-        parts.status = Status.Pending
-        if self._details:
-            self._details.pop(task, None)  # it ran here before: that outcome is over
+        task_id = self._prepare_pushed(task, "push_task_nowait")
         if not self._enqueue(task, force=False):
             raise trio.WouldBlock(f"MemoryStorage is full (maxsize={self._maxsize})")
         if self._consumer_waiting:
@@ -283,7 +288,6 @@ class MemoryStorage:
                 self._wake_consumers()
             else:
                 self._schedule_wake()
-        task_id: TaskId = parts.task_id
         return task_id
 
     async def push_stream(self, items: AsyncIterable[Any]) -> int:
