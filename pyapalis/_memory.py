@@ -284,10 +284,7 @@ class MemoryStorage:
         if not self._enqueue(task, force=False):
             raise trio.WouldBlock(f"MemoryStorage is full (maxsize={self._maxsize})")
         if self._consumer_waiting:
-            if self._trio_thread == _get_ident():
-                self._wake_consumers()
-            else:
-                self._schedule_wake()
+            self._wake()
         return task_id
 
     async def push_stream(self, items: AsyncIterable[Any]) -> int:
