@@ -80,6 +80,9 @@ TARGETS: tuple[tuple[str, str, float], ...] = (
     ("pyapalis-c1", "dramatiq", 50.0),
 )
 
+#: (contender, peer, maximum ratio of idle latency p50): the latency target of issue 3.
+LATENCY_TARGETS: tuple[tuple[str, str, float], ...] = (("pyapalis-c1", "trio", 1.0),)
+
 WORKLOAD = (
     "throughput: N tasks pushed up front, one by one, through each framework's push API, "
     "then a trivial handler (counter += 1) runs on each; timed from the first push to "
@@ -341,6 +344,25 @@ def check_targets(results: Sequence[Result]) -> list[dict[str, Any]]:
     return checks
 
 
+def check_latency_targets(results: Sequence[Result]) -> list[dict[str, Any]]:
+    """Each target of :data:`LATENCY_TARGETS` whose two contenders measured latency."""
+    by_key_ = {r.key: r for r in results if not r.skipped and r.latency_samples}
+    checks = []
+    for key, peer, allowed in LATENCY_TARGETS:
+        if key in by_key_ and peer in by_key_:
+            ratio = by_key_[key].latency_p50_us / by_key_[peer].latency_p50_us
+            checks.append(
+                {
+                    "contender": key,
+                    "peer": peer,
+                    "allowed": allowed,
+                    "ratio": ratio,
+                    "met": ratio <= allowed,
+                }
+            )
+    return checks
+
+
 # -- output ----------------------------------------------------------------------
 
 
@@ -400,6 +422,14 @@ def format_targets(checks: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def format_latency_targets(checks: Sequence[dict[str, Any]]) -> str:
+    return "\n".join(
+        f"  {check['contender']} vs {check['peer']}: {check['ratio']:.2f}x, "
+        f"target <= {check['allowed']:g}x: {'met' if check['met'] else 'MISSED'}"
+        for check in checks
+    )
+
+
 def environment() -> dict[str, Any]:
     """Where and with what the run happened."""
     from pyapalis import _implementation
@@ -442,6 +472,7 @@ def payload_for(
         "yardstick": YARDSTICK,
         "results": [asdict(r) for r in results],
         "targets": check_targets(results),
+        "latency_targets": check_latency_targets(results),
     }
 
 
@@ -545,6 +576,10 @@ def main(argv: list[str] | None = None) -> int:
     if checks:
         print("targets (ratios of median tasks/s):")
         print(format_targets(checks))
+    latency_checks = check_latency_targets(results)
+    if latency_checks:
+        print("latency targets (ratios of idle p50):")
+        print(format_latency_targets(latency_checks))
     settings = {
         "n": args.n,
         "repeats": args.repeats,

@@ -16,6 +16,7 @@ from posix.time cimport CLOCK_REALTIME, clock_gettime, timespec
 
 import datetime as _datetime
 import os as _os
+import weakref as _weakref
 
 from pyapalis._errors import MissingDataError
 from pyapalis._status import Status

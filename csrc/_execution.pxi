@@ -1,7 +1,6 @@
 # Hot-path helpers the worker calls once per execution: one C call instead of
 # several attribute lookups and property setters.
 
-import weakref as _weakref
 
 cdef object _RUNNING = Status.Running
 

@@ -15,6 +15,7 @@ from pyapalis._pyexecution import begin_direct as begin_direct
 from pyapalis._pyexecution import begin_execution as begin_execution
 from pyapalis._pyexecution import set_status as set_status
 from pyapalis._pyexecution import undo_attempt as undo_attempt
+from pyapalis._pyqueue import OneShotValue as OneShotValue
 from pyapalis._pyqueue import TaskQueue as TaskQueue
 from pyapalis._status import Status as Status
 

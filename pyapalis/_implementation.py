@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from ._pyexecution import begin_execution as begin_execution
     from ._pyexecution import set_status as set_status
     from ._pyexecution import undo_attempt as undo_attempt
+    from ._pyqueue import OneShotValue as OneShotValue
     from ._pyqueue import TaskQueue as TaskQueue
 else:
     Attempt = core.Attempt
@@ -56,6 +57,7 @@ else:
     Task = core.Task
     TaskBuilder = core.TaskBuilder
     TaskId = core.TaskId
+    OneShotValue = queue_module.OneShotValue
     TaskQueue = queue_module.TaskQueue
     begin_execution = execution_module.begin_execution
     set_status = execution_module.set_status

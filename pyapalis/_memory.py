@@ -25,13 +25,14 @@ import weakref
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import outcome
 import trio
 
 from ._capabilities import TaskResult
 from ._implementation import (
+    OneShotValue,
     Task,
     TaskId,
     TaskQueue,
@@ -51,6 +52,11 @@ __all__ = ["MemoryStorage", "MemoryStorageStatistics", "OutcomeListener"]
 logger = logging.getLogger("pyapalis.memory")
 
 _DONE = Status.Done
+
+# What a parked consumer is resumed with (trio's reschedule takes an Outcome):
+# a one-use value, several times cheaper to make and unwrap than outcome.Value.
+outcome.Outcome.register(OneShotValue)
+_resume_with = cast("Callable[[object], outcome.Outcome[Any]]", OneShotValue)
 
 OutcomeListener = Callable[[Task, Status, Any, "BaseException | None"], object]
 """``listener(task, status, result, error)``: see :meth:`MemoryStorage.add_outcome_listener`."""
@@ -143,14 +149,30 @@ class MemoryStorage:
         # Parked consumer tasks, oldest first. A push hands its task straight
         # to the oldest one (as a trio channel does): no second pop, no lot.
         self._waiters: deque[trio.lowlevel.Task] = deque()
+        # Future-dated tasks pushed where trio's clock cannot be read (another
+        # thread, or before any run): converted on the trio thread.
+        self._unconverted: deque[Task] = deque()
+        # push_nowait is the queue's own: on the trio thread with a consumer
+        # parked it hands the task over in C (the idle push-to-handler
+        # latency); otherwise it calls _wake(). The queue's consumer_waiting
+        # flag is set by a consumer before it parks (producer threads read
+        # it) and consumer_thread by bind().
+        self._queue.connect_consumers(
+            self._waiters,
+            self._unconverted,
+            trio.lowlevel.reschedule,
+            self,
+            trio.WouldBlock,
+            f"MemoryStorage is full (maxsize={maxsize})",
+        )
+        if type(self).push_nowait is MemoryStorage.push_nowait:
+            self.push_nowait = self._queue.push_nowait  # type: ignore[method-assign]
         # Counts wake_takers() calls: a consumer re-arming its wait (_rearm)
         # was not in _waiters at that moment, and checks this instead.
         self._takers_woken = 0
         self._producers = trio.lowlevel.ParkingLot()
         # ParkingLot's len() is a Python-level call: the hot path reads this instead.
         self._producers_waiting = 0
-        # Read by producer threads: set by a consumer before it parks.
-        self._consumer_waiting = False
         self._token: trio.lowlevel.TrioToken | None = None
         self._trio_thread: int | None = None
         # True from a cross-thread wake request until the trio thread runs it:
@@ -161,9 +183,6 @@ class MemoryStorage:
         self._waker_token: trio.lowlevel.TrioToken | None = None
         self._waker_runs: set[trio.lowlevel.TrioToken] = set()
         self._signal: _WakeSignal | None = None
-        # Future-dated tasks pushed where trio's clock cannot be read (another
-        # thread, or before any run): converted on the trio thread.
-        self._unconverted: deque[Task] = deque()
         # Wall clock minus trio's clock, re-read only when trio's clock has
         # moved: see _deadline_for.
         self._clock_offset = 0.0
@@ -202,14 +221,8 @@ class MemoryStorage:
 
         Raises ``trio.WouldBlock`` if ``maxsize`` is reached.
         """
-        task_id = self._queue.push_args(args)
-        if task_id is None:
-            raise trio.WouldBlock(f"MemoryStorage is full (maxsize={self._maxsize})")
-        if self._consumer_waiting:
-            if self._trio_thread == _get_ident():
-                self._wake_consumers()
-            else:
-                self._schedule_wake()
+        # (Instances call the queue's method directly: see __init__.)
+        task_id: TaskId = self._queue.push_nowait(args)
         return task_id
 
     async def push(self, args: Any) -> TaskId:
@@ -221,7 +234,7 @@ class MemoryStorage:
                 break
             await self._park_producer()
         self._bind_if_unbound()
-        if self._consumer_waiting:
+        if self._queue.consumer_waiting:
             self._wake()
         await trio.lowlevel.cancel_shielded_checkpoint()
         return task_id
@@ -238,10 +251,10 @@ class MemoryStorage:
                     self._wake()
                     await self._park_producer()
                 ids.append(task_id)
-                if self._consumer_waiting:
+                if self._queue.consumer_waiting:
                     self._wake()
         self._bind_if_unbound()
-        if self._consumer_waiting:
+        if self._queue.consumer_waiting:
             self._wake()
         await trio.lowlevel.cancel_shielded_checkpoint()
         return ids
@@ -254,7 +267,7 @@ class MemoryStorage:
         while not self._enqueue(task, force=False):
             await self._park_producer()
         self._bind_if_unbound()
-        if self._consumer_waiting:
+        if self._queue.consumer_waiting:
             self._wake()
         await trio.lowlevel.cancel_shielded_checkpoint()
         return task_id
@@ -283,7 +296,7 @@ class MemoryStorage:
         task_id = self._prepare_pushed(task, "push_task_nowait")
         if not self._enqueue(task, force=False):
             raise trio.WouldBlock(f"MemoryStorage is full (maxsize={self._maxsize})")
-        if self._consumer_waiting:
+        if self._queue.consumer_waiting:
             self._wake()
         return task_id
 
@@ -329,7 +342,7 @@ class MemoryStorage:
         token = trio.lowlevel.current_trio_token()
         if token is not self._token:
             self._token = token
-            self._trio_thread = threading.get_ident()
+            self._trio_thread = self._queue.consumer_thread = threading.get_ident()
             # A wake requested for an earlier run is not coming here.
             self._wake_scheduled = False
         self._convert_unconverted()
@@ -349,36 +362,80 @@ class MemoryStorage:
         """
         await trio.lowlevel.checkpoint_if_cancelled()
         self.bind()
-        task: Task | None = self._queue.pop()
+        queue = self._queue
+        task: Task | None = queue.pop()
         if task is None:
             # Publish that we are about to park before the last look, so a
             # producer thread that pushes after that look sees the flag.
-            self._consumer_waiting = True
-            task = self._queue.pop()
+            queue.consumer_waiting = True
+            task = queue.pop()
         if task is not None:
-            self._consumer_waiting = bool(self._waiters)
+            queue.consumer_waiting = bool(self._waiters)
             if self._producers_waiting:
                 self._producers.unpark()
             await trio.lowlevel.cancel_shielded_checkpoint()
             return task
-        return await self._park()
-
-    async def _park(self) -> Task | None:
-        """Wait until a push hands us a task, wake_takers() hands us None, or the
-        earliest scheduled task is due."""
         me = trio.lowlevel.current_task()
         waiters = self._waiters
         generation = self._takers_woken
 
         def abort(_raise_cancel: object) -> trio.lowlevel.Abort:
             waiters.remove(me)
-            self._consumer_waiting = bool(waiters)
+            queue.consumer_waiting = bool(waiters)
             return trio.lowlevel.Abort.SUCCEEDED
 
+        if queue.scheduled_count:
+            return await self._park(me, abort, generation, looked=True)
+        # Nothing scheduled (the usual case): wait for a push right here, one
+        # coroutine frame less between a push and the handler.
+        waiters.append(me)
+        task = await trio.lowlevel.wait_task_rescheduled(abort)
+        if task is _REARM:  # a task was scheduled meanwhile (_rearm)
+            return await self._park(me, abort, generation, looked=False)
+        # Handed a task by a push (or None by wake_takers()).
+        if self._producers_waiting and task is not None:
+            self._producers.unpark()
+        return task
+
+    async def _park(
+        self,
+        me: trio.lowlevel.Task,
+        abort: Callable[[object], trio.lowlevel.Abort],
+        generation: int,
+        *,
+        looked: bool,
+    ) -> Task | None:
+        """Park ``me`` until a push hands it a task, wake_takers() hands it None
+        (or has run since ``generation``), or the earliest scheduled task is due.
+
+        ``looked``: the queue was just found empty; otherwise look again first.
+        """
+        waiters = self._waiters
+        queue = self._queue
         task: Task | None
         while True:
+            if not looked:
+                # A scheduled task's deadline came, or a new one was scheduled
+                # (_rearm): look again, then wait with the earliest deadline.
+                if self._takers_woken != generation:
+                    return None  # wake_takers() ran meanwhile and missed us
+                queue.consumer_waiting = True
+                task = queue.pop()
+                if task is not None:
+                    queue.consumer_waiting = bool(waiters)
+                    if waiters:
+                        if queue.ready_count:
+                            # Others came due at the same time: hand them out too
+                            # (this also re-arms a waiter for the next deadline).
+                            self._wake_consumers()
+                        elif queue.scheduled_count:
+                            self._rearm()
+                    if self._producers_waiting:
+                        self._producers.unpark()
+                    return task
+            looked = False
             waiters.append(me)
-            deadline = self._queue.next_deadline()
+            deadline = queue.next_deadline()
             if deadline == math.inf:
                 task = await trio.lowlevel.wait_task_rescheduled(abort)
             else:
@@ -391,24 +448,6 @@ class MemoryStorage:
                 if self._producers_waiting and task is not None:
                     self._producers.unpark()
                 return task
-            # A scheduled task's deadline came, or a new one was scheduled
-            # (_rearm): look again, then wait with the earliest deadline.
-            if self._takers_woken != generation:
-                return None  # wake_takers() ran meanwhile and missed us
-            self._consumer_waiting = True
-            task = self._queue.pop()
-            if task is not None:
-                self._consumer_waiting = bool(waiters)
-                if waiters:
-                    if self._queue.ready_count:
-                        # Others came due at the same time: hand them out too
-                        # (this also re-arms a waiter for the next deadline).
-                        self._wake_consumers()
-                    elif self._queue.scheduled_count:
-                        self._rearm()
-                if self._producers_waiting:
-                    self._producers.unpark()
-                return task
 
     def _rearm(self) -> None:
         """Make one parked consumer look again and re-arm its wait with the
@@ -416,15 +455,15 @@ class MemoryStorage:
         waiting for the earliest deadline left (trio thread)."""
         waiters = self._waiters
         if waiters:
-            trio.lowlevel.reschedule(waiters.pop(), outcome.Value(_REARM))
-            self._consumer_waiting = bool(waiters)
+            trio.lowlevel.reschedule(waiters.pop(), _resume_with(_REARM))
+            self._queue.consumer_waiting = bool(waiters)
 
     def wake_takers(self) -> None:
         """Make every parked :meth:`take_or_wake` return None now."""
         self._takers_woken += 1
         while self._waiters:
-            trio.lowlevel.reschedule(self._waiters.popleft(), outcome.Value(None))
-        self._consumer_waiting = False
+            trio.lowlevel.reschedule(self._waiters.popleft(), _resume_with(None))
+        self._queue.consumer_waiting = False
 
     async def _park_producer(self) -> None:
         self._producers_waiting += 1
@@ -615,7 +654,7 @@ class MemoryStorage:
             self._queue.schedule(task, trio.current_time() + delay, True)
             if self._waiters:
                 self._rearm()
-        if self._consumer_waiting:
+        if self._queue.consumer_waiting:
             self._wake()
 
     async def release(self, task: Task) -> None:
@@ -623,7 +662,7 @@ class MemoryStorage:
         undo_attempt(task)
         set_status(task, Status.Pending)
         self._queue.push_front(task)
-        if self._consumer_waiting:
+        if self._queue.consumer_waiting:
             self._wake()
         await trio.lowlevel.checkpoint()
 
@@ -897,12 +936,12 @@ class MemoryStorage:
             task = self._queue.pop()
             if task is None:
                 break
-            trio.lowlevel.reschedule(waiters.popleft(), outcome.Value(task))
+            trio.lowlevel.reschedule(waiters.popleft(), _resume_with(task))
         if waiters and self._queue.scheduled_count:
             # The consumer handed a task may have been the one waiting for the
             # earliest deadline: make sure one that stays parked waits for it.
             self._rearm()
-        self._consumer_waiting = bool(waiters)
+        self._queue.consumer_waiting = bool(waiters)
 
     def _convert_unconverted(self) -> None:
         scheduled = False

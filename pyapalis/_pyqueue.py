@@ -11,16 +11,64 @@ from __future__ import annotations
 import heapq
 import math
 import threading
+import weakref
 from collections import deque
-from collections.abc import Callable, Iterable
-from typing import Any, final
+from collections.abc import AsyncGenerator, Callable, Generator, Iterable, Sized
+from typing import Any, Generic, TypeVar, final
 
 from ._pycore import Task, TaskId
 
-__all__ = ["TaskQueue"]
+__all__ = ["OneShotValue", "TaskQueue"]
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 # A pop checks the clock for due scheduled tasks at least this often.
 _RELEASE_EVERY = 64
+
+
+@final
+class OneShotValue(Generic[T]):
+    """A value that resumes a parked task once: an ``outcome.Outcome`` for one use.
+
+    The trio layer registers this class as a virtual ``outcome.Outcome`` and
+    hands a task to a parked consumer with ``reschedule(consumer,
+    OneShotValue(task))``. It does what ``outcome.Value`` does (``unwrap``,
+    ``send``, ``asend``, each allowed once) for a fraction of the cost: the
+    push-to-handler path creates and unwraps one per wake-up.
+    """
+
+    __slots__ = ("_used", "_value")
+
+    def __init__(self, value: T) -> None:
+        self._value = value
+        self._used = False
+
+    def _take(self) -> T:
+        if self._used:
+            raise RuntimeError("OneShotValue: this value was already used")
+        self._used = True
+        return self._value
+
+    @property
+    def value(self) -> T:
+        """The held value."""
+        return self._value
+
+    def unwrap(self) -> T:
+        """Return the value (once)."""
+        return self._take()
+
+    def send(self, gen: Generator[R, T, object]) -> R:
+        """Send the value into generator ``gen`` (once)."""
+        return gen.send(self._take())
+
+    async def asend(self, agen: AsyncGenerator[R, T]) -> R:
+        """Send the value into async generator ``agen`` (once)."""
+        return await agen.asend(self._take())
+
+    def __repr__(self) -> str:
+        return f"OneShotValue({self._value!r})"
 
 
 @final
@@ -35,11 +83,19 @@ class TaskQueue:
 
     __slots__ = (
         "_clock",
+        "_full_error",
+        "_full_message",
         "_heap",
         "_lock",
+        "_owner",
+        "_pending",
         "_ready",
+        "_reschedule",
         "_seq",
         "_since_release",
+        "_waiters",
+        "consumer_thread",
+        "consumer_waiting",
         "maxsize",
         "popped_total",
         "pushed_total",
@@ -59,6 +115,17 @@ class TaskQueue:
         self._lock = threading.Lock()
         self.pushed_total = 0
         self.popped_total = 0
+        # The hand-off to parked consumers (see connect_consumers).
+        self._waiters: deque[Any] | None = None
+        self._pending: Sized = ()
+        self._reschedule: Callable[[Any, Any], object] | None = None
+        self._owner: weakref.ref[Any] | None = None
+        self._full_error: Callable[[str], BaseException] = IndexError
+        self._full_message = "TaskQueue is full"
+        self.consumer_thread = 0
+        """The thread whose consumers park on this queue (0: none yet)."""
+        self.consumer_waiting = False
+        """Set while a consumer parks or is about to: a push must wake one."""
 
     def _full(self) -> bool:
         return self.maxsize > 0 and len(self._ready) + len(self._heap) >= self.maxsize
@@ -105,6 +172,80 @@ class TaskQueue:
         task_id = TaskId.generate()
         task.parts.task_id = task_id
         return task_id if self.push(task) else None
+
+    def connect_consumers(
+        self,
+        waiters: deque[Any],
+        pending: Sized,
+        reschedule: Callable[[Any, Any], object],
+        owner: object,
+        full_error: Callable[[str], BaseException],
+        full_message: str,
+    ) -> None:
+        """Let :meth:`push_nowait` give a new task straight to a parked consumer.
+
+        ``waiters`` is the owner's deque of parked consumers, oldest first.
+        When ``consumer_waiting`` is set, a push made on ``consumer_thread``
+        that finds its task alone in the queue (nothing scheduled, ``pending``
+        empty) pops the oldest waiter and calls ``reschedule(waiter,
+        OneShotValue(task))``; any other push with ``consumer_waiting`` set
+        calls ``owner._wake()``. ``owner`` is held weakly. A full queue makes
+        :meth:`push_nowait` raise ``full_error(full_message)``.
+        """
+        if not callable(reschedule):
+            raise TypeError("connect_consumers: reschedule must be callable")
+        if not isinstance(full_message, str):
+            raise TypeError("connect_consumers: full_message must be a str")
+        self._waiters = waiters
+        self._pending = pending
+        self._reschedule = reschedule
+        self._owner = weakref.ref(owner)
+        self._full_error = full_error
+        self._full_message = full_message
+
+    def push_nowait(self, args: Any) -> TaskId:
+        """``push_args``, then wake a parked consumer; raises when full.
+
+        The twin of the compiled queue's path that needs no Python frame
+        but the wake itself (see :meth:`connect_consumers`).
+        """
+        task_id = self.push_args(args)
+        if task_id is None:
+            raise self._full_error(self._full_message)
+        if self.consumer_waiting:
+            self._wake_consumer()
+        return task_id
+
+    def _wake_consumer(self) -> None:
+        waiters = self._waiters
+        reschedule = self._reschedule
+        if (
+            waiters
+            and reschedule is not None
+            and self.consumer_thread == threading.get_ident()
+            and not self._pending
+        ):
+            with self._lock:
+                alone = len(self._ready) == 1 and not self._heap
+                task = self._ready.popleft() if alone else None
+                if task is not None:
+                    self.popped_total += 1
+            if task is not None:
+                waiter = waiters.popleft()
+                self.consumer_waiting = bool(waiters)
+                try:
+                    reschedule(waiter, OneShotValue(task))
+                except BaseException:
+                    # Nobody took it: put both back as they were.
+                    self.push_front(task)
+                    self.popped_total -= 1
+                    waiters.appendleft(waiter)
+                    self.consumer_waiting = True
+                    raise
+                return
+        owner = None if self._owner is None else self._owner()
+        if owner is not None:
+            owner._wake()
 
     def push_args_bulk(self, iterable: Iterable[Any]) -> list[TaskId]:
         """``push_args`` for every item, ignoring ``maxsize``; returns the ids in order."""

@@ -384,17 +384,12 @@ class Worker:
     # -- the consumer loop ---------------------------------------------------
 
     async def _consume(self) -> None:
-        try:
-            await self._consume_loop()
-        except Exception as exc:
-            # A backend failure: stop pulling everywhere, let in-flight work
-            # finish, and raise it from run().
-            if self._error is None:
-                self._error = exc
-            if not self._context.is_shutting_down:
-                self._context.stop()
+        """One consumer loop (a trio task of the worker's nursery).
 
-    async def _consume_loop(self) -> None:
+        An exception escaping the loop is a backend failure: every loop stops
+        pulling, in-flight work finishes, and run() raises it. The loop is the
+        task's root coroutine: one frame less to resume per wake-up.
+        """
         context = self._context
         take_nowait = self._backend.take_nowait
         stack = self._stack
@@ -414,66 +409,83 @@ class Worker:
         budget = CHECKPOINT_EVERY
         args: Any = None
         result: Any = None
-        while True:
-            if context._state is not _RUNNING:
-                if context._state is WorkerState.Paused:
-                    args = result = None  # hold nothing of the last task while paused
-                    await context._wait_resumed()
-                    continue
-                return
-            # All ready now (the usual case): no await and no cancel scope.
-            if readiness and (ready_now is None or not _all_ready(ready_now)):
-                await self._wait_ready(readiness)
+        try:
+            while True:
                 if context._state is not _RUNNING:
-                    continue
-            task = take_nowait()
-            if task is None:
-                # Idle: wait for the backend (inlined for the push-to-handler latency).
-                args = result = None  # hold nothing of the last task while idle
-                self._idle_loops += 1
-                try:
-                    if self._idle_loops == 1 and context._listeners:
-                        context.emit(IDLE)
-                    if take_or_wake is not None:
-                        task = await take_or_wake()
-                    else:
-                        task = await self._wait_cancellable()
-                finally:
-                    self._idle_loops -= 1
+                    if context._state is WorkerState.Paused:
+                        args = result = None  # hold nothing of the last task while paused
+                        await context._wait_resumed()
+                        continue
+                    return
+                # All ready now (the usual case): no await and no cancel scope.
+                if readiness and (ready_now is None or not _all_ready(ready_now)):
+                    await self._wait_ready(readiness)
+                    if context._state is not _RUNNING:
+                        continue
+                task = take_nowait()
                 if task is None:
-                    continue
-                budget = CHECKPOINT_EVERY
-            context.task_count += 1
-            try:
-                if stack is not None:
-                    await run_stack(task)
-                elif direct is None:
-                    await settle_begun(task, begin_execution(task))
-                else:
-                    args = begin_direct(task)  # attempt counted, Running
-                    if args is TIMED:  # the task's own timeout: the timed path
-                        await settle_begun(task, task.parts.timeout)
+                    # Idle: wait for the backend (inlined for the push-to-handler latency).
+                    args = result = None  # hold nothing of the last task while idle
+                    if take_or_wake is not None and not context._listeners:
+                        task = await take_or_wake()  # nobody to tell that we idle
                     else:
-                        # Execute.settle_begun, inline: keep the two identical.
-                        try:
-                            result = await direct(args)
-                            if result is False:
-                                raise TaskFailedError()
-                        except Exception as exc:
-                            await settler.failure(task, exc)
-                        except BaseException:
-                            await settler.interrupted(task)
-                            raise
+                        task = await self._wait_idle(take_or_wake)
+                    if task is None:
+                        continue
+                    budget = CHECKPOINT_EVERY
+                context.task_count += 1
+                try:
+                    if stack is not None:
+                        await run_stack(task)
+                    elif direct is None:
+                        await settle_begun(task, begin_execution(task))
+                    else:
+                        args = begin_direct(task)  # attempt counted, Running
+                        if args is TIMED:  # the task's own timeout: the timed path
+                            await settle_begun(task, task.parts.timeout)
                         else:
-                            ack_nowait(task, _DONE, result, None)
-                            if context._listeners:
-                                settler.emit_success(task, result)
-            finally:
-                context.task_count -= 1
-            budget -= 1
-            if not budget:
-                budget = CHECKPOINT_EVERY
-                await checkpoint()
+                            # Execute.settle_begun, inline: keep the two identical.
+                            try:
+                                result = await direct(args)
+                                if result is False:
+                                    raise TaskFailedError()
+                            except Exception as exc:
+                                await settler.failure(task, exc)
+                            except BaseException:
+                                await settler.interrupted(task)
+                                raise
+                            else:
+                                ack_nowait(task, _DONE, result, None)
+                                if context._listeners:
+                                    settler.emit_success(task, result)
+                finally:
+                    context.task_count -= 1
+                budget -= 1
+                if not budget:
+                    budget = CHECKPOINT_EVERY
+                    await checkpoint()
+        except Exception as exc:
+            self._backend_failed(exc)
+
+    def _backend_failed(self, exc: Exception) -> None:
+        if self._error is None:
+            self._error = exc
+        if not self._context.is_shutting_down:
+            self._context.stop()
+
+    async def _wait_idle(
+        self, take_or_wake: Callable[[], Awaitable[Task | None]] | None
+    ) -> Task | None:
+        """Wait for the backend, emitting ``Idle`` if no other loop of this worker idles already."""
+        self._idle_loops += 1
+        try:
+            if self._idle_loops == 1 and self._context._listeners:
+                self._context.emit(IDLE)
+            if take_or_wake is not None:
+                return await take_or_wake()
+            return await self._wait_cancellable()
+        finally:
+            self._idle_loops -= 1
 
     async def _wait_ready(self, readiness: Sequence[Callable[[], Awaitable[None]]]) -> None:
         """Await every layer's ready(); stop() and pause() interrupt the wait."""

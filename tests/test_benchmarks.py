@@ -152,6 +152,27 @@ def test_targets_are_ratios_of_median_tasks_per_second() -> None:
     ]
 
 
+def test_the_latency_target_is_the_ratio_of_idle_p50s() -> None:
+    quick = compare.Result("pyapalis-c1", "p", latency_samples=10, latency_p50_us=4.0)
+    channel = compare.Result("trio", "t", latency_samples=10, latency_p50_us=5.0)
+    unmeasured = compare.Result("trio", "t")
+
+    [check] = compare.check_latency_targets([quick, channel])
+    assert check == {
+        "contender": "pyapalis-c1",
+        "peer": "trio",
+        "allowed": 1.0,
+        "ratio": 0.8,
+        "met": True,
+    }
+    assert "pyapalis-c1 vs trio: 0.80x, target <= 1x: met" in compare.format_latency_targets(
+        [check]
+    )
+    slow = compare.Result("pyapalis-c1", "p", latency_samples=10, latency_p50_us=6.0)
+    assert compare.check_latency_targets([slow, channel])[0]["met"] is False
+    assert compare.check_latency_targets([quick, unmeasured]) == []
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

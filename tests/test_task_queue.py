@@ -40,6 +40,7 @@ class Impl:
     TaskQueue: Any
     Task: Any
     TaskId: Any
+    OneShotValue: Any
 
 
 @pytest.fixture(
@@ -54,10 +55,10 @@ class Impl:
 def impl(request: pytest.FixtureRequest) -> Impl:
     if request.param == "cython":
         core: ModuleType = importlib.import_module("pyapalis._core")
-        return Impl("cython", core.TaskQueue, core.Task, core.TaskId)
+        return Impl("cython", core.TaskQueue, core.Task, core.TaskId, core.OneShotValue)
     pycore = importlib.import_module("pyapalis._pycore")
     pyqueue = importlib.import_module("pyapalis._pyqueue")
-    return Impl("python", pyqueue.TaskQueue, pycore.Task, pycore.TaskId)
+    return Impl("python", pyqueue.TaskQueue, pycore.Task, pycore.TaskId, pyqueue.OneShotValue)
 
 
 @pytest.fixture
@@ -522,3 +523,217 @@ def test_compiled_queue_owns_one_reference_per_queued_task() -> None:
     del queue
     assert [sys.getrefcount(ready), sys.getrefcount(scheduled)] == base[:2]
     assert gc.is_tracked(ready) and gc.is_tracked(scheduled)
+
+
+# -- push_nowait and the hand-off to a parked consumer --------------------------------
+
+
+class Owner:
+    """Stands in for MemoryStorage: counts the wakes the queue leaves to it."""
+
+    def __init__(self) -> None:
+        self.wakes = 0
+
+    def _wake(self) -> None:
+        self.wakes += 1
+
+
+class Full(Exception):
+    pass
+
+
+@dataclass
+class Consumers:
+    queue: Any
+    waiters: Any
+    pending: list[Any]
+    owner: Owner
+    resumed: list[tuple[Any, Any]]
+
+
+def connected(impl: Impl, clock: FakeClock, maxsize: int = 0, *, parked: int = 1) -> Consumers:
+    """A queue connected as MemoryStorage connects it, ``parked`` consumers waiting."""
+    from collections import deque
+
+    queue = impl.TaskQueue(clock, maxsize)
+    waiters: deque[str] = deque(f"consumer-{i}" for i in range(parked))
+    pending: list[Any] = []
+    owner = Owner()
+    resumed: list[tuple[Any, Any]] = []
+    queue.connect_consumers(
+        waiters,
+        pending,
+        lambda waiter, value: resumed.append((waiter, value)),
+        owner,
+        Full,
+        "queue is full",
+    )
+    queue.consumer_thread = threading.get_ident()
+    queue.consumer_waiting = parked > 0
+    return Consumers(queue, waiters, pending, owner, resumed)
+
+
+def test_push_nowait_queues_like_push_args_while_nobody_waits(impl: Impl, clock: FakeClock) -> None:
+    queue = impl.TaskQueue(clock)
+    first = queue.push_nowait("a")
+    second = queue.push_nowait("b")
+    assert isinstance(first, impl.TaskId) and first.is_ulid and first < second
+    assert [task.parts.task_id for task in queue.tasks()] == [first, second]
+    assert drain(queue) == ["a", "b"]
+
+
+def test_push_nowait_on_a_full_queue_raises_and_queues_nothing(
+    impl: Impl, clock: FakeClock
+) -> None:
+    queue = impl.TaskQueue(clock, 1)
+    queue.push_nowait("a")
+    with pytest.raises(IndexError, match="TaskQueue is full"):
+        queue.push_nowait("b")
+    consumers = connected(impl, clock, 1, parked=0)
+    consumers.queue.push_nowait("a")
+    with pytest.raises(Full, match="queue is full"):
+        consumers.queue.push_nowait("b")
+    assert len(consumers.queue) == 1 and consumers.queue.pushed_total == 1
+
+
+def test_a_push_hands_its_task_to_the_oldest_parked_consumer(impl: Impl, clock: FakeClock) -> None:
+    consumers = connected(impl, clock, parked=2)
+    task_id = consumers.queue.push_nowait("job")
+    [(waiter, value)] = consumers.resumed
+    assert waiter == "consumer-0"
+    assert list(consumers.waiters) == ["consumer-1"]
+    assert type(value) is impl.OneShotValue
+    task = value.unwrap()
+    assert task.args == "job" and task.parts.task_id == task_id
+    assert len(consumers.queue) == 0 and consumers.queue.popped_total == 1
+    assert consumers.queue.consumer_waiting  # one consumer is still parked
+    consumers.queue.push_nowait("next")
+    assert [w for w, _ in consumers.resumed] == ["consumer-0", "consumer-1"]
+    assert not consumers.queue.consumer_waiting
+    assert consumers.owner.wakes == 0
+
+
+@pytest.mark.parametrize(
+    "situation", ["another thread", "pending conversions", "a scheduled task", "older tasks"]
+)
+def test_a_push_the_hand_off_does_not_cover_asks_the_owner_to_wake(
+    impl: Impl, clock: FakeClock, situation: str
+) -> None:
+    consumers = connected(impl, clock)
+    queue = consumers.queue
+    if situation == "another thread":
+        queue.consumer_thread = 0
+    elif situation == "pending conversions":
+        consumers.pending.append("a task to convert")
+    elif situation == "a scheduled task":
+        queue.schedule(make(impl, "later"), 10.0)
+    else:
+        queue.push(make(impl, "older"))
+    queue.push_nowait("new")
+    assert consumers.resumed == []
+    assert consumers.owner.wakes == 1
+    assert list(consumers.waiters) == ["consumer-0"] and queue.consumer_waiting
+    assert "new" in [task.args for task in queue.tasks()]
+
+
+def test_no_wake_at_all_while_no_consumer_waits(impl: Impl, clock: FakeClock) -> None:
+    consumers = connected(impl, clock, parked=0)
+    consumers.queue.push_nowait("a")
+    assert consumers.resumed == [] and consumers.owner.wakes == 0
+    assert drain(consumers.queue) == ["a"]
+
+
+def test_a_failed_hand_off_leaves_the_task_and_the_consumer_in_place(
+    impl: Impl, clock: FakeClock
+) -> None:
+    from collections import deque
+
+    queue = impl.TaskQueue(clock)
+    waiters: deque[str] = deque(["consumer"])
+
+    def reschedule(_waiter: object, _value: object) -> None:
+        raise RuntimeError("must be called from async context")
+
+    queue.connect_consumers(waiters, (), reschedule, Owner(), Full, "full")
+    queue.consumer_thread = threading.get_ident()
+    queue.consumer_waiting = True
+    with pytest.raises(RuntimeError, match="async context"):
+        queue.push_nowait("kept")
+    assert list(waiters) == ["consumer"] and queue.consumer_waiting
+    assert queue.popped_total == 0
+    assert drain(queue) == ["kept"]
+
+
+def test_the_owner_is_held_weakly(impl: Impl, clock: FakeClock) -> None:
+    consumers = connected(impl, clock)
+    queue = consumers.queue
+    queue.consumer_thread = 0  # every push would ask the owner to wake
+    owner_ref = __import__("weakref").ref(consumers.owner)
+    del consumers
+    gc.collect()
+    assert owner_ref() is None
+    queue.push_nowait("a")  # an owner gone: nobody to wake, the task stays queued
+    assert drain(queue) == ["a"]
+
+
+def test_connect_consumers_checks_its_arguments(impl: Impl, clock: FakeClock) -> None:
+    queue = impl.TaskQueue(clock)
+    with pytest.raises(TypeError, match="reschedule must be callable"):
+        queue.connect_consumers([], (), None, Owner(), Full, "full")
+    with pytest.raises(TypeError):
+        queue.connect_consumers([], (), print, Owner(), Full, None)
+
+
+# -- OneShotValue ------------------------------------------------------------------
+
+
+def test_a_one_shot_value_unwraps_once(impl: Impl) -> None:
+    value = impl.OneShotValue("payload")
+    assert value.value == "payload"
+    assert repr(value) == "OneShotValue('payload')"
+    assert value.unwrap() == "payload"
+    with pytest.raises(RuntimeError, match="already used"):
+        value.unwrap()
+    assert value.value == "payload"
+
+
+def test_a_one_shot_value_sends_into_generators_once(impl: Impl) -> None:
+    import trio
+
+    def echo() -> Any:
+        received = yield "ready"
+        yield f"got {received}"
+
+    gen = echo()
+    next(gen)
+    value = impl.OneShotValue(7)
+    assert value.send(gen) == "got 7"
+    with pytest.raises(RuntimeError, match="already used"):
+        value.send(gen)
+
+    async def aecho() -> Any:
+        received = yield "ready"
+        yield f"got {received}"
+
+    async def main() -> None:
+        agen = aecho()
+        try:
+            await agen.asend(None)
+            value = impl.OneShotValue(8)
+            assert await value.asend(agen) == "got 8"
+            with pytest.raises(RuntimeError, match="already used"):
+                await value.asend(agen)
+        finally:
+            await agen.aclose()
+
+    trio.run(main)
+
+
+def test_memory_storage_resumes_consumers_with_a_registered_outcome() -> None:
+    import outcome
+
+    from pyapalis._implementation import OneShotValue
+    from pyapalis._memory import MemoryStorage  # registers the class
+
+    assert MemoryStorage is not None
+    assert isinstance(OneShotValue(1), outcome.Outcome)

@@ -44,6 +44,7 @@ from pyapalis import (
     Task,
     TaskBuilder,
     TaskFailedError,
+    TaskId,
     TaskTimeoutError,
     Worker,
     WorkerBuilder,
@@ -648,6 +649,50 @@ def test_memory_storage_acks_through_its_recorder() -> None:
 
     overriding = Overrides()
     assert overriding.ack_nowait.__func__ is Overrides.ack_nowait  # type: ignore[attr-defined]
+
+
+def test_memory_storage_pushes_through_its_queue_unless_overridden() -> None:
+    storage = MemoryStorage(maxsize=1)
+    assert storage.push_nowait == storage._queue.push_nowait
+    storage.push_nowait("a")
+    with pytest.raises(trio.WouldBlock, match=r"MemoryStorage is full \(maxsize=1\)"):
+        storage.push_nowait("b")
+    pushed: list[Any] = []
+
+    class Overrides(MemoryStorage):
+        def push_nowait(self, args: Any) -> TaskId:
+            pushed.append(args)
+            return super().push_nowait(args)
+
+    overriding = Overrides()
+    task_id = overriding.push_nowait("c")
+    assert pushed == ["c"]
+    assert overriding.take_nowait().parts.task_id == task_id
+
+
+async def test_pushes_on_the_trio_thread_hand_each_parked_loop_one_task() -> None:
+    storage = MemoryStorage()
+    started: list[int] = []
+    release = trio.Event()
+
+    async def handler(item: int) -> None:
+        started.append(item)
+        await release.wait()
+
+    worker = WorkerBuilder("hand-off").backend(storage).concurrency(3).build(handler)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(worker.run)
+        await trio.testing.wait_all_tasks_blocked()
+        assert len(storage._waiters) == 3
+        for item in range(4):
+            storage.push_nowait(item)
+        assert len(storage._waiters) == 0 and len(storage) == 1  # three handed over
+        await trio.testing.wait_all_tasks_blocked()
+        assert sorted(started) == [0, 1, 2]  # the first three; trio picks who runs first
+        release.set()
+        await trio.testing.wait_all_tasks_blocked()
+        assert started[3:] == [3] and len(storage) == 0
+        worker.context.stop()
 
 
 def test_memory_storage_dies_without_the_cycle_collector() -> None:
