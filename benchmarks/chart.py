@@ -49,7 +49,9 @@ def _latency_label(us: float) -> str:
         return f"{us / 1e6:.2f} s"
     if us >= 1e3:
         return f"{us / 1e3:.1f} ms"
-    return f"{us:.0f} µs"
+    if us >= 10:
+        return f"{us:.0f} µs"
+    return f"{us:.1f} µs"
 
 
 def render(payload: dict[str, Any], path: str | Path) -> None:
@@ -78,7 +80,8 @@ def render(payload: dict[str, Any], path: str | Path) -> None:
     speed.set_title("throughput, tasks/s (log scale; higher is better)", fontsize=10)
     for row, r in zip(rows, results, strict=True):
         ratio = r.get("ratio_to_channel")
-        label = f" {_si(round(r['tasks_per_second'], -2))}/s"
+        rate = float(f"{r['tasks_per_second']:.3g}")  # three significant digits
+        label = f" {_si(rate)}/s"
         if ratio is not None:
             label += f"  ({ratio:.2f}x channel)"
         speed.text(r["tasks_per_second"], row, label, va="center", fontsize=8.5)
