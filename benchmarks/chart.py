@@ -131,7 +131,7 @@ def render(payload: dict[str, Any], path: str | Path) -> None:
     versions = " · ".join(
         f"{r['key'].split('-')[0]} {r['version']}"
         for r in results
-        if r.get("version") and r["key"] not in ("asyncio", "pyapalis-c100")
+        if r.get("version") and r["key"] in ("trio", "pyapalis-c1", "huey", "taskiq", "dramatiq")
     )
     figure.text(
         0.01,

@@ -72,9 +72,12 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 YARDSTICK = "trio"
 """The contender every ratio refers to."""
 
-#: (contender, peer, minimum ratio of tasks/s): the speed targets of issue 6.
+#: (contender, peer, minimum ratio of tasks/s): the speed targets of issues 3 and 6.
 TARGETS: tuple[tuple[str, str, float], ...] = (
     ("pyapalis-c1", "trio", 5.0),
+    ("pyapalis-c100", "trio", 3.0),
+    ("pyapalis-bulk-c1", "trio", 5.0),
+    ("pyapalis-bulk-c100", "trio", 3.0),
     ("pyapalis-c1", "huey", 15.0),
     ("pyapalis-c1", "taskiq", 30.0),
     ("pyapalis-c1", "dramatiq", 50.0),

@@ -29,7 +29,14 @@ from benchmarks import bench_memory, bench_scale, bench_worker, compare  # noqa:
 from benchmarks.peers import CONTENDERS, Contender, by_key, channels  # noqa: E402
 
 CURRENT = pyapalis._implementation.IMPLEMENTATION
-BUILT_INS = ["trio", "asyncio", "pyapalis-c1", "pyapalis-c100"]
+BUILT_INS = [
+    "trio",
+    "asyncio",
+    "pyapalis-c1",
+    "pyapalis-c100",
+    "pyapalis-bulk-c1",
+    "pyapalis-bulk-c100",
+]
 PEERS = [c.key for c in CONTENDERS if c.requires]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -92,6 +92,20 @@ CONTENDERS: tuple[Contender, ...] = (
         latency=pyapalis_worker.latency_c100,
     ),
     Contender(
+        key="pyapalis-bulk-c1",
+        name="pyapalis c=1, push_bulk",
+        setup="one MemoryStorage.push_bulk of all N items; a worker with concurrency 1",
+        throughput=pyapalis_worker.bulk_throughput_c1,
+        latency=pyapalis_worker.latency,
+    ),
+    Contender(
+        key="pyapalis-bulk-c100",
+        name="pyapalis c=100, push_bulk",
+        setup="as c=1, push_bulk with .concurrency(100)",
+        throughput=pyapalis_worker.bulk_throughput_c100,
+        latency=pyapalis_worker.latency_c100,
+    ),
+    Contender(
         key="huey",
         name="huey MemoryHuey",
         setup="MemoryHuey(); calling the @task enqueues; consumer with 1 worker thread "

@@ -15,7 +15,17 @@ import trio
 
 from ._probe import Probe
 
-__all__ = ["drain", "latency", "latency_c100", "throughput", "throughput_c1", "throughput_c100"]
+__all__ = [
+    "bulk_throughput",
+    "bulk_throughput_c1",
+    "bulk_throughput_c100",
+    "drain",
+    "latency",
+    "latency_c100",
+    "throughput",
+    "throughput_c1",
+    "throughput_c100",
+]
 
 now = time.perf_counter
 
@@ -38,6 +48,26 @@ async def throughput(n: int, concurrency: int, probe: Probe) -> None:
     push = storage.push_nowait
     for i in range(n):
         push(i)
+    probe.pushed()
+    await worker.run()
+
+
+def bulk_throughput_c1(n: int, probe: Probe) -> None:
+    trio.run(bulk_throughput, n, 1, probe)
+
+
+def bulk_throughput_c100(n: int, probe: Probe) -> None:
+    trio.run(bulk_throughput, n, 100, probe)
+
+
+async def bulk_throughput(n: int, concurrency: int, probe: Probe) -> None:
+    """Push ``n`` ints in one ``push_bulk`` call, then drain them with a worker."""
+    from pyapalis import MemoryStorage
+
+    storage = MemoryStorage()
+    worker = _counting_worker(storage, n, concurrency, probe.finish)
+    probe.start()
+    await storage.push_bulk(range(n))
     probe.pushed()
     await worker.run()
 
