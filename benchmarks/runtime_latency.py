@@ -9,6 +9,10 @@ handler has started, ``samples`` times; reported is push-to-handler-start
 worker in the same run. *other thread*: a plain thread pushes with
 ``runtime.push`` to a worker that ``start_in_thread`` runs. *submit round trip*:
 ``runtime.submit`` to ``future.result()`` returning in the producer thread.
+*floor*: no worker at all, a plain thread (then a trio task) blocked on an
+eventfd that the producer writes to, the same way: what waking an idle thread
+costs on this machine (on a VM, mostly waking an idle virtual CPU), measured in
+the same run so the cross-thread figure can be read against it.
 
 Throughput: ``tasks`` tasks pushed while the worker consumes, from the first
 push to the last handler call (a trivial handler). *same thread*: one trio task
@@ -31,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import selectors
 import statistics
 import subprocess
 import sys
@@ -112,6 +117,97 @@ def latency_other_thread(samples: int) -> list[float]:
             runtime.push(storage, 0)
             handled.wait()
             results.append(started[0] - t0)
+    return results
+
+
+def latency_wake_floor(samples: int) -> list[float]:
+    """No pyapalis, no trio: the same hand-over between two plain threads.
+
+    A thread blocks in ``select`` on an eventfd (a socket pair where there is
+    none); the producer, woken as in :func:`latency_other_thread`, writes to it
+    as soon as the sleeper is back in its wait. What that costs is the floor
+    of the cross-thread figure on this machine: on a VM, waking a thread on an
+    idle virtual CPU from a busy one is most of it.
+    """
+    if hasattr(os, "eventfd"):
+        read_fd = write_fd = os.eventfd(0, os.EFD_NONBLOCK)
+    else:  # pragma: no cover - not Linux
+        read_fd, write_fd = os.pipe()
+        os.set_blocking(read_fd, False)
+    selector = selectors.DefaultSelector()
+    selector.register(read_fd, selectors.EVENT_READ)
+    woken_at = [0.0]
+    waiting = [False]
+    woken = threading.Event()
+
+    def sleeper() -> None:
+        for _ in range(samples):
+            waiting[0] = True
+            selector.select()
+            woken_at[0] = perf_counter()
+            waiting[0] = False
+            os.read(read_fd, 8)
+            woken.set()
+
+    thread = threading.Thread(target=sleeper, daemon=True)
+    thread.start()
+    results: list[float] = []
+    try:
+        for _ in range(samples):
+            while not waiting[0]:
+                time.sleep(20e-6)
+            woken.clear()
+            t0 = perf_counter()
+            os.write(write_fd, (1).to_bytes(8, sys.byteorder))
+            woken.wait()
+            results.append(woken_at[0] - t0)
+        thread.join()
+    finally:
+        selector.close()
+        os.close(read_fd)
+        if write_fd != read_fd:  # pragma: no cover - not Linux
+            os.close(write_fd)
+    return results
+
+
+def latency_trio_wake_floor(samples: int) -> list[float]:
+    """:func:`latency_wake_floor` with a trio task as the sleeper.
+
+    The task waits in ``trio.lowlevel.wait_readable`` on an eventfd, as the
+    waker task of a MemoryStorage does: what trio itself adds to the plain
+    floor, before pyapalis hands the task to a consumer.
+    """
+    if not hasattr(os, "eventfd"):  # pragma: no cover - not Linux
+        return latency_wake_floor(samples)
+    fd = os.eventfd(0, os.EFD_NONBLOCK)
+    woken_at = [0.0]
+    waiting = [False]
+    woken = threading.Event()
+
+    async def sleeper() -> None:
+        for _ in range(samples):
+            waiting[0] = True
+            await trio.lowlevel.wait_readable(fd)
+            woken_at[0] = perf_counter()
+            waiting[0] = False
+            os.read(fd, 8)
+            woken.set()
+
+    thread = threading.Thread(target=trio.run, args=(sleeper,), daemon=True)
+    thread.start()
+    results: list[float] = []
+    try:
+        for _ in range(samples):
+            while not waiting[0]:
+                time.sleep(20e-6)
+            woken.clear()
+            t0 = perf_counter()
+            os.write(fd, (1).to_bytes(8, sys.byteorder))
+            woken.wait()
+            results.append(woken_at[0] - t0)
+        thread.join()
+    finally:
+        os.close(fd)
     return results
 
 
@@ -216,6 +312,8 @@ def throughput_threads(tasks: int, producers: int, *, submit: bool) -> float:
 LATENCY_ROWS = (
     ("same thread (trio task, push_nowait)", latency_same_thread),
     ("other thread (runtime.push)", latency_other_thread),
+    ("floor: plain thread woken through an eventfd", latency_wake_floor),
+    ("floor: trio task woken through an eventfd", latency_trio_wake_floor),
     ("submit -> future.result() round trip", submit_round_trip),
 )
 

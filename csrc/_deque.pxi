@@ -124,6 +124,7 @@ cdef class TaskQueue:
     cdef object _full_message
     cdef public unsigned long consumer_thread
     cdef public bint consumer_waiting
+    cdef public bint wake_pending
     cdef readonly Py_ssize_t maxsize
     cdef readonly unsigned long long pushed_total
     cdef readonly unsigned long long popped_total
@@ -354,7 +355,10 @@ cdef class TaskQueue:
         that finds its task alone in the queue (nothing scheduled, ``pending``
         empty) pops the oldest waiter and calls ``reschedule(waiter,
         OneShotValue(task))``; any other push with ``consumer_waiting`` set
-        calls ``owner._wake()``. ``owner`` is held weakly. A full queue makes
+        calls ``owner._wake()``, unless it comes from another thread while
+        ``wake_pending`` is set (the owner sets it when it sends a wake to
+        ``consumer_thread``, and clears it there before it looks at the
+        queue). ``owner`` is held weakly. A full queue makes
         :meth:`push_nowait` raise ``full_error(full_message)``.
         """
         if not callable(reschedule):
@@ -405,6 +409,8 @@ cdef class TaskQueue:
                 self.consumer_waiting = True
                 raise
             return 0
+        if self.wake_pending and self.consumer_thread != PyThread_get_thread_ident():
+            return 0  # a wake is on its way to the consumers' thread: it covers this push
         owner = None if self._owner is None else self._owner()
         if owner is not None:
             owner._wake()

@@ -175,9 +175,6 @@ class MemoryStorage:
         self._producers_waiting = 0
         self._token: trio.lowlevel.TrioToken | None = None
         self._trio_thread: int | None = None
-        # True from a cross-thread wake request until the trio thread runs it:
-        # pushes meanwhile share that wake (see _schedule_wake).
-        self._wake_scheduled = False
         # The run whose waker task (_run_waker) producers signal through
         # _signal, or None; and every run where such a task is alive.
         self._waker_token: trio.lowlevel.TrioToken | None = None
@@ -344,7 +341,7 @@ class MemoryStorage:
             self._token = token
             self._trio_thread = self._queue.consumer_thread = threading.get_ident()
             # A wake requested for an earlier run is not coming here.
-            self._wake_scheduled = False
+            self._queue.wake_pending = False
         self._convert_unconverted()
 
     async def take(self) -> Task:
@@ -859,7 +856,7 @@ class MemoryStorage:
         """Have the trio thread run :meth:`_wake_consumers` soon (any other thread).
 
         One wake at a time: pushes made while one is pending share it (the
-        trio thread clears ``_wake_scheduled`` before it pops). The first wake
+        trio thread clears the queue's ``wake_pending`` before it pops). The first wake
         of a run goes through the run's token (``run_sync_soon``) and starts a
         waker task there; later ones make that task's file descriptor readable
         (an eventfd write), which gets the parked consumer going sooner than
@@ -867,9 +864,9 @@ class MemoryStorage:
         about 30 µs at the median against 45 (``benchmarks/runtime_latency.py``).
         """
         token = self._token
-        if token is None or self._wake_scheduled:
+        if token is None or self._queue.wake_pending:
             return
-        self._wake_scheduled = True
+        self._queue.wake_pending = True
         if self._waker_token is token:
             signal = self._signal
             if signal is not None:
@@ -879,7 +876,7 @@ class MemoryStorage:
             token.run_sync_soon(self._wake_by_token)
         except trio.RunFinishedError:
             # The run this storage was bound to is over: nobody waits there.
-            self._wake_scheduled = False
+            self._queue.wake_pending = False
 
     def _wake_by_token(self) -> None:
         """A wake sent with ``run_sync_soon``: wake, and start this run's waker task."""
@@ -913,7 +910,7 @@ class MemoryStorage:
                 if self._token is not token:
                     # Bound to another run meanwhile: hand the wake over to it
                     # (and leave _waker_token alone: it may name that run's waker).
-                    self._wake_scheduled = False
+                    self._queue.wake_pending = False
                     self._schedule_wake()
                     return
                 self._wake_consumers()
@@ -928,7 +925,7 @@ class MemoryStorage:
         The task goes straight to the consumer, as a trio channel hands over an
         item: the queue was empty when it parked, so FIFO order holds.
         """
-        self._wake_scheduled = False
+        self._queue.wake_pending = False
         if self._unconverted:
             self._convert_unconverted()
         waiters = self._waiters

@@ -99,6 +99,7 @@ class TaskQueue:
         "maxsize",
         "popped_total",
         "pushed_total",
+        "wake_pending",
     )
 
     def __init__(self, clock: Callable[[], float], maxsize: int = 0) -> None:
@@ -126,6 +127,8 @@ class TaskQueue:
         """The thread whose consumers park on this queue (0: none yet)."""
         self.consumer_waiting = False
         """Set while a consumer parks or is about to: a push must wake one."""
+        self.wake_pending = False
+        """Set while a wake sent to ``consumer_thread`` has not run yet."""
 
     def _full(self) -> bool:
         return self.maxsize > 0 and len(self._ready) + len(self._heap) >= self.maxsize
@@ -189,7 +192,10 @@ class TaskQueue:
         that finds its task alone in the queue (nothing scheduled, ``pending``
         empty) pops the oldest waiter and calls ``reschedule(waiter,
         OneShotValue(task))``; any other push with ``consumer_waiting`` set
-        calls ``owner._wake()``. ``owner`` is held weakly. A full queue makes
+        calls ``owner._wake()``, unless it comes from another thread while
+        ``wake_pending`` is set (the owner sets it when it sends a wake to
+        ``consumer_thread``, and clears it there before it looks at the
+        queue). ``owner`` is held weakly. A full queue makes
         :meth:`push_nowait` raise ``full_error(full_message)``.
         """
         if not callable(reschedule):
@@ -243,6 +249,8 @@ class TaskQueue:
                     self.consumer_waiting = True
                     raise
                 return
+        if self.wake_pending and self.consumer_thread != threading.get_ident():
+            return  # a wake is on its way to the consumers' thread: it covers this push
         owner = None if self._owner is None else self._owner()
         if owner is not None:
             owner._wake()

@@ -392,3 +392,18 @@ except ValueError as exc:
         "cython True True",
         "load_pyapalis: implementation must be one of ['cython', 'python'], got 'rust'",
     ]
+
+
+# -- the runtime latency script -----------------------------------------------------
+
+
+def test_runtime_latency_rows_each_return_one_figure_per_sample() -> None:
+    from benchmarks import runtime_latency
+
+    labels = [label for label, _run in runtime_latency.LATENCY_ROWS]
+    assert any(label.startswith("floor: plain thread") for label in labels)
+    assert any(label.startswith("floor: trio task") for label in labels)
+    for _label, run in runtime_latency.LATENCY_ROWS:
+        values = run(5)
+        assert len(values) == 5
+        assert all(0 < value < 5.0 for value in values)

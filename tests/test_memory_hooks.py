@@ -257,7 +257,7 @@ async def test_later_cross_thread_wakes_go_through_the_waker_task(
         assert storage._waker_token is trio.lowlevel.current_trio_token()
         assert storage._signal is not None
         assert await _take_pushed_from_threads(storage, 20) == list(range(20))
-    assert not storage._wake_scheduled
+    assert not storage._queue.wake_pending
 
 
 def test_a_storage_bound_to_a_later_run_is_still_woken_from_threads() -> None:
@@ -272,7 +272,7 @@ def test_a_wake_pending_when_its_run_ended_does_not_block_the_next_run() -> None
 
     async def end_with_a_wake_pending() -> None:
         await _take_pushed_from_threads(storage, 1)
-        storage._wake_scheduled = True  # as if a thread signalled just as the run ended
+        storage._queue.wake_pending = True  # as if a thread signalled just as the run ended
 
     trio.run(end_with_a_wake_pending)
     assert trio.run(_take_pushed_from_threads, storage, 2) == [0, 1]

@@ -636,6 +636,34 @@ def test_a_push_the_hand_off_does_not_cover_asks_the_owner_to_wake(
     assert "new" in [task.args for task in queue.tasks()]
 
 
+def test_a_push_from_another_thread_shares_a_pending_wake(impl: Impl, clock: FakeClock) -> None:
+    consumers = connected(impl, clock)
+    queue = consumers.queue
+    queue.consumer_thread = 0  # the consumers live on another thread
+    queue.wake_pending = True
+    queue.push_nowait("a")
+    queue.push_nowait("b")
+    assert consumers.owner.wakes == 0  # the wake on its way covers them
+    queue.wake_pending = False  # the consumers' thread ran it
+    queue.push_nowait("c")
+    assert consumers.owner.wakes == 1
+    assert drain(queue) == ["a", "b", "c"]
+
+
+def test_a_pending_wake_does_not_hold_back_a_push_on_the_consumers_thread(
+    impl: Impl, clock: FakeClock
+) -> None:
+    consumers = connected(impl, clock)
+    consumers.queue.wake_pending = True
+    consumers.queue.push_nowait("now")
+    [(waiter, value)] = consumers.resumed
+    assert waiter == "consumer-0" and value.unwrap().args == "now"
+    consumers.queue.consumer_waiting = True
+    consumers.queue.schedule(make(impl, "later"), 10.0)
+    consumers.queue.push_nowait("next")  # not a hand-off: the owner wakes
+    assert consumers.owner.wakes == 1
+
+
 def test_no_wake_at_all_while_no_consumer_waits(impl: Impl, clock: FakeClock) -> None:
     consumers = connected(impl, clock, parked=0)
     consumers.queue.push_nowait("a")
