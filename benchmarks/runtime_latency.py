@@ -120,13 +120,41 @@ def latency_other_thread(samples: int) -> list[float]:
     return results
 
 
+class _Sleeper:
+    """What a floor's sleeping side shares with the producer."""
+
+    def __init__(self) -> None:
+        self.waiting = False
+        self.woken_at = 0.0
+        self.woken = threading.Event()
+
+    def woke(self) -> None:
+        """Call first thing after the wait returns."""
+        self.woken_at = perf_counter()
+        self.waiting = False
+
+
+def _wake_sleeper(samples: int, write_fd: int, sleeper: _Sleeper) -> list[float]:
+    """The producer side of a floor, paced as :func:`latency_other_thread` is."""
+    results: list[float] = []
+    for _ in range(samples):
+        while not sleeper.waiting:
+            time.sleep(20e-6)
+        sleeper.woken.clear()
+        t0 = perf_counter()
+        os.write(write_fd, (1).to_bytes(8, sys.byteorder))
+        sleeper.woken.wait()
+        results.append(sleeper.woken_at - t0)
+    return results
+
+
 def latency_wake_floor(samples: int) -> list[float]:
     """No pyapalis, no trio: the same hand-over between two plain threads.
 
-    A thread blocks in ``select`` on an eventfd (a socket pair where there is
-    none); the producer, woken as in :func:`latency_other_thread`, writes to it
-    as soon as the sleeper is back in its wait. What that costs is the floor
-    of the cross-thread figure on this machine: on a VM, waking a thread on an
+    A thread blocks in ``select`` on an eventfd (a pipe where there is none);
+    the producer, woken as in :func:`latency_other_thread`, writes to it as
+    soon as the sleeper is back in its wait. What that costs is the floor of
+    the cross-thread figure on this machine: on a VM, waking a thread on an
     idle virtual CPU from a busy one is most of it.
     """
     if hasattr(os, "eventfd"):
@@ -136,31 +164,20 @@ def latency_wake_floor(samples: int) -> list[float]:
         os.set_blocking(read_fd, False)
     selector = selectors.DefaultSelector()
     selector.register(read_fd, selectors.EVENT_READ)
-    woken_at = [0.0]
-    waiting = [False]
-    woken = threading.Event()
+    state = _Sleeper()
 
     def sleeper() -> None:
         for _ in range(samples):
-            waiting[0] = True
+            state.waiting = True
             selector.select()
-            woken_at[0] = perf_counter()
-            waiting[0] = False
+            state.woke()
             os.read(read_fd, 8)
-            woken.set()
+            state.woken.set()
 
     thread = threading.Thread(target=sleeper, daemon=True)
     thread.start()
-    results: list[float] = []
     try:
-        for _ in range(samples):
-            while not waiting[0]:
-                time.sleep(20e-6)
-            woken.clear()
-            t0 = perf_counter()
-            os.write(write_fd, (1).to_bytes(8, sys.byteorder))
-            woken.wait()
-            results.append(woken_at[0] - t0)
+        results = _wake_sleeper(samples, write_fd, state)
         thread.join()
     finally:
         selector.close()
@@ -180,31 +197,20 @@ def latency_trio_wake_floor(samples: int) -> list[float]:
     if not hasattr(os, "eventfd"):  # pragma: no cover - not Linux
         return latency_wake_floor(samples)
     fd = os.eventfd(0, os.EFD_NONBLOCK)
-    woken_at = [0.0]
-    waiting = [False]
-    woken = threading.Event()
+    state = _Sleeper()
 
     async def sleeper() -> None:
         for _ in range(samples):
-            waiting[0] = True
+            state.waiting = True
             await trio.lowlevel.wait_readable(fd)
-            woken_at[0] = perf_counter()
-            waiting[0] = False
+            state.woke()
             os.read(fd, 8)
-            woken.set()
+            state.woken.set()
 
     thread = threading.Thread(target=trio.run, args=(sleeper,), daemon=True)
     thread.start()
-    results: list[float] = []
     try:
-        for _ in range(samples):
-            while not waiting[0]:
-                time.sleep(20e-6)
-            woken.clear()
-            t0 = perf_counter()
-            os.write(fd, (1).to_bytes(8, sys.byteorder))
-            woken.wait()
-            results.append(woken_at[0] - t0)
+        results = _wake_sleeper(samples, fd, state)
         thread.join()
     finally:
         os.close(fd)

@@ -38,20 +38,6 @@ def throughput_c100(n: int, probe: Probe) -> None:
     trio.run(throughput, n, 100, probe)
 
 
-async def throughput(n: int, concurrency: int, probe: Probe) -> None:
-    """Push ``n`` ints one by one (``push_nowait``), then drain them with a worker."""
-    from pyapalis import MemoryStorage
-
-    storage = MemoryStorage()
-    worker = _counting_worker(storage, n, concurrency, probe.finish)
-    probe.start()
-    push = storage.push_nowait
-    for i in range(n):
-        push(i)
-    probe.pushed()
-    await worker.run()
-
-
 def bulk_throughput_c1(n: int, probe: Probe) -> None:
     trio.run(bulk_throughput, n, 1, probe)
 
@@ -60,16 +46,27 @@ def bulk_throughput_c100(n: int, probe: Probe) -> None:
     trio.run(bulk_throughput, n, 100, probe)
 
 
-async def bulk_throughput(n: int, concurrency: int, probe: Probe) -> None:
-    """Push ``n`` ints in one ``push_bulk`` call, then drain them with a worker."""
+async def throughput(n: int, concurrency: int, probe: Probe, *, bulk: bool = False) -> None:
+    """Push ``n`` ints one by one (``push_nowait``), or in one ``push_bulk``
+    call with ``bulk``, then drain them with a worker."""
     from pyapalis import MemoryStorage
 
     storage = MemoryStorage()
     worker = _counting_worker(storage, n, concurrency, probe.finish)
     probe.start()
-    await storage.push_bulk(range(n))
+    if bulk:
+        await storage.push_bulk(range(n))
+    else:
+        push = storage.push_nowait
+        for i in range(n):
+            push(i)
     probe.pushed()
     await worker.run()
+
+
+async def bulk_throughput(n: int, concurrency: int, probe: Probe) -> None:
+    """:func:`throughput` with one ``push_bulk`` call."""
+    await throughput(n, concurrency, probe, bulk=True)
 
 
 async def drain(storage: Any, n: int, concurrency: int) -> None:
