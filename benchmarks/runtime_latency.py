@@ -17,8 +17,9 @@ the same run so the cross-thread figure can be read against it.
 Throughput: ``tasks`` tasks pushed while the worker consumes, from the first
 push to the last handler call (a trivial handler). *same thread*: one trio task
 pushes, yielding every 64 pushes. *k threads*: k plain threads push ``tasks/k``
-each, fire-and-forget (``runtime.push``), or with ``runtime.submit`` (a future
-per task, all resolved at the end).
+each, fire-and-forget (``runtime.push``), with ``runtime.submit`` (a future
+per task, all resolved at the end), or with one ``runtime.submit_batch`` (one
+future of the thread's whole share).
 
 Targets (issue 8): cross-thread p50 <= 50 µs; cross-thread throughput at least
 half the same-thread throughput.
@@ -271,8 +272,9 @@ def throughput_same_thread(tasks: int) -> float:
     return tasks / elapsed[0]
 
 
-def throughput_threads(tasks: int, producers: int, *, submit: bool) -> float:
-    """Tasks per second, pushed by ``producers`` plain threads."""
+def throughput_threads(tasks: int, producers: int, *, submit: bool, batch: bool = False) -> float:
+    """Tasks per second, pushed by ``producers`` plain threads (with ``submit``:
+    a future per task, or one per thread's share with ``batch``)."""
     storage = MemoryStorage()
     done = threading.Event()
     count = [0]
@@ -292,7 +294,9 @@ def throughput_threads(tasks: int, producers: int, *, submit: bool) -> float:
         def produce() -> None:
             push: Callable[..., object] = runtime.submit if submit else runtime.push
             gate.wait()
-            if submit:
+            if batch:
+                runtime.submit_batch(storage, range(share)).result()
+            elif submit:
                 futures = [runtime.submit(storage, i) for i in range(share)]
                 # One worker loop runs tasks in push order: the last future
                 # resolves last (waking on every future would measure thread
@@ -332,10 +336,15 @@ def measure(samples: int, tasks: int) -> dict[str, float]:
         figures[f"{label} p50"] = percentile(values, 0.5) * 1e6
         figures[f"{label} p99"] = percentile(values, 0.99) * 1e6
     figures[SAME] = statistics.median(throughput_same_thread(tasks) for _ in range(3))
-    for submit in (False, True):
+    for how in HOW:
         for producers in (1, 2, 3, 4):
-            figures[_threads_label(producers, submit)] = statistics.median(
-                throughput_threads(tasks - tasks % producers, producers, submit=submit)
+            figures[_threads_label(producers, how)] = statistics.median(
+                throughput_threads(
+                    tasks - tasks % producers,
+                    producers,
+                    submit=how != "push",
+                    batch=how == "submit_batch",
+                )
                 for _ in range(3)
             )
     return figures
@@ -344,13 +353,16 @@ def measure(samples: int, tasks: int) -> dict[str, float]:
 SAME = "same thread (trio task, push_nowait)"
 
 
-def _threads_label(producers: int, submit: bool) -> str:
-    how = "submit + wait" if submit else "push"
+HOW = ("push", "submit + wait", "submit_batch")
+"""How the producer threads queue: fire and forget, a future each, one future per thread."""
+
+
+def _threads_label(producers: int, how: str) -> str:
     return f"{producers} thread{'s' if producers > 1 else ''} ({how})"
 
 
 def _throughput_labels() -> list[str]:
-    return [SAME] + [_threads_label(k, s) for s in (False, True) for k in (1, 2, 3, 4)]
+    return [SAME] + [_threads_label(k, how) for how in HOW for k in (1, 2, 3, 4)]
 
 
 def print_figures(samples: int, tasks: int, figures: dict[str, float]) -> None:
@@ -377,7 +389,7 @@ def compare_trees(trees: dict[str, str], samples: int, tasks: int, rounds: int) 
             figures = json.loads(output)
             runs[name].append(figures)
             other = figures["other thread (runtime.push) p50"]
-            rate = figures[_threads_label(1, False)] / figures[SAME]
+            rate = figures[_threads_label(1, "push")] / figures[SAME]
             print(f"  other thread p50 {other:.1f} µs, 1 thread {rate:.2f}x", file=sys.stderr)
     names = list(trees)
     medians = {

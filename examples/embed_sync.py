@@ -45,6 +45,10 @@ def main() -> None:
         with ThreadPoolExecutor(4) as requests:
             for reply in requests.map(handle_request, images):
                 print(reply)
+        # A whole batch, one future: results in order, failures in their place.
+        batch = runtime.submit_batch(storage, ["a.png", "b.gif"], return_exceptions=True)
+        for image, outcome in zip(["a.png", "b.gif"], batch.result(timeout=10), strict=True):
+            print(f"batch {image}: {outcome}")
     print("stopped")
 
 

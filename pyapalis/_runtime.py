@@ -4,7 +4,8 @@
 (or monitor) inside it. Any thread may then queue tasks: ``runtime.push`` is
 fire-and-forget, ``runtime.submit`` returns a :class:`concurrent.futures.Future`
 resolved with the handler's final outcome, which asyncio code awaits with
-``asyncio.wrap_future``. ``runtime.stop(timeout)`` stops gracefully.
+``asyncio.wrap_future``; ``runtime.submit_batch`` returns one future of a whole
+batch's results. ``runtime.stop(timeout)`` stops gracefully.
 
 A trio program needs none of this: start the worker in its own nursery
 (``nursery.start_soon(worker.run)``) and push with ``await storage.push(...)``.
@@ -37,7 +38,7 @@ import enum
 import logging
 import math
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 import trio
@@ -114,7 +115,7 @@ class BackgroundRuntime:
     stops it on leaving the block. ``target`` is anything with ``async run()``
     and a way to stop: ``shutdown()`` (a Monitor) or ``context.stop()`` (a Worker).
 
-    * :meth:`push` and :meth:`submit` queue tasks from any thread.
+    * :meth:`push`, :meth:`submit` and :meth:`submit_batch` queue tasks from any thread.
     * :meth:`stop` stops pulling tasks, lets the ones in flight finish for up to
       ``timeout`` seconds (default ``stop_timeout``), then cancels them: they
       go back to their storage unfinished. After that every call that queues a
@@ -161,8 +162,9 @@ class BackgroundRuntime:
         self._error: BaseException | None = None
         self._error_reported = False
         self._thread = threading.Thread(target=self._thread_main, name=name, daemon=True)
-        # Futures of submitted tasks by id; resolved on the trio thread.
-        self._pending: dict[TaskId, concurrent.futures.Future[Any]] = {}
+        # By the id of a submitted task: its future, or its batch and its
+        # place in it (submit_batch); resolved on the trio thread.
+        self._pending: dict[TaskId, concurrent.futures.Future[Any] | tuple[_Batch, int]] = {}
         # One per storage submitted to: its outcome listener resolves futures.
         self._taps: dict[int, _StorageTap] = {}
 
@@ -309,20 +311,76 @@ class BackgroundRuntime:
         except BaseException:
             del pending[task_id]
             raise
+        # The runtime may have ended between the check above and now, maybe
+        # after failing the pending futures: make sure this one is not forgotten.
+        if self.is_stopped and pending.pop(task_id, None) is not None:
+            _fail(future, self._stopped_before(task_id))
+        return future
+
+    def submit_batch(
+        self, storage: MemoryStorage, items: Iterable[Any], *, return_exceptions: bool = False
+    ) -> concurrent.futures.Future[list[Any]]:
+        """Queue every item of ``items`` in ``storage``; one future of all their outcomes.
+
+        The future gets the handlers' return values in the order of ``items``
+        once every task has finished for good. A task that fails for good
+        fails the future with its exception at once (the other tasks still
+        run), unless ``return_exceptions``: then its exception takes its place
+        in the list, as with ``asyncio.gather``. One future for the batch
+        instead of one per task is what makes this many times faster than
+        :meth:`submit` in a loop. An empty batch gives a future already
+        resolved with ``[]``.
+
+        Raises ``trio.WouldBlock`` if a bounded storage fills up part way: the
+        tasks queued until then stay queued and run, their outcomes not
+        collected (the message says how many).
+        """
+        if self._state is not _State.Running:
+            raise self._refusal("submit_batch")
+        tap = self._taps.get(id(storage))
+        if tap is None:
+            tap = self._tap(storage, "submit_batch")
+        tasks = [Task(args) for args in _iterable_arg(items)]
+        future: concurrent.futures.Future[list[Any]] = concurrent.futures.Future()
+        batch = _Batch(future, len(tasks), bool(return_exceptions))
+        if not tasks:
+            future.set_result([])
+            return future
+        pending = self._pending
+        ids = []
+        for index, task in enumerate(tasks):
+            task_id = TaskId.generate()
+            task.parts.task_id = task_id
+            ids.append(task_id)
+            pending[task_id] = (batch, index)
+        queued = 0
+        try:
+            for task in tasks:
+                tap.push(task)
+                queued += 1
+        except BaseException as error:
+            for task_id in ids:
+                pending.pop(task_id, None)
+            if isinstance(error, trio.WouldBlock):
+                raise trio.WouldBlock(
+                    f"submit_batch: {error} after queueing {queued} of {len(tasks)} tasks "
+                    "(those run; their outcomes are not collected)"
+                ) from None
+            raise
         if self.is_stopped:
-            # The runtime ended between the check above and now, maybe after
-            # failing the pending futures: make sure this one is not forgotten.
-            late = pending.pop(task_id, None)
-            if late is not None:
-                _fail(late, self._stopped_before(task_id))
+            # As in submit(): the runtime may have failed the pending ones already.
+            for task_id in ids:
+                if pending.pop(task_id, None) is not None:
+                    _fail(future, self._stopped_before(task_id))
+                    break
         return future
 
     # -- internals: producers ----------------------------------------------
 
-    def _tap(self, storage: MemoryStorage) -> _StorageTap:
+    def _tap(self, storage: MemoryStorage, what: str = "submit") -> _StorageTap:
         if not isinstance(storage, MemoryStorage):
             raise TypeError(
-                f"submit: storage must be a MemoryStorage, got {type(storage).__name__}"
+                f"{what}: storage must be a MemoryStorage, got {type(storage).__name__}"
             )
         with self._lock:
             tap = self._taps.get(id(storage))
@@ -331,7 +389,7 @@ class BackgroundRuntime:
                 if self._state is _State.Stopped:
                     # _finish() has detached the taps already: undo this one.
                     tap.detach()
-                    raise self._refusal("submit")
+                    raise self._refusal(what)
                 self._taps[id(storage)] = tap
         return tap
 
@@ -358,13 +416,18 @@ class BackgroundRuntime:
     def _settle(self, task: Task, status: Status, result: Any, error: BaseException | None) -> None:
         """A final outcome a storage recorded (its outcome listener, any thread)."""
         task_id = task.parts.task_id
-        future = self._pending.pop(task_id, None)  # type: ignore[arg-type]
-        if future is None:
+        entry = self._pending.pop(task_id, None)  # type: ignore[arg-type]
+        if entry is None:
             return
-        if status is _DONE:
-            _succeed(future, result)
+        if status is not _DONE and error is None:
+            error = TaskError(f"task {task_id} {status}")
+        if isinstance(entry, tuple):
+            batch, index = entry
+            batch.settle(index, result if error is None else error, error is not None)
+        elif error is None:
+            _succeed(entry, result)
         else:
-            _fail(future, error if error is not None else TaskError(f"task {task_id} {status}"))
+            _fail(entry, error)
 
     def _thread_main(self) -> None:
         try:
@@ -428,10 +491,13 @@ class BackgroundRuntime:
         pending = self._pending
         while pending:
             try:
-                task_id, future = pending.popitem()
+                task_id, entry = pending.popitem()
             except KeyError:
                 break
-            _fail(future, self._stopped_before(task_id))
+            _fail(
+                entry[0].future if isinstance(entry, tuple) else entry,
+                self._stopped_before(task_id),
+            )
         with self._lock:
             taps = list(self._taps.values())
         for tap in taps:
@@ -504,6 +570,39 @@ class _StorageTap:
     def detach(self) -> None:
         """Stop listening to the storage's outcomes."""
         self.storage.remove_outcome_listener(self._settle)
+
+
+class _Batch:
+    """The outcomes of one :meth:`BackgroundRuntime.submit_batch`, collected in order."""
+
+    __slots__ = ("future", "remaining", "results", "return_exceptions")
+
+    def __init__(
+        self, future: concurrent.futures.Future[list[Any]], size: int, return_exceptions: bool
+    ) -> None:
+        self.future = future
+        self.results: list[Any] = [None] * size
+        self.remaining = size
+        self.return_exceptions = return_exceptions
+
+    def settle(self, index: int, value: Any, failed: bool) -> None:
+        """Task ``index`` finished for good with ``value`` (its exception if ``failed``)."""
+        if failed and not self.return_exceptions:
+            _fail(self.future, value)
+            return
+        self.results[index] = value
+        self.remaining -= 1
+        if not self.remaining:
+            _succeed(self.future, self.results)
+
+
+def _iterable_arg(items: object) -> Iterable[Any]:
+    if isinstance(items, (str, bytes)) or not isinstance(items, Iterable):
+        raise TypeError(
+            f"submit_batch: items must be an iterable of task args (not a string), "
+            f"got {type(items).__name__}"
+        )
+    return items
 
 
 def _stopper_for(target: object) -> Callable[[], None]:

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
@@ -27,4 +29,27 @@ def test_worker_example_runs() -> None:
     assert successes[0].endswith(") rango-tango")
     assert lines[-1] == "Stop rango-tango"
     assert lines.index(successes[0]) < len(lines) - 1
+    assert proc.stderr == ""
+
+
+# (The embedding examples are run by tests/test_runtime.py.)
+@pytest.mark.parametrize(
+    ("example", "expected"),
+    [
+        ("background_tasks", "results: ['resized photo.jpg', 'sent', 'resized cat.png']"),
+        ("custom_backend", "rows left in the table: 0"),
+        ("logging_layer", "sending to last@example.com"),
+        ("monitor", "workers_stopped=2, workers_failed=0"),
+    ],
+)
+def test_the_other_examples_run(example: str, expected: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / f"{example}.py")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert expected in proc.stdout
     assert proc.stderr == ""

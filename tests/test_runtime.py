@@ -667,6 +667,8 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
                 "dog.jpg -> thumbnail",
                 "failed: cannot resize party.gif",
                 "tree.png -> thumbnail",
+                "batch a.png: a.png -> thumbnail",
+                "batch b.gif: cannot resize b.gif",
                 "stopped",
             ],
         ),
