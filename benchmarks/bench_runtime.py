@@ -1,7 +1,7 @@
 """The background runtime: tasks pushed from plain threads into a worker on its own thread.
 
 Each suite compares cross-thread pushes (``start_in_thread`` + ``runtime.push``
-or ``runtime.submit``) with same-thread pushes (a trio task calling
+``runtime.submit`` or ``runtime.submit_batch``) with same-thread pushes (a trio task calling
 ``push_nowait``), measured the same way; the workloads live in
 ``benchmarks/runtime_latency.py``, which also prints them side by side
 (``python benchmarks/runtime_latency.py``). Compiled core only.
@@ -15,6 +15,8 @@ from typing import Any, ClassVar
 from .runtime_latency import (
     latency_other_thread,
     latency_same_thread,
+    latency_trio_wake_floor,
+    latency_wake_floor,
     percentile,
     submit_round_trip,
     throughput_same_thread,
@@ -25,7 +27,10 @@ from .runtime_latency import (
 class RuntimeThroughput:
     """``tasks`` trivial tasks pushed while the worker consumes: first push to last call."""
 
-    params: ClassVar[list[list[Any]]] = [["same-thread", "push", "submit"], [1, 2, 4]]
+    params: ClassVar[list[list[Any]]] = [
+        ["same-thread", "push", "submit", "submit_batch"],
+        [1, 2, 4],
+    ]
     param_names: ClassVar[list[str]] = ["producer", "threads"]
     tasks = 100_000
     number = 1
@@ -41,7 +46,12 @@ class RuntimeThroughput:
         """Sustained tasks per second."""
         if producer == "same-thread":
             return throughput_same_thread(self.tasks)
-        return throughput_threads(self.tasks, threads, submit=producer == "submit")
+        return throughput_threads(
+            self.tasks,
+            threads,
+            submit=producer != "push",
+            batch=producer == "submit_batch",
+        )
 
     track_tasks_per_second.unit = "tasks/s"  # type: ignore[attr-defined]
 
@@ -51,10 +61,17 @@ class RuntimeLatency:
 
     ``same-thread``: a trio task pushes; ``other-thread``: a plain thread
     pushes through the runtime; ``submit``: ``runtime.submit(...).result()``
-    round trip (push, handler, future resolved, caller woken).
+    round trip (push, handler, future resolved, caller woken); the two floors:
+    a plain thread and a trio task woken through an eventfd, no pyapalis.
     """
 
-    params: ClassVar[list[str]] = ["same-thread", "other-thread", "submit"]
+    params: ClassVar[list[str]] = [
+        "same-thread",
+        "other-thread",
+        "submit",
+        "floor-thread",
+        "floor-trio",
+    ]
     param_names: ClassVar[list[str]] = ["path"]
     samples = 1_000
     number = 1
@@ -66,6 +83,8 @@ class RuntimeLatency:
             "same-thread": latency_same_thread,
             "other-thread": latency_other_thread,
             "submit": submit_round_trip,
+            "floor-thread": latency_wake_floor,
+            "floor-trio": latency_trio_wake_floor,
         }[path]
         self.values = sorted(measure(self.samples))
 
