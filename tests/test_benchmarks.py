@@ -407,3 +407,14 @@ def test_runtime_latency_rows_each_return_one_figure_per_sample() -> None:
         values = run(5)
         assert len(values) == 5
         assert all(0 < value < 5.0 for value in values)
+
+
+def test_the_paired_latency_probe_samples_both_consumers_alternately() -> None:
+    import trio
+
+    from benchmarks import idle_latency_paired
+
+    latencies = trio.run(idle_latency_paired.paired, 6, 20)
+    assert set(latencies) == {"trio channel", "pyapalis worker"}
+    assert all(len(values) == 6 for values in latencies.values())  # warm-up tasks not counted
+    assert all(0 < value < 5.0 for values in latencies.values() for value in values)
