@@ -218,7 +218,8 @@ class MemoryStorage:
 
         Raises ``trio.WouldBlock`` if ``maxsize`` is reached.
         """
-        # (Instances call the queue's method directly: see __init__.)
+        # Instances call the queue's method directly (see __init__), so a
+        # patch of this class method does not reach existing instances.
         task_id: TaskId = self._queue.push_nowait(args)
         return task_id
 

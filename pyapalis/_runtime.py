@@ -368,11 +368,11 @@ class BackgroundRuntime:
                 ) from None
             raise
         if self.is_stopped:
-            # As in submit(): the runtime may have failed the pending ones already.
-            for task_id in ids:
-                if pending.pop(task_id, None) is not None:
-                    _fail(future, self._stopped_before(task_id))
-                    break
+            # As in submit(): the runtime may have ended before these were
+            # filed. Take every one back (nothing will settle them now).
+            left = [task_id for task_id in ids if pending.pop(task_id, None) is not None]
+            if left:
+                _fail(future, self._stopped_before(left[0]))
         return future
 
     # -- internals: producers ----------------------------------------------
@@ -494,10 +494,9 @@ class BackgroundRuntime:
                 task_id, entry = pending.popitem()
             except KeyError:
                 break
-            _fail(
-                entry[0].future if isinstance(entry, tuple) else entry,
-                self._stopped_before(task_id),
-            )
+            future = entry[0].future if isinstance(entry, tuple) else entry
+            if not future.done():  # a batch's future is failed once, not once per task
+                _fail(future, self._stopped_before(task_id))
         with self._lock:
             taps = list(self._taps.values())
         for tap in taps:
@@ -575,7 +574,7 @@ class _StorageTap:
 class _Batch:
     """The outcomes of one :meth:`BackgroundRuntime.submit_batch`, collected in order."""
 
-    __slots__ = ("future", "remaining", "results", "return_exceptions")
+    __slots__ = ("_lock", "future", "remaining", "results", "return_exceptions")
 
     def __init__(
         self, future: concurrent.futures.Future[list[Any]], size: int, return_exceptions: bool
@@ -584,6 +583,8 @@ class _Batch:
         self.results: list[Any] = [None] * size
         self.remaining = size
         self.return_exceptions = return_exceptions
+        # Outcome listeners may run on any thread that acks (see _settle).
+        self._lock = threading.Lock()
 
     def settle(self, index: int, value: Any, failed: bool) -> None:
         """Task ``index`` finished for good with ``value`` (its exception if ``failed``)."""
@@ -591,8 +592,10 @@ class _Batch:
             _fail(self.future, value)
             return
         self.results[index] = value
-        self.remaining -= 1
-        if not self.remaining:
+        with self._lock:
+            self.remaining -= 1
+            complete = not self.remaining
+        if complete:
             _succeed(self.future, self.results)
 
 

@@ -476,7 +476,8 @@ class Worker:
     async def _wait_idle(
         self, take_or_wake: Callable[[], Awaitable[Task | None]] | None
     ) -> Task | None:
-        """Wait for the backend, emitting ``Idle`` if no other loop of this worker idles already."""
+        """Wait for the backend, emitting ``Idle`` unless another loop of this worker
+        waits here already (loops that went idle while nobody listened are not counted)."""
         self._idle_loops += 1
         try:
             if self._idle_loops == 1 and self._context._listeners:

@@ -192,3 +192,45 @@ def test_bad_calls_name_the_problem() -> None:
         assert runtime._pending == {} and len(storage) == 0
     with pytest.raises(RuntimeStoppedError, match=r"submit_batch: runtime .* is stopped"):
         runtime.submit_batch(storage, [1])
+
+
+def test_a_runtime_stopping_while_the_items_are_read_leaves_nothing_pending() -> None:
+    storage = MemoryStorage()
+    worker = WorkerBuilder("racing").backend(storage).build(lambda item: item)
+    runtime = start_in_thread(worker)
+
+    def items() -> Any:
+        yield 1
+        runtime.stop()  # the runtime ends while the batch is being read
+        yield from range(2, 6)
+
+    future = runtime.submit_batch(storage, items())
+    error = future.exception(WAIT)
+    assert isinstance(error, RuntimeStoppedError)
+    assert "stopped before task" in str(error)
+    assert runtime._pending == {}
+    assert len(storage) == 5  # queued, not lost: they are in the storage
+
+
+def test_a_stop_fails_a_pending_batch_and_keeps_its_tasks_queued() -> None:
+    storage = MemoryStorage()
+    release = trio.Event()
+    started = threading.Event()
+
+    async def handler(item: int) -> int:
+        started.set()
+        await release.wait()
+        return item
+
+    worker = WorkerBuilder("large").backend(storage).build(handler)
+    runtime = start_in_thread(worker)
+    future = runtime.submit_batch(storage, range(10_000))
+    wait(started)
+    failures: list[BaseException | None] = []
+    future.add_done_callback(lambda done: failures.append(done.exception()))
+    runtime.stop(timeout=WAIT, wait=False)
+    trio.from_thread.run_sync(release.set, trio_token=runtime.token)
+    runtime.stop()
+    assert len(failures) == 1 and isinstance(failures[0], RuntimeStoppedError)
+    assert runtime._pending == {}
+    assert len(storage) == 9_999  # the first ran; the rest stay queued
