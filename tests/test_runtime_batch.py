@@ -105,28 +105,31 @@ def test_only_final_outcomes_count_with_retries() -> None:
         assert runtime.submit_batch(storage, [1, 2]).result(WAIT) == ["1 after 3", "2 after 3"]
 
 
-def test_stopping_before_the_batch_finishes_fails_its_future() -> None:
+@pytest.mark.parametrize("size", [3, 10_000])
+def test_stopping_before_the_batch_finishes_fails_its_future_once(size: int) -> None:
     storage = MemoryStorage()
     started = threading.Event()
     release = trio.Event()
 
-    async def handler(item: str) -> str:
+    async def handler(item: int) -> int:
         started.set()
         await release.wait()
         return item
 
     worker = WorkerBuilder("stopping").backend(storage).build(handler)
     runtime = start_in_thread(worker)
-    future = runtime.submit_batch(storage, ["first", "second", "third"])
+    future = runtime.submit_batch(storage, range(size))
     wait(started)
+    failures: list[BaseException | None] = []
+    future.add_done_callback(lambda done: failures.append(done.exception()))
     runtime.stop(timeout=WAIT, wait=False)
     # Queued after the stop request: runs once the worker has stopped pulling.
     trio.from_thread.run_sync(release.set, trio_token=runtime.token)
     runtime.stop()
-    error = future.exception(0)
+    [error] = failures
     assert isinstance(error, RuntimeStoppedError)
     assert "the task is still in its storage" in str(error)
-    assert [task.args for task in storage._queued_tasks()] == ["second", "third"]
+    assert [task.args for task in storage._queued_tasks()] == list(range(1, size))
     assert runtime._pending == {}
 
 
@@ -210,27 +213,3 @@ def test_a_runtime_stopping_while_the_items_are_read_leaves_nothing_pending() ->
     assert "stopped before task" in str(error)
     assert runtime._pending == {}
     assert len(storage) == 5  # queued, not lost: they are in the storage
-
-
-def test_a_stop_fails_a_pending_batch_and_keeps_its_tasks_queued() -> None:
-    storage = MemoryStorage()
-    release = trio.Event()
-    started = threading.Event()
-
-    async def handler(item: int) -> int:
-        started.set()
-        await release.wait()
-        return item
-
-    worker = WorkerBuilder("large").backend(storage).build(handler)
-    runtime = start_in_thread(worker)
-    future = runtime.submit_batch(storage, range(10_000))
-    wait(started)
-    failures: list[BaseException | None] = []
-    future.add_done_callback(lambda done: failures.append(done.exception()))
-    runtime.stop(timeout=WAIT, wait=False)
-    trio.from_thread.run_sync(release.set, trio_token=runtime.token)
-    runtime.stop()
-    assert len(failures) == 1 and isinstance(failures[0], RuntimeStoppedError)
-    assert runtime._pending == {}
-    assert len(storage) == 9_999  # the first ran; the rest stay queued
