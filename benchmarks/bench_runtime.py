@@ -46,12 +46,7 @@ class RuntimeThroughput:
         """Sustained tasks per second."""
         if producer == "same-thread":
             return throughput_same_thread(self.tasks)
-        return throughput_threads(
-            self.tasks,
-            threads,
-            submit=producer != "push",
-            batch=producer == "submit_batch",
-        )
+        return throughput_threads(self.tasks, threads, producer)
 
     track_tasks_per_second.unit = "tasks/s"  # type: ignore[attr-defined]
 

@@ -42,7 +42,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import trio
@@ -272,9 +271,11 @@ def throughput_same_thread(tasks: int) -> float:
     return tasks / elapsed[0]
 
 
-def throughput_threads(tasks: int, producers: int, *, submit: bool, batch: bool = False) -> float:
-    """Tasks per second, pushed by ``producers`` plain threads (with ``submit``:
-    a future per task, or one per thread's share with ``batch``)."""
+def throughput_threads(tasks: int, producers: int, how: str = "push") -> float:
+    """Tasks per second, queued by ``producers`` plain threads ``how`` says: ``push``,
+    ``submit`` (a future per task) or ``submit_batch`` (one per thread's share)."""
+    if how not in HOW:
+        raise ValueError(f"throughput_threads: how must be one of {HOW}, got {how!r}")
     storage = MemoryStorage()
     done = threading.Event()
     count = [0]
@@ -292,11 +293,10 @@ def throughput_threads(tasks: int, producers: int, *, submit: bool, batch: bool 
     with start_in_thread(worker) as runtime:
 
         def produce() -> None:
-            push: Callable[..., object] = runtime.submit if submit else runtime.push
             gate.wait()
-            if batch:
+            if how == "submit_batch":
                 runtime.submit_batch(storage, range(share)).result()
-            elif submit:
+            elif how == "submit":
                 futures = [runtime.submit(storage, i) for i in range(share)]
                 # One worker loop runs tasks in push order: the last future
                 # resolves last (waking on every future would measure thread
@@ -304,6 +304,7 @@ def throughput_threads(tasks: int, producers: int, *, submit: bool, batch: bool 
                 futures[-1].result()
                 assert all(future.done() for future in futures)
             else:
+                push = runtime.push
                 for i in range(share):
                     push(storage, i)
 
@@ -339,13 +340,7 @@ def measure(samples: int, tasks: int) -> dict[str, float]:
     for how in HOW:
         for producers in (1, 2, 3, 4):
             figures[_threads_label(producers, how)] = statistics.median(
-                throughput_threads(
-                    tasks - tasks % producers,
-                    producers,
-                    submit=how != "push",
-                    batch=how == "submit_batch",
-                )
-                for _ in range(3)
+                throughput_threads(tasks - tasks % producers, producers, how) for _ in range(3)
             )
     return figures
 
@@ -353,12 +348,13 @@ def measure(samples: int, tasks: int) -> dict[str, float]:
 SAME = "same thread (trio task, push_nowait)"
 
 
-HOW = ("push", "submit + wait", "submit_batch")
+HOW = ("push", "submit", "submit_batch")
 """How the producer threads queue: fire and forget, a future each, one future per thread."""
 
 
 def _threads_label(producers: int, how: str) -> str:
-    return f"{producers} thread{'s' if producers > 1 else ''} ({how})"
+    label = "submit + wait" if how == "submit" else how
+    return f"{producers} thread{'s' if producers > 1 else ''} ({label})"
 
 
 def _throughput_labels() -> list[str]:

@@ -174,7 +174,6 @@ class MemoryStorage:
         # ParkingLot's len() is a Python-level call: the hot path reads this instead.
         self._producers_waiting = 0
         self._token: trio.lowlevel.TrioToken | None = None
-        self._trio_thread: int | None = None
         # The run whose waker task (_run_waker) producers signal through
         # _signal, or None; and every run where such a task is alive.
         self._waker_token: trio.lowlevel.TrioToken | None = None
@@ -340,7 +339,7 @@ class MemoryStorage:
         token = trio.lowlevel.current_trio_token()
         if token is not self._token:
             self._token = token
-            self._trio_thread = self._queue.consumer_thread = threading.get_ident()
+            self._queue.consumer_thread = threading.get_ident()
             # A wake requested for an earlier run is not coming here.
             self._queue.wake_pending = False
         self._convert_unconverted()
@@ -841,14 +840,14 @@ class MemoryStorage:
     # -- waking ------------------------------------------------------------
 
     def _on_trio_thread(self) -> bool:
-        return self._trio_thread == threading.get_ident() and _in_trio_run()
+        return self._queue.consumer_thread == threading.get_ident() and _in_trio_run()
 
     def _bind_if_unbound(self) -> None:
         if self._token is None:
             self.bind()
 
     def _wake(self) -> None:
-        if self._trio_thread == _get_ident():
+        if self._queue.consumer_thread == _get_ident():
             self._wake_consumers()
         else:
             self._schedule_wake()
