@@ -40,6 +40,7 @@ import orjson
 
 from ._background_queues import open_queue
 from ._background_unique import INFO_KEY, check_unique_capable, info_of, push_unique
+from ._codec import dumps_finite, non_finite, non_finite_message
 from ._errors import CodecError, PyapalisError
 from ._implementation import Task, TaskBuilder, TaskId
 from ._retry import BackoffMode
@@ -75,9 +76,17 @@ class TaskHash:
 
     @classmethod
     def of(cls, *values: Any) -> TaskHash:
-        """The SHA-256 (hex) of ``values`` as canonical JSON (sorted keys)."""
+        """The SHA-256 (hex) of ``values`` as canonical JSON (sorted keys).
+
+        Raises ``TypeError`` for a value JSON cannot encode and
+        :class:`CodecError` for NaN or ±Infinity (naming where it is, e.g.
+        ``values[1]["price"]``).
+        """
         try:
-            data = orjson.dumps(list(values), option=orjson.OPT_SORT_KEYS)
+            data = dumps_finite(list(values), option=orjson.OPT_SORT_KEYS, root="values")
+        except CodecError as error:
+            # JSON would write NaN as null: TaskHash.of(nan) must not equal TaskHash.of(None).
+            raise CodecError(f"TaskHash.of: {error}") from None
         except TypeError as error:
             raise TypeError(f"TaskHash.of: values must be JSON-encodable: {error}") from None
         return cls(hashlib.sha256(data).hexdigest())
@@ -139,7 +148,7 @@ class BackgroundTask:
       (default ``BackoffMode.ExponentialBackoff``: 2 s, 4 s, 8 s ...).
 
     The payload is the dataclass fields given to ``__init__``. It must be
-    JSON-encodable by orjson (str, int, float, bool, None, lists, dicts,
+    JSON-encodable by orjson (str, int, finite float, bool, None, lists, dicts,
     nested dataclasses, datetimes, UUIDs, enums); a worker rebuilds the task
     with ``cls(**payload)`` from the decoded JSON. Override :meth:`to_payload`
     and :meth:`from_payload` for fields that need converting back (a datetime
@@ -213,7 +222,8 @@ class BackgroundTask:
         family (``JsonStorage``, ``MemoryQueues``) whose ``queue(QUEUE)`` handle
         receives the task. With a :meth:`uniq` hash, a duplicate of a task that
         is still pending or running returns that task's id (see the method).
-        Raises ``CodecError`` if the payload is not JSON-encodable.
+        Raises ``CodecError`` if the payload is not JSON-encodable (NaN and
+        ±Infinity included: JSON has no form for them).
         """
         cls = type(self)
         owner = f"{cls.__qualname__}.enqueue"
@@ -227,13 +237,15 @@ class BackgroundTask:
                 f"{owner}: backend must be a backend with push_task() or a queue family "
                 f"with queue(name), got {backend!r}"
             )
+        # The payload first: its CodecError names the payload's field, where a
+        # hash of it (TaskHash.default_for_task) would name a position in a list.
+        envelope = encode_envelope(self)
         uniq = self.uniq()
         if uniq is not None and not isinstance(uniq, TaskHash):
             raise TypeError(
                 f"{cls.__qualname__}.uniq() must return a TaskHash or None, "
                 f"got {type(uniq).__name__} {uniq!r}"
             )
-        envelope = encode_envelope(self)
         info: dict[str, Any] = {"task_name": cls.TASK_NAME, "created_at": time.time()}
         if uniq is not None:
             info["uniq"] = uniq.value
@@ -293,15 +305,28 @@ def _check_definition(cls: type[BackgroundTask]) -> None:
 
 
 def encode_envelope(task: BackgroundTask) -> dict[str, Any]:
-    """``{"task_name": ..., "payload": ...}`` as plain JSON data (a fresh copy)."""
+    """``{"task_name": ..., "payload": ...}`` as plain JSON data (a fresh copy).
+
+    Raises :class:`CodecError` for a payload JSON cannot hold, NaN and
+    ±Infinity included (they would come back as None).
+    """
     cls = type(task)
-    envelope = {"task_name": cls.TASK_NAME, "payload": task.to_payload()}
+    payload = task.to_payload()
+    envelope = {"task_name": cls.TASK_NAME, "payload": payload}
     try:
-        decoded: dict[str, Any] = orjson.loads(orjson.dumps(envelope))
+        data = orjson.dumps(envelope)
     except TypeError as error:
         raise CodecError(
             f"{cls.__qualname__}: the payload cannot be encoded as JSON: {error}"
         ) from None
+    if b"null" in data:  # NaN and ±Infinity come out as null
+        found = non_finite(payload, root="payload")
+        if found is not None:
+            raise CodecError(
+                f"{cls.__qualname__}: the payload cannot be encoded as JSON: "
+                f"{non_finite_message(found)}"
+            )
+    decoded: dict[str, Any] = orjson.loads(data)
     return decoded
 
 

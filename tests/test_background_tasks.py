@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import fcntl
+import math
 import os
 import re
 import subprocess
@@ -30,7 +31,7 @@ from pyapalis import (
     Task,
     TaskId,
 )
-from pyapalis._background import BackgroundTask, CurrentTask, TaskHash
+from pyapalis._background import BackgroundTask, CurrentTask, TaskHash, encode_envelope
 from pyapalis._background_pool import WorkerPool
 from pyapalis._background_queues import MemoryQueues
 from pyapalis._background_unique import INFO_KEY
@@ -362,6 +363,66 @@ async def test_enqueue_refuses_a_payload_json_cannot_hold() -> None:
     ):
         await Greet({"ann"}).enqueue(storage)  # type: ignore[arg-type]
     assert len(storage) == 0
+
+
+class Quote(BackgroundTask):
+    TASK_NAME = "quote"
+
+    symbol: str
+    price: float | None
+    history: list[float] = dataclasses.field(default_factory=list)
+
+    async def run(self, task: CurrentTask, app: Any) -> None:
+        return None
+
+    def uniq(self) -> TaskHash | None:
+        return TaskHash.default_for_task(self)
+
+
+NOT_FINITE = "is not a finite number (JSON has no NaN or Infinity)"
+
+
+@pytest.mark.parametrize(
+    ("quote", "where", "bad"),
+    [
+        (Quote("X", math.nan), 'payload["price"]', "nan"),
+        (Quote("X", None, [1.0, math.inf]), 'payload["history"][1]', "inf"),
+        (Quote("X", -math.inf), 'payload["price"]', "-inf"),
+    ],
+)
+async def test_enqueue_refuses_nan_and_infinity_in_the_payload(
+    quote: Quote, where: str, bad: str, tmp_path: Path
+) -> None:
+    """JSON writes NaN as null: the task would run with price None. It is refused instead."""
+    message = f"^Quote: the payload cannot be encoded as JSON: {re.escape(f'{bad} at {where}')} "
+    with pytest.raises(CodecError, match=message + re.escape(NOT_FINITE) + "$"):
+        encode_envelope(quote)
+    storage = MemoryStorage()
+    with pytest.raises(CodecError, match=message):
+        await quote.enqueue(storage)
+    assert len(storage) == 0
+    with JsonStorage(tmp_path / "f.jsonl") as json_storage:
+        with pytest.raises(CodecError, match=message):
+            await quote.enqueue(json_storage)
+        assert len(json_storage) == 0
+    # A real None stays a None.
+    assert encode_envelope(Quote("X", None))["payload"] == {
+        "symbol": "X",
+        "price": None,
+        "history": [],
+    }
+
+
+def test_task_hash_of_refuses_nan_and_infinity() -> None:
+    """TaskHash.of(nan) used to equal TaskHash.of(None): both were hashed as null."""
+    with pytest.raises(
+        CodecError, match="^" + re.escape(f'TaskHash.of: nan at values[1]["p"] {NOT_FINITE}') + "$"
+    ):
+        TaskHash.of("x", {"p": math.nan})
+    with pytest.raises(CodecError, match=re.escape(f"-inf at values[0] {NOT_FINITE}")):
+        TaskHash.of(-math.inf)
+    assert TaskHash.of(None) == TaskHash.of(None)
+    assert TaskHash.of("x", {"p": None, "q": 1.5}).value
 
 
 async def test_custom_payload_conversion_round_trips() -> None:
