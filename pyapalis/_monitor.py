@@ -5,9 +5,10 @@ runs its worker, and when the worker fails (a backend error raised from
 :meth:`Worker.run`) either restarts it after a backoff on trio's clock, if the
 restart policy says so, or records the error. Every worker run sits inside one
 cancel scope: a graceful shutdown stops each worker from pulling and lets its
-in-flight tasks finish; when the shutdown timeout passes (or a second signal
-arrives) that scope is cancelled, and each worker hands its in-flight tasks
-back to its backend unfinished (their attempts are not counted).
+in-flight tasks finish; when the shutdown timeout passes, the terminator
+returns (both are limits on the shutdown, started when it begins) or a second
+signal arrives, that scope is cancelled, and each worker hands its in-flight
+tasks back to its backend unfinished (their attempts are not counted).
 """
 
 from __future__ import annotations
@@ -130,7 +131,8 @@ class MonitorStatistics:
     shutting_down: bool
     """Shutdown has started (it stays true once the run is over)."""
     shutdown_forced: bool
-    """In-flight tasks were cancelled: the shutdown timeout passed, or a second signal came."""
+    """In-flight tasks were cancelled: the shutdown timeout passed, the terminator
+    returned (or raised), or a second signal came."""
 
 
 class _Phase(enum.Enum):
@@ -167,9 +169,10 @@ class Monitor:
 
     ``Monitor().register(factory).on_event(callback).shutdown_timeout(30)``
     then ``await monitor.run()`` (or :meth:`run_with_signal` in a program
-    stopped by SIGINT/SIGTERM). :meth:`run` returns once every worker has
-    stopped: they stopped themselves, :meth:`shutdown` was called, the
-    terminator returned, or a worker failed without being restarted.
+    stopped by SIGINT/SIGTERM, or :meth:`run_until` an async function
+    returns). :meth:`run` returns once every worker has stopped: they stopped
+    themselves, :meth:`shutdown` was called, or a worker failed without being
+    restarted.
 
     * **Registering**: ``register(factory)`` with ``factory(restart_count) ->
       Worker`` (called with 0 at once, and with *k* for the *k*-th restart), or
@@ -188,9 +191,13 @@ class Monitor:
       program goes on); once all have stopped, :meth:`run` raises one
       :class:`MonitorError` listing each failed worker's error.
     * **Shutting down**: :meth:`shutdown` stops every worker from pulling; their
-      in-flight tasks finish. After ``shutdown_timeout`` seconds (default: no
-      limit) the tasks still in flight are cancelled and handed back to their
-      backend, which queues them again without counting the attempt.
+      in-flight tasks finish. The shutdown has two optional limits, both
+      started when it begins: ``shutdown_timeout(seconds)`` and
+      ``with_terminator(async_fn)`` (apalis's terminator: the limit is reached
+      when ``async_fn`` returns). At the first limit reached the tasks still in
+      flight are cancelled and handed back to their backend, which queues them
+      again without counting the attempt. Without either, shutdown waits for
+      the tasks however long they take.
 
     A Monitor runs once. Configure it before :meth:`run`; :meth:`register` and
     :meth:`on_event` also work while it runs.
@@ -216,6 +223,7 @@ class Monitor:
         self._errors: list[tuple[str, Exception]] = []
         self._restarts = 0
         self._terminator_error: Exception | None = None
+        self._until_error: Exception | None = None
 
     # -- configuration -----------------------------------------------------
 
@@ -321,22 +329,27 @@ class Monitor:
         return self
 
     def with_terminator(self, terminator: Callable[[], Awaitable[object]]) -> Monitor:
-        """Start the shutdown when ``await terminator()`` returns.
+        """A time limit on shutdown: when ``await terminator()`` returns, stop now.
 
-        Pass the async function itself (``with_terminator(wait_for_quit)``), not
-        a coroutine. It runs alongside the workers and is cancelled if they all
-        stop first. If it raises, shutdown starts too and :meth:`run` raises
-        that exception once the workers have stopped.
+        As in apalis, the terminator is started when the shutdown begins
+        (:meth:`shutdown`, a signal, a worker failure, :meth:`run_until`'s
+        function returning; at once if the shutdown began before :meth:`run`),
+        never before. When it returns, the tasks still in flight are cancelled
+        and handed back to their backend, exactly as when ``shutdown_timeout``
+        passes; with both, the first limit reached stops the run. If the
+        workers have all stopped first, it is cancelled.
+
+        If it raises, the error is logged, the in-flight tasks are cancelled
+        and handed back all the same (the limit is broken, so the run does not
+        wait), and :meth:`run` raises that exception once the workers have
+        stopped (as the ``__cause__`` of the :class:`MonitorError` if workers
+        failed too).
+
+        Pass the async function itself (``with_terminator(deadline)``), not a
+        coroutine. To start the shutdown when a function returns, use
+        :meth:`run_until`.
         """
-        if inspect.iscoroutine(terminator):
-            terminator.close()  # never awaited: close it so Python does not warn
-            raise TypeError(
-                "with_terminator: expected an async function, got a coroutine object; "
-                "pass the function (with_terminator(fn)), not its call (fn())"
-            )
-        if not callable(terminator):
-            raise TypeError(f"with_terminator: expected an async function, got {terminator!r}")
-        self._terminator = terminator
+        self._terminator = _check_async_fn(terminator, "with_terminator")
         return self
 
     # -- running -------------------------------------------------------------
@@ -350,6 +363,18 @@ class Monitor:
         cancellation propagates.
         """
         await self._run(None)
+
+    async def run_until(self, signal: Callable[[], Awaitable[object]]) -> None:
+        """:meth:`run`, and shut down gracefully when ``await signal()`` returns.
+
+        ``signal`` runs alongside the workers and is cancelled if they all stop
+        first. If it raises, the shutdown starts too (gracefully) and this
+        method raises that exception once the workers have stopped (as the
+        ``__cause__`` of the :class:`MonitorError` if workers failed too).
+        Pass the async function itself, not a coroutine.
+        """
+        until = _check_async_fn(signal, "run_until")
+        await self._run(None, until)
 
     async def run_with_signal(
         self, signals: Iterable[int] = (signal.SIGINT, signal.SIGTERM)
@@ -433,7 +458,11 @@ class Monitor:
                 f"the monitor is {self._run_phase.value.lower()}: a Monitor runs once"
             )
 
-    async def _run(self, signals: AsyncIterator[int] | None) -> None:
+    async def _run(
+        self,
+        signals: AsyncIterator[int] | None,
+        until: Callable[[], Awaitable[object]] | None = None,
+    ) -> None:
         self._check_can_run()
         self._run_phase = _RunPhase.Running
         self._token = trio.lowlevel.current_trio_token()
@@ -445,6 +474,8 @@ class Monitor:
                 helpers.start_soon(self._enforce_shutdown_timeout)
                 if self._terminator is not None:
                     helpers.start_soon(self._run_terminator, self._terminator)
+                if until is not None:
+                    helpers.start_soon(self._run_until, until)
                 if signals is not None:
                     helpers.start_soon(self._follow_signals, signals)
                 with self._force_scope:
@@ -462,11 +493,15 @@ class Monitor:
         self._raise_errors()
 
     def _raise_errors(self) -> None:
-        terminator_error = self._terminator_error
+        # run_until's function fails first: it starts the shutdown the
+        # terminator then limits. A second error has been logged.
+        control_error = self._until_error
+        if control_error is None:
+            control_error = self._terminator_error
         if self._errors:
-            raise MonitorError(self._errors) from terminator_error
-        if terminator_error is not None:
-            raise terminator_error
+            raise MonitorError(self._errors) from control_error
+        if control_error is not None:
+            raise control_error
 
     async def _supervise(self, registration: _Registration) -> None:
         """Run one registration's worker, restarting it while the policy allows."""
@@ -548,13 +583,30 @@ class Monitor:
         logger.error("worker %r failed: %r", name, error)
         self.shutdown()
 
+    async def _run_until(self, signal: Callable[[], Awaitable[object]]) -> None:
+        try:
+            await signal()
+        except Exception as error:
+            self._until_error = error
+            logger.error("the monitor's run_until function raised %r; shutting down", error)
+        self.shutdown()
+
     async def _run_terminator(self, terminator: Callable[[], Awaitable[object]]) -> None:
+        """The terminator: a limit on the shutdown, started when it begins."""
+        await self._shutdown_started.wait()
         try:
             await terminator()
         except Exception as error:
             self._terminator_error = error
-            logger.error("the monitor's terminator raised %r; shutting down", error)
-        self.shutdown()
+            logger.error(
+                "the monitor's terminator raised %r; cancelling the tasks still in flight", error
+            )
+        else:
+            logger.warning(
+                "the monitor's terminator returned: cancelling the tasks still in flight"
+            )
+        if self._nursery is not None:  # workers still run (else nothing is left to stop)
+            self._force_stop()
 
     async def _follow_signals(self, signals: AsyncIterator[int]) -> None:
         received = 0
@@ -616,6 +668,20 @@ class Monitor:
                 callback(context, event)
             except Exception:
                 logger.exception("monitor event callback %r failed", callback)
+
+
+def _check_async_fn(
+    function: Callable[[], Awaitable[object]], what: str
+) -> Callable[[], Awaitable[object]]:
+    if inspect.iscoroutine(function):
+        function.close()  # never awaited: close it so Python does not warn
+        raise TypeError(
+            f"{what}: expected an async function, got a coroutine object; "
+            f"pass the function ({what}(fn)), not its call (fn())"
+        )
+    if not callable(function):
+        raise TypeError(f"{what}: expected an async function, got {function!r}")
+    return function
 
 
 def _check_built(worker: object, what: str) -> Worker:

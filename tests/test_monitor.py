@@ -158,6 +158,8 @@ async def test_seed_example_with_json_storage(autojump_clock: trio.testing.MockC
         monitor = Monitor()
 
         def on_event(ctx: WorkerContext, event: Any) -> None:
+            if event.kind is EventKind.HeartBeat:
+                return  # a worker registered with JsonStorage heartbeats while it runs
             printed.append(f"{event.kind} {ctx.name}")
             if event.kind is EventKind.Success:
                 monitor.shutdown()
@@ -187,13 +189,9 @@ async def test_graceful_shutdown_lets_in_flight_tasks_finish(
         await trio.sleep(10)
         finished.append((item, trio.current_time()))
 
-    monitor = (
-        Monitor()
-        .register(WorkerBuilder("w").backend(storage).build(task))
-        .with_terminator(stop_after(1))
-    )
+    monitor = Monitor().register(WorkerBuilder("w").backend(storage).build(task))
     start = trio.current_time()
-    await monitor.run()
+    await monitor.run_until(stop_after(1))
     assert trio.current_time() - start == 10.0  # no timeout: as long as the task takes
     assert finished == [("long", start + 10)]
     assert [t.args for t in drain(storage)] == ["queued"]  # never pulled
@@ -214,10 +212,9 @@ async def test_shutdown_timeout_cancels_in_flight_tasks_and_hands_them_back(
         .register(WorkerBuilder("w").backend(storage).concurrency(3).build(task))
         .on_event(event_log)
         .shutdown_timeout(5)
-        .with_terminator(stop_after(1.5))
     )
     start = trio.current_time()
-    await monitor.run()
+    await monitor.run_until(stop_after(1.5))
     # quick ends at 1, queued (pulled at 1) finishes gracefully at 2; the shutdown
     # began at 1.5, so slow and slower are cancelled at 6.5.
     assert trio.current_time() - start == 6.5
@@ -241,12 +238,8 @@ async def test_shutdown_timeout_cancels_in_flight_tasks_and_hands_them_back(
     async def record(item: str, attempt: Attempt) -> None:
         seen.append((item, attempt.current()))
 
-    again = (
-        Monitor()
-        .register(WorkerBuilder("again").backend(storage).build(record))
-        .with_terminator(stop_after(1))
-    )
-    await again.run()
+    again = Monitor().register(WorkerBuilder("again").backend(storage).build(record))
+    await again.run_until(stop_after(1))
     assert sorted(seen) == [("slow", 1), ("slower", 1)]
 
 
@@ -259,13 +252,10 @@ async def test_shutdown_timeout_zero_cancels_at_once(
         await trio.sleep(10)
 
     monitor = (
-        Monitor()
-        .register(WorkerBuilder("w").backend(storage).build(task))
-        .shutdown_timeout(0)
-        .with_terminator(stop_after(2))
+        Monitor().register(WorkerBuilder("w").backend(storage).build(task)).shutdown_timeout(0)
     )
     start = trio.current_time()
-    await monitor.run()
+    await monitor.run_until(stop_after(2))
     assert trio.current_time() - start == 2.0
     [task_back] = drain(storage)
     assert task_back.parts.attempt.current() == 0
@@ -402,10 +392,10 @@ async def test_register_while_running_starts_the_worker(
     assert all(worker.context.is_stopped for worker in monitor.workers)
 
 
-# -- the terminator --------------------------------------------------------------------
+# -- run_until: shut down when a function returns -------------------------------------
 
 
-async def test_with_terminator_starts_the_shutdown_when_it_returns(
+async def test_run_until_starts_the_shutdown_when_its_function_returns(
     autojump_clock: trio.testing.MockClock, storage: MemoryStorage
 ) -> None:
     await storage.push_bulk([1, 2, 3])
@@ -415,47 +405,40 @@ async def test_with_terminator_starts_the_shutdown_when_it_returns(
         await trio.sleep(1)
         handled.append((item, trio.current_time()))
 
-    monitor = (
-        Monitor()
-        .register(WorkerBuilder("w").backend(storage).build(task))
-        .with_terminator(stop_after(2.5))
-    )
+    monitor = Monitor().register(WorkerBuilder("w").backend(storage).build(task))
     start = trio.current_time()
-    await monitor.run()
+    await monitor.run_until(stop_after(2.5))
     # Shutdown at 2.5; task 3 (started at 2) finishes at 3.
     assert trio.current_time() - start == 3.0
     assert handled == [(1, start + 1), (2, start + 2), (3, start + 3)]
+    assert not monitor.statistics().shutdown_forced
 
 
-async def test_the_terminator_is_cancelled_when_every_worker_stopped_first(
+async def test_run_until_is_cancelled_when_every_worker_stopped_first(
     autojump_clock: trio.testing.MockClock, storage: MemoryStorage
 ) -> None:
     await storage.push(1)
-    terminator_ended: list[tuple[str, float]] = []
+    signal_ended: list[tuple[str, float]] = []
 
     async def task(item: int, worker: WorkerContext) -> None:
         await trio.sleep(1)
         worker.stop()  # the only worker stops itself
 
-    async def terminator() -> None:
+    async def signal() -> None:
         try:
             await trio.sleep_forever()
         finally:
-            terminator_ended.append(("cancelled", trio.current_time()))
+            signal_ended.append(("cancelled", trio.current_time()))
 
-    monitor = (
-        Monitor()
-        .register(WorkerBuilder("w").backend(storage).build(task))
-        .with_terminator(terminator)
-    )
+    monitor = Monitor().register(WorkerBuilder("w").backend(storage).build(task))
     start = trio.current_time()
-    await monitor.run()
+    await monitor.run_until(signal)
     assert trio.current_time() - start == 1.0
-    assert terminator_ended == [("cancelled", start + 1)]
+    assert signal_ended == [("cancelled", start + 1)]
     assert not monitor.is_shutting_down  # the workers stopped by themselves
 
 
-async def test_a_failing_terminator_shuts_down_gracefully_then_raises(
+async def test_a_failing_run_until_function_shuts_down_gracefully_then_raises(
     autojump_clock: trio.testing.MockClock, storage: MemoryStorage
 ) -> None:
     await storage.push(1)
@@ -465,40 +448,36 @@ async def test_a_failing_terminator_shuts_down_gracefully_then_raises(
         await trio.sleep(5)
         finished.append(trio.current_time())
 
-    async def terminator() -> None:
+    async def signal() -> None:
         await trio.sleep(1)
         raise ValueError("lost the control channel")
 
-    monitor = (
-        Monitor()
-        .register(WorkerBuilder("w").backend(storage).build(task))
-        .with_terminator(terminator)
-    )
+    monitor = Monitor().register(WorkerBuilder("w").backend(storage).build(task))
     start = trio.current_time()
     with pytest.raises(ValueError, match=r"^lost the control channel$"):
-        await monitor.run()
+        await monitor.run_until(signal)
     assert trio.current_time() - start == 5.0
     assert finished == [start + 5]
 
 
-async def test_a_failing_terminator_and_a_failing_worker(
+async def test_a_failing_run_until_function_and_a_failing_worker(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    async def terminator() -> None:
+    async def signal() -> None:
         await trio.sleep(3)
-        raise ValueError("terminator broke")
+        raise ValueError("signal broke")
 
     worker = broken_worker("b", after=1)
-    monitor = Monitor().register(worker).with_terminator(terminator)
+    monitor = Monitor().register(worker)
     with pytest.raises(MonitorError) as info:
-        await monitor.run()
-    # The worker failed at 1 and shut everything down: the terminator was cancelled.
+        await monitor.run_until(signal)
+    # The worker failed at 1 and shut everything down: the function was cancelled.
     assert info.value.errors == [("b", worker._backend.error)]  # type: ignore[attr-defined]
     assert info.value.__cause__ is None
 
     async def failing_soon() -> None:
         await trio.sleep(1)
-        raise ValueError("terminator broke")
+        raise ValueError("signal broke")
 
     class AckFails(MemoryStorage):
         def ack_nowait(self, task: Task, status: Status, result: Any, error: Any) -> None:
@@ -510,19 +489,250 @@ async def test_a_failing_terminator_and_a_failing_worker(
     async def task(item: int) -> None:
         await trio.sleep(2)
 
+    monitor = Monitor().register(WorkerBuilder("slow").backend(slow).build(task))
+    start = trio.current_time()
+    with pytest.raises(MonitorError) as info:
+        await monitor.run_until(failing_soon)
+    # The function failed at 1 (graceful shutdown); the draining task's ack failed at 2.
+    assert trio.current_time() - start == 2.0
+    assert [(name, str(error)) for name, error in info.value.errors] == [("slow", "ack lost")]
+    assert isinstance(info.value.__cause__, ValueError)
+    assert str(info.value.__cause__) == "signal broke"
+
+
+# -- the terminator: a time limit on shutdown (apalis) ----------------------------------
+
+
+def recording_terminator(seconds: float, calls: list[tuple[str, float]]) -> Callable[[], Any]:
+    """A terminator that returns ``seconds`` after it starts, recording when it
+    started and how it ended (returned or cancelled)."""
+
+    async def terminator() -> None:
+        calls.append(("started", trio.current_time()))
+        try:
+            await trio.sleep(seconds)
+        except trio.Cancelled:
+            calls.append(("cancelled", trio.current_time()))
+            raise
+        calls.append(("returned", trio.current_time()))
+
+    return terminator
+
+
+async def test_the_terminator_starts_with_the_shutdown_and_then_stops_in_flight_tasks(
+    autojump_clock: trio.testing.MockClock, storage: MemoryStorage, event_log: EventLog
+) -> None:
+    """apalis's terminator limits the shutdown: started when it begins (not with the
+    run), and when it returns the tasks still running are cancelled and handed back."""
+    await storage.push_bulk(["slow", "slower", "queued"])
+    finished: list[str] = []
+
+    async def task(item: str) -> None:
+        await trio.sleep(10)
+        finished.append(item)
+
+    calls: list[tuple[str, float]] = []
     monitor = (
         Monitor()
-        .register(WorkerBuilder("slow").backend(slow).build(task))
-        .with_terminator(failing_soon)
+        .register(WorkerBuilder("w").backend(storage).concurrency(2).build(task))
+        .on_event(event_log)
+        .with_terminator(recording_terminator(3, calls))
+    )
+    start = trio.current_time()
+    await monitor.run_until(stop_after(2))
+    # Shutdown at 2, the terminator returns at 5: both tasks are cancelled then.
+    assert calls == [("started", start + 2), ("returned", start + 5)]
+    assert trio.current_time() - start == 5.0
+    assert finished == []
+    assert [(t - start, e.kind.value) for t, e in event_log.records] == [
+        (0.0, "Start"),
+        (5.0, "Stop"),
+    ]
+    assert monitor.statistics().shutdown_forced
+    handed_back = drain(storage)
+    # Handed back first in line (the two loops in either order), before "queued".
+    assert sorted(t.args for t in handed_back[:2]) == ["slow", "slower"]
+    assert handed_back[2].args == "queued"
+    assert [t.parts.attempt.current() for t in handed_back] == [0, 0, 0]  # not counted
+    assert [t.parts.status for t in handed_back] == [Status.Pending] * 3
+
+
+async def test_the_terminator_never_starts_without_a_shutdown(
+    autojump_clock: trio.testing.MockClock, storage: MemoryStorage
+) -> None:
+    await storage.push_bulk([1, 2, 3])
+    handled: list[float] = []
+
+    async def task(item: int, worker: WorkerContext) -> None:
+        await trio.sleep(1)
+        handled.append(trio.current_time())
+        if item == 3:
+            worker.stop()  # the only worker stops itself: no shutdown
+
+    calls: list[tuple[str, float]] = []
+    monitor = (
+        Monitor()
+        .register(WorkerBuilder("w").backend(storage).build(task))
+        .with_terminator(recording_terminator(0.5, calls))
+    )
+    start = trio.current_time()
+    await monitor.run()
+    assert handled == [start + 1, start + 2, start + 3]  # not stopped at 0.5
+    assert calls == []
+    assert not monitor.is_shutting_down
+    assert not monitor.statistics().shutdown_forced
+
+
+async def test_the_terminator_is_cancelled_when_the_shutdown_finishes_first(
+    autojump_clock: trio.testing.MockClock, storage: MemoryStorage
+) -> None:
+    await storage.push("short")
+    finished: list[float] = []
+
+    async def task(item: str) -> None:
+        await trio.sleep(3)
+        finished.append(trio.current_time())
+
+    calls: list[tuple[str, float]] = []
+    monitor = (
+        Monitor()
+        .register(WorkerBuilder("w").backend(storage).build(task))
+        .with_terminator(recording_terminator(60, calls))
+    )
+    start = trio.current_time()
+    await monitor.run_until(stop_after(1))
+    assert finished == [start + 3]  # drained gracefully
+    assert calls == [("started", start + 1), ("cancelled", start + 3)]
+    assert trio.current_time() - start == 3.0
+    assert not monitor.statistics().shutdown_forced
+    assert len(storage) == 0
+
+
+@pytest.mark.parametrize(
+    ("timeout", "terminator", "stopped_at"),
+    [(5.0, 3.0, 4.0), (2.0, 3.0, 3.0), (None, 3.0, 4.0), (2.0, 60.0, 3.0)],
+    ids=["terminator-first", "timeout-first", "terminator-alone", "timeout-alone"],
+)
+async def test_the_terminator_and_the_shutdown_timeout_whichever_comes_first(
+    timeout: float | None,
+    terminator: float,
+    stopped_at: float,
+    autojump_clock: trio.testing.MockClock,
+    storage: MemoryStorage,
+) -> None:
+    await storage.push("long")
+
+    async def task(item: str) -> None:
+        await trio.sleep(100)
+
+    calls: list[tuple[str, float]] = []
+    monitor = (
+        Monitor()
+        .register(WorkerBuilder("w").backend(storage).build(task))
+        .shutdown_timeout(timeout)
+        .with_terminator(recording_terminator(terminator, calls))
+    )
+    start = trio.current_time()
+    await monitor.run_until(stop_after(1))  # the shutdown begins at 1
+    assert trio.current_time() - start == stopped_at
+    assert calls[0] == ("started", start + 1)
+    assert monitor.statistics().shutdown_forced
+    [task_back] = drain(storage)
+    assert task_back.parts.attempt.current() == 0
+
+
+async def test_the_terminator_starts_with_any_shutdown(
+    autojump_clock: trio.testing.MockClock, storage: MemoryStorage
+) -> None:
+    """A shutdown called before run(), and one started by a failed worker, start it too."""
+    await storage.push("long")
+
+    async def task(item: str) -> None:
+        await trio.sleep(100)
+
+    calls: list[tuple[str, float]] = []
+    early = (
+        Monitor()
+        .register(WorkerBuilder("w").backend(storage).build(task))
+        .with_terminator(recording_terminator(2, calls))
+    )
+    early.shutdown()
+    start = trio.current_time()
+    await early.run()
+    # Started at once; cancelled at once too, as the worker stopped before pulling.
+    assert calls == [("started", start), ("cancelled", start)]
+    assert trio.current_time() - start == 0.0
+    assert len(storage) == 1
+
+    calls.clear()
+    broken = broken_worker("b", after=1)
+    failing = (
+        Monitor()
+        .register(broken)
+        .register(WorkerBuilder("w2").backend(storage).build(task))
+        .with_terminator(recording_terminator(2, calls))
+    )
+    start = trio.current_time()
+    with pytest.raises(MonitorError) as info:
+        await failing.run()
+    # b failed at 1, which began the shutdown; the terminator stopped "long" at 3.
+    assert info.value.errors == [("b", broken._backend.error)]  # type: ignore[attr-defined]
+    assert calls == [("started", start + 1), ("returned", start + 3)]
+    assert trio.current_time() - start == 3.0
+    assert failing.statistics().shutdown_forced
+    [task_back] = drain(storage)
+    assert task_back.parts.attempt.current() == 0
+
+
+async def test_a_failing_terminator_stops_in_flight_tasks_then_raises(
+    autojump_clock: trio.testing.MockClock,
+    storage: MemoryStorage,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    await storage.push("long")
+
+    async def task(item: str) -> None:
+        await trio.sleep(100)
+
+    async def terminator() -> None:
+        await trio.sleep(2)
+        raise ValueError("deadline service down")
+
+    monitor = (
+        Monitor()
+        .register(WorkerBuilder("w").backend(storage).build(task))
+        .with_terminator(terminator)
+    )
+    start = trio.current_time()
+    with (
+        caplog.at_level(logging.ERROR, logger="pyapalis.monitor"),
+        pytest.raises(ValueError, match=r"^deadline service down$"),
+    ):
+        await monitor.run_until(stop_after(1))
+    # Shutdown at 1; the terminator broke at 3: the stop was forced then.
+    assert trio.current_time() - start == 3.0
+    assert monitor.statistics().shutdown_forced
+    [task_back] = drain(storage)
+    assert task_back.parts.attempt.current() == 0
+    assert "the monitor's terminator raised ValueError('deadline service down')" in caplog.text
+
+    # With a failed worker too, the terminator's error is the MonitorError's cause.
+    await storage.push("long")
+    broken = broken_worker("b", after=1)
+    monitor = (
+        Monitor()
+        .register(broken)
+        .register(WorkerBuilder("w").backend(storage).build(task))
+        .with_terminator(terminator)
     )
     start = trio.current_time()
     with pytest.raises(MonitorError) as info:
         await monitor.run()
-    # The terminator failed at 1 (graceful shutdown); the draining task's ack failed at 2.
-    assert trio.current_time() - start == 2.0
-    assert [(name, str(error)) for name, error in info.value.errors] == [("slow", "ack lost")]
+    assert trio.current_time() - start == 3.0
+    assert info.value.errors == [("b", broken._backend.error)]  # type: ignore[attr-defined]
     assert isinstance(info.value.__cause__, ValueError)
-    assert str(info.value.__cause__) == "terminator broke"
+    assert str(info.value.__cause__) == "deadline service down"
+    assert len(drain(storage)) == 1
 
 
 # -- restarts --------------------------------------------------------------------------
@@ -663,10 +873,9 @@ async def test_shutdown_during_the_backoff_cancels_the_restart(
         .register(factory)
         .should_restart(lambda ctx, error, attempt: True)
         .restart_backoff(BackoffMode.constant(10))
-        .with_terminator(stop_after(4))
     )
     start = trio.current_time()
-    await monitor.run()  # the accepted error is not raised
+    await monitor.run_until(stop_after(4))  # the accepted error is not raised
     assert trio.current_time() - start == 4.0
     assert built == [0]
     stats = monitor.statistics()
@@ -817,9 +1026,8 @@ async def test_on_event_receives_every_workers_events_and_chains(
         )
         .on_event(listener("first"))
         .on_event(listener("second"))
-        .with_terminator(stop_after(3))
     )
-    await monitor.run()
+    await monitor.run_until(stop_after(3))
     firsts = [call[1:] for call in calls if call[0] == "first"]
     seconds = [call[1:] for call in calls if call[0] == "second"]
     assert firsts == seconds
@@ -866,10 +1074,9 @@ async def test_a_failing_callback_is_logged_and_the_others_still_run(
         .register(WorkerBuilder("w").backend(storage).build(_noop))
         .on_event(broken)
         .on_event(lambda ctx, ev: seen.append(ev.kind.value))
-        .with_terminator(stop_after(1))
     )
     with caplog.at_level(logging.ERROR, logger="pyapalis.monitor"):
-        await monitor.run()
+        await monitor.run_until(stop_after(1))
     assert seen == ["Start", "Success", "Idle", "Stop"]
     failures = [r for r in caplog.records if r.getMessage().startswith("monitor event callback")]
     assert len(failures) == 4
@@ -907,7 +1114,6 @@ async def test_statistics_through_a_run(
 
     monitor.register(WorkerBuilder("a").backend(storage).concurrency(2).build(task))
     monitor.register(WorkerBuilder("b").backend(MemoryStorage()).build(_noop))
-    monitor.with_terminator(stop_after(0.5))
     assert monitor.statistics() == MonitorStatistics(
         workers_registered=2,
         workers_running=0,
@@ -920,7 +1126,7 @@ async def test_statistics_through_a_run(
         shutting_down=False,
         shutdown_forced=False,
     )
-    await monitor.run()
+    await monitor.run_until(stop_after(0.5))
     # Shutdown at 0.5: tasks 1 and 2 were in flight; b had already stopped.
     assert during[0] == MonitorStatistics(
         workers_registered=2,
@@ -1127,6 +1333,25 @@ async def test_run_with_signal_bad_input(
     with pytest.raises(error, match="^" + re.escape(message) + "$"):
         await monitor.run_with_signal(signals)
     assert monitor.statistics().running is False  # nothing started
+
+
+async def test_run_until_bad_input() -> None:
+    async def wait() -> None:
+        await trio.sleep(0)
+
+    coroutine = wait()
+    with pytest.raises(
+        TypeError,
+        match="^"
+        + re.escape(
+            "run_until: expected an async function, got a coroutine object; "
+            "pass the function (run_until(fn)), not its call (fn())"
+        )
+        + "$",
+    ):
+        await Monitor().run_until(coroutine)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"^run_until: expected an async function, got 5$"):
+        await Monitor().run_until(5)  # type: ignore[arg-type]
 
 
 def test_shutdown_timeout_accepts_none_and_infinity() -> None:

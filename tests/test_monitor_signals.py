@@ -110,7 +110,7 @@ SECOND_RUN = textwrap.dedent(
                 await trio.sleep(0.01)
 
         monitor = Monitor().register(WorkerBuilder("again").backend(storage).build(task))
-        await monitor.with_terminator(all_done).run()
+        await monitor.run_until(all_done)
         for t in sorted(await storage.list_tasks(page_size=100), key=lambda t: t.args):
             print(f"task {t.args} {t.parts.status.value} {t.parts.attempt.current()}", flush=True)
         storage.close()
