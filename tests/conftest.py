@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import importlib
 import os
+import time
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from pyapalis.testing import WallClock
 
 NO_EXTENSIONS = os.environ.get("PYAPALIS_NO_EXTENSIONS", "").strip().lower() in {
     "1",
@@ -91,3 +96,19 @@ def storage() -> object:
     from pyapalis import MemoryStorage
 
     return MemoryStorage()
+
+
+@pytest.fixture
+def wall_clock(monkeypatch: pytest.MonkeyPatch) -> WallClock:
+    """``time.time()`` follows trio's virtual clock for the test (a ``WallClock``).
+
+    A test in virtual time that schedules tasks by wall-clock ``run_at`` builds
+    them with ``TaskBuilder(...).run_at_timestamp(wall_clock.after(seconds))``:
+    they come due exactly ``seconds`` of virtual time later, however long the
+    machine took between building and queueing them.
+    """
+    from pyapalis.testing import WallClock
+
+    clock = WallClock()
+    monkeypatch.setattr(time, "time", clock)
+    return clock

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
-from pyapalis import MemoryStorage
+from pyapalis import MemoryStorage, Task, TaskId
 from pyapalis._json_storage import JsonStorage
 from pyapalis.testing import BackendConformance, BackendHarness
 
@@ -52,3 +58,80 @@ class TestJsonStorageSharedFile(BackendConformance):
             other.close()  # the last handle: the file is released, as at process exit
 
         return BackendHarness(open=open_emails, close=close, crash=crash)
+
+
+# -- the suite itself ---------------------------------------------------------------
+
+
+class _LateToQueue(MemoryStorage):
+    """A MemoryStorage on a busy machine: 50 ms of system time pass before each push lands."""
+
+    lag: ClassVar[list[float]] = [0.0]
+
+    async def push_task(self, task: Task) -> TaskId:
+        self.lag[0] += 0.05
+        return await super().push_task(task)
+
+
+@pytest.fixture(scope="class")
+def busy_system_clock() -> Iterator[None]:
+    """The system clock, plus the time the pushes of :class:`_LateToQueue` took.
+
+    Class scope: it is installed before the suite's own (function-scoped) wall
+    clock, which must take over from it.
+    """
+    system = time.time
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(time, "time", lambda: system() + _LateToQueue.lag[0])
+        yield
+
+
+@pytest.mark.usefixtures("busy_system_clock")
+class TestOnABusyMachine(BackendConformance):
+    """The suite's timing does not depend on how busy the machine is.
+
+    Here the system clock jumps 50 ms ahead while each task is pushed, as it
+    does on a loaded machine between building a task and queueing it. A suite
+    that read the system clock would see the scheduled task come due 50 ms
+    early in virtual time; the suite's own wall clock moves only with trio's.
+    """
+
+    @pytest.fixture
+    def harness(self) -> BackendHarness:
+        storage = _LateToQueue()
+        return BackendHarness(open=lambda: storage)
+
+
+def test_every_skip_names_its_cause() -> None:
+    """pytest-trio reports a skip inside a trio test as a bare "Skipped";
+    the suite's skips keep their reasons."""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-rs",
+            "-p",
+            "no:cacheprovider",
+            f"{__file__}::TestMemoryStorage",
+            f"{Path(__file__).parent / 'test_custom_backend.py'}::TestDequeueBackendConformance",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    skips = [
+        re.sub(r"\.py:\d+:", ".py:<line>:", line)
+        for line in proc.stdout.splitlines()
+        if line.startswith("SKIPPED")
+    ]
+    assert sorted(skips) == [
+        "SKIPPED [1] pyapalis/testing/conformance.py:<line>: "
+        "CustomBackend does not implement WaitForCompletion",
+        "SKIPPED [2] pyapalis/testing/conformance.py:<line>: "
+        "not persistent: the harness has no crash() (tasks die with the process)",
+    ], proc.stdout
