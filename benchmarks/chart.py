@@ -6,6 +6,10 @@ Three panels share the contenders' rows: throughput (tasks/s, log scale, with
 the ratio to the trio channel), idle latency (p50 bar, p99 tick, log scale)
 and memory per queued task. pyapalis rows are drawn in a strong colour, the
 yardsticks in grey, the peers in a muted one.
+
+matplotlib (the ``bench`` extra) is imported by :func:`render`, not with the
+module: asv imports every module under ``benchmarks/`` to discover its suites,
+and must not need the extra.
 """
 
 from __future__ import annotations
@@ -14,13 +18,6 @@ import json
 import sys
 from pathlib import Path
 from typing import Any
-
-import matplotlib
-
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt
-from matplotlib.ticker import FuncFormatter
 
 __all__ = ["render"]
 
@@ -56,6 +53,12 @@ def _latency_label(us: float) -> str:
 
 def render(payload: dict[str, Any], path: str | Path) -> None:
     """Write the chart of a ``benchmarks.compare`` JSON payload to ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
+
     results = [r for r in payload["results"] if not r.get("skipped")]
     if not results:
         raise ValueError("render: no contender has results to draw")

@@ -595,12 +595,13 @@ def main(argv: list[str] | None = None) -> int:
         _write_json(args.json, payload)
         print(f"results written to {args.json}")
     if args.chart:
+        from .chart import render
+
         try:
-            from .chart import render
-        except ImportError as exc:
+            render(_nan_to_none(payload), args.chart)
+        except ImportError as exc:  # matplotlib is imported by render()
             print(f"no chart: {exc} (pip install matplotlib)", file=sys.stderr)
         else:
-            render(_nan_to_none(payload), args.chart)
             print(f"chart written to {args.chart}")
     return 0
 

@@ -418,3 +418,37 @@ def test_the_paired_latency_probe_samples_both_consumers_alternately() -> None:
     assert set(latencies) == {"trio channel", "pyapalis worker"}
     assert all(len(values) == 6 for values in latencies.values())  # warm-up tasks not counted
     assert all(0 < value < 5.0 for values in latencies.values() for value in values)
+
+
+# -- asv discovery without the bench extra ---------------------------------------------
+
+BENCH_EXTRA_MODULES = ["matplotlib", "tqdm", "huey", "taskiq", "dramatiq"]
+
+_DISCOVER = """
+import sys
+for name in sys.argv[1:]:
+    sys.modules[name] = None  # as if the bench extra were not installed
+from asv_runner.discovery import disc_benchmarks
+names = sorted(b.name for b in disc_benchmarks("benchmarks"))
+print(len(names))
+print("\\n".join(names))
+"""
+
+
+def test_asv_discovers_the_suites_without_the_bench_extra() -> None:
+    """asv imports every module under ``benchmarks/`` (helpers included) to find
+    the suites: none of them may need the ``bench`` extra at import."""
+    proc = subprocess.run(
+        [sys.executable, "-c", _DISCOVER, *BENCH_EXTRA_MODULES],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    count, *names = proc.stdout.splitlines()
+    assert int(count) == len(names) > 0
+    assert any(name.startswith("bench_core.") for name in names), names
+    # Only the bench_* suites hold benchmarks: no helper is mistaken for one.
+    assert all(name.startswith("bench_") for name in names), names
