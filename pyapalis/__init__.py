@@ -104,6 +104,7 @@ from ._service import NotReadyError as NotReadyError
 from ._service import Service as Service
 from ._status import Status as Status
 from ._test_worker import TestWorker as TestWorker
+from ._version import __version__ as __version__
 from ._worker import EventStream as EventStream
 from ._worker import Worker as Worker
 from ._worker import WorkerBuilder as WorkerBuilder

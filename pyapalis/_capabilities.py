@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import outcome
@@ -200,8 +200,3 @@ def feature_table(backend: type | object) -> dict[str, Support]:
         if name in CAPABILITIES:
             table[name] = support
     return table
-
-
-def unsupported(table: dict[str, Support]) -> Sequence[str]:
-    """The capability names a features table marks ``not supported`` or leaves out."""
-    return [name for name in CAPABILITIES if table.get(name, "not supported") == "not supported"]

@@ -513,10 +513,6 @@ class MemoryStorage:
                 self._outcome_listeners = tuple(listeners)
         self._update_attention()
 
-    def _after_take(self) -> None:
-        if self._producers_waiting:
-            self._producers.unpark()
-
     async def ack(
         self, task: Task, status: Status, result: Any, error: BaseException | None
     ) -> None:

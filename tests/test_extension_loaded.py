@@ -1,4 +1,4 @@
-"""Smoke test: the compiled core loaded and kept its C fields (DESIGN.md section 1).
+"""Smoke test: the compiled core loaded and kept its C fields.
 
 A ``.pxd`` placed beside ``csrc/_core.pyx`` is silently ignored by Cython; a
 build that lost its declarations, or an install that quietly fell back to the

@@ -2,9 +2,11 @@
 
 ``pyapalis.testing.conformance`` is the suite every backend passes; see
 :class:`BackendConformance`. :class:`WallClock` makes ``time.time()`` follow
-trio's virtual clock.
+trio's virtual clock. This package needs pytest and pytest-trio:
+``pip install 'pyapalis[testing]'``.
 """
 
+from . import _requirements  # noqa: F401  (first: names the extra if pytest is missing)
 from ._wall_clock import WallClock as WallClock
 from .conformance import BackendConformance as BackendConformance
 from .conformance import BackendHarness as BackendHarness
