@@ -1,4 +1,5 @@
-"""Typed background tasks (backie style): task types, queues, retries, uniqueness, app data.
+"""Typed background tasks (backie style): task types, queues, retries, time limits,
+uniqueness, app data and retention.
 
 Run it with ``python examples/background_tasks.py``.
 """
@@ -7,7 +8,16 @@ from dataclasses import dataclass
 
 import trio
 
-from pyapalis import BackgroundTask, BackoffMode, CurrentTask, JsonStorage, TaskHash, WorkerPool
+from pyapalis import (
+    BackgroundTask,
+    BackoffMode,
+    CurrentTask,
+    JsonStorage,
+    QueueConfig,
+    RetentionMode,
+    TaskHash,
+    WorkerPool,
+)
 
 
 @dataclass
@@ -37,6 +47,7 @@ class SendEmail(BackgroundTask):
     QUEUE = "emails"
     MAX_RETRIES = 2
     BACKOFF_MODE = BackoffMode.constant(0.05)
+    TIMEOUT = 10  # seconds per execution (backie's timeout_msecs); None: no limit
 
     to: str
     subject: str
@@ -64,7 +75,10 @@ async def main() -> None:
             WorkerPool(storage, app_data=lambda: App(max_width=800, outbox=outbox))
             .register_task_type(ResizeImage)
             .register_task_type(SendEmail)
-            .configure_queue("images", num_workers=2)
+            # JsonStorage can delete tasks, so a queue's default retention is backie's
+            # RemoveDone; keep them here to read their results below.
+            .configure_queue(QueueConfig("images", num_workers=2, retention=RetentionMode.KeepAll))
+            .configure_queue("emails", retention=RetentionMode.KeepAll)
         )
 
         async def all_finished() -> None:

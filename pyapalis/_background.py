@@ -32,6 +32,7 @@ import dataclasses
 import datetime
 import hashlib
 import inspect
+import math
 import time
 from collections.abc import Mapping
 from typing import Any, ClassVar, dataclass_transform
@@ -47,7 +48,7 @@ from ._retry import BackoffMode
 
 __all__ = ["BackgroundTask", "CurrentTask", "TaskHash", "UnknownTaskError"]
 
-_CONFIG = ("TASK_NAME", "QUEUE", "MAX_RETRIES", "BACKOFF_MODE")
+_CONFIG = ("TASK_NAME", "QUEUE", "MAX_RETRIES", "BACKOFF_MODE", "TIMEOUT")
 _DATACLASS_OPTIONS = frozenset({"eq", "frozen", "kw_only", "match_args", "order", "repr"})
 
 
@@ -146,6 +147,13 @@ class BackgroundTask:
       ``RetryAfterError`` and ``DeferredError`` pick their own delay.
     * ``BACKOFF_MODE``: the delay before each retry, a :class:`BackoffMode`
       (default ``BackoffMode.ExponentialBackoff``: 2 s, 4 s, 8 s ...).
+    * ``TIMEOUT``: the time limit of each execution, in seconds (an int or
+      float > 0, or a ``timedelta``); ``None`` (the default) or ``math.inf``
+      for no limit. backie's ``timeout_msecs``. An execution that runs longer
+      is cancelled and fails with :class:`~pyapalis.TaskTimeoutError`, retried
+      after ``BACKOFF_MODE``'s delay while ``MAX_RETRIES`` allow. The pool
+      applies the task type's current value to every execution, tasks
+      enqueued before a change included.
 
     The payload is the dataclass fields given to ``__init__``. It must be
     JSON-encodable by orjson (str, int, finite float, bool, None, lists, dicts,
@@ -159,6 +167,7 @@ class BackgroundTask:
     QUEUE: ClassVar[str] = "default"
     MAX_RETRIES: ClassVar[int] = 3
     BACKOFF_MODE: ClassVar[BackoffMode] = BackoffMode.ExponentialBackoff
+    TIMEOUT: ClassVar[float | datetime.timedelta | None] = None
     ABSTRACT: ClassVar[bool] = True
 
     def __init_subclass__(cls, *, abstract: bool = False, **options: Any) -> None:
@@ -297,11 +306,32 @@ def _check_definition(cls: type[BackgroundTask]) -> None:
         raise TypeError(
             f"{name}: BACKOFF_MODE must be a BackoffMode, got {type(cls.BACKOFF_MODE).__name__}"
         )
+    execution_timeout(cls)
     if not cls.ABSTRACT:
         if cls.run is BackgroundTask.run:
             raise TypeError(f"{name}: a BackgroundTask must define async def run(self, task, app)")
         if not inspect.iscoroutinefunction(cls.run):
             raise TypeError(f"{name}: run must be an async def (a coroutine function)")
+
+
+def execution_timeout(cls: type[BackgroundTask]) -> float | None:
+    """The time limit of one execution of ``cls`` (its ``TIMEOUT``) in seconds, None
+    for no limit; TypeError if ``TIMEOUT`` is not valid."""
+    timeout = cls.TIMEOUT
+    if timeout is None:
+        return None
+    if isinstance(timeout, datetime.timedelta):
+        seconds = timeout.total_seconds()
+    elif isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        seconds = math.nan
+    else:
+        seconds = float(timeout)
+    if math.isnan(seconds) or seconds <= 0:
+        raise TypeError(
+            f"{cls.__qualname__}: TIMEOUT must be None or a time limit > 0 "
+            f"(seconds as int or float, or a timedelta), got {timeout!r}"
+        )
+    return None if math.isinf(seconds) else seconds
 
 
 def encode_envelope(task: BackgroundTask) -> dict[str, Any]:

@@ -4,8 +4,9 @@
 :class:`~pyapalis.Worker` s whose handler looks the stored task's name up in
 the pool's registry, rebuilds the task and calls its ``run``. One queue serves
 every task type whose ``QUEUE`` names it. Retries follow each type's
-``MAX_RETRIES`` (stored with the task) and ``BACKOFF_MODE``; a name the pool
-does not know fails that task at once, and the worker goes on.
+``MAX_RETRIES`` (stored with the task) and ``BACKOFF_MODE``; each execution is
+limited by the type's ``TIMEOUT``; a name the pool does not know fails that
+task at once, and the worker goes on.
 """
 
 from __future__ import annotations
@@ -24,10 +25,18 @@ from ._background import (
     UnknownTaskError,
     current_task,
     decode_envelope,
+    execution_timeout,
 )
 from ._background_queues import MemoryQueues, check_queue_name, is_queue_family, open_queue
 from ._context import EventCallback
-from ._errors import AbortError, CodecError, DeferredError, RetryAfterError, WorkerStateError
+from ._errors import (
+    AbortError,
+    CodecError,
+    DeferredError,
+    RetryAfterError,
+    TaskTimeoutError,
+    WorkerStateError,
+)
 from ._implementation import Task, TaskId
 from ._memory import MemoryStorage
 from ._service import Service, always_ready
@@ -40,7 +49,12 @@ log = logging.getLogger("pyapalis.background")
 
 
 class RetentionMode(enum.Enum):
-    """What becomes of a task once it is finished (backie's retention modes)."""
+    """What becomes of a task once it is finished (backie's retention modes).
+
+    The default of a queue follows backie's (``RemoveDone``) on a backend that
+    can delete a task (JsonStorage), and is ``KeepAll`` on one that cannot
+    (MemoryStorage, MemoryQueues), where it is the only mode.
+    """
 
     KeepAll = "KeepAll"
     """Keep every finished task (results stay readable with ``wait_for``)."""
@@ -52,11 +66,37 @@ class RetentionMode(enum.Enum):
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class QueueConfig:
-    """How a pool runs one queue: its name, worker count and retention."""
+    """How a pool runs one queue: its name, worker count and retention (backie's ``QueueConfig``).
+
+    ``pool.configure_queue(QueueConfig("emails", num_workers=4))`` is
+    ``pool.configure_queue("emails", num_workers=4)``. ``retention=None`` (the
+    default) is the backend's default: ``RemoveDone`` where it can delete a
+    task, ``KeepAll`` where it cannot (see :class:`RetentionMode`).
+    """
 
     name: str
     num_workers: int = 1
-    retention: RetentionMode = RetentionMode.KeepAll
+    retention: RetentionMode | None = None
+
+    def __post_init__(self) -> None:
+        _check_queue_fields(self.name, self.num_workers, self.retention, "QueueConfig")
+
+
+def _check_queue_fields(name: object, num_workers: object, retention: object, what: str) -> None:
+    check_queue_name(name, f"{what}: name")
+    if isinstance(num_workers, bool) or not isinstance(num_workers, int):
+        raise TypeError(f"{what}: num_workers must be an int, got {type(num_workers).__name__}")
+    if num_workers < 1:
+        raise ValueError(f"{what}: num_workers must be >= 1, got {num_workers!r}")
+    if retention is not None and not isinstance(retention, RetentionMode):
+        raise TypeError(f"{what}: retention must be a RetentionMode or None, got {retention!r}")
+
+
+class _Unset(enum.Enum):
+    UNSET = "UNSET"
+
+
+_UNSET = _Unset.UNSET
 
 
 def _keeps_finished_tasks(backend: object) -> bool:
@@ -77,6 +117,21 @@ def _handle_kind(backend: object) -> object:
     if isinstance(backend, MemoryQueues):
         return MemoryStorage
     return backend
+
+
+def _default_retention(handle: object, backend: object) -> RetentionMode | None:
+    """backie's default where ``handle`` can delete (RemoveDone), else KeepAll.
+
+    None when it cannot be told before the queue's handle is opened (a queue
+    family other than JsonStorage and MemoryQueues): the run decides then.
+    """
+    if _keeps_finished_tasks(handle):
+        if callable(getattr(handle, "delete", None)):
+            return RetentionMode.RemoveDone
+        return RetentionMode.KeepAll
+    if handle is backend and is_queue_family(backend):
+        return None
+    return RetentionMode.KeepAll  # it keeps nothing finished: nothing to remove
 
 
 def _retention_refusal(handle: object, retention: RetentionMode) -> str | None:
@@ -109,7 +164,9 @@ class WorkerPool:
     factory to share it; leave ``app_data`` unset for ``app = None``.
 
     Queues used by registered types but not configured run with one worker
-    and ``RetentionMode.KeepAll``. :meth:`shutdown` (or :meth:`run_until`)
+    and the default retention: ``RemoveDone`` (backie's default) on a backend
+    that can delete a task (JsonStorage), ``KeepAll`` on one that cannot
+    (MemoryStorage). :meth:`shutdown` (or :meth:`run_until`)
     stops every worker gracefully: no task is pulled after it, tasks in flight
     finish. A pool runs once at a time and can be run again after it stopped.
     """
@@ -171,41 +228,56 @@ class WorkerPool:
 
     def configure_queue(
         self,
-        name: str,
+        name: str | QueueConfig,
         *,
-        num_workers: int = 1,
-        retention: RetentionMode = RetentionMode.KeepAll,
+        num_workers: int | _Unset = _UNSET,
+        retention: RetentionMode | _Unset | None = _UNSET,
     ) -> WorkerPool:
-        """Run queue ``name`` with ``num_workers`` workers and the given retention.
+        """Run queue ``name`` with ``num_workers`` workers (default 1) and a retention mode.
 
-        ``RemoveDone`` and ``RemoveAll`` delete each task once it is final, as
-        the backend recorded it (``delete(task_id)``, e.g. JsonStorage's): a
-        retried task is deleted only after its last execution. A backend that
-        keeps finished tasks but cannot delete one is refused here (a queue
+        Also takes a :class:`QueueConfig` (backie's form):
+        ``configure_queue(QueueConfig("emails", num_workers=4))``, with no
+        keywords then. Configuring a queue again replaces its configuration.
+
+        ``retention`` (default None: the backend's default) says what becomes
+        of a task once it is final, as the backend recorded it:
+        ``RemoveDone`` deletes those that ended Done, ``RemoveAll`` every one
+        (``delete(task_id)``, e.g. JsonStorage's; a retried task only after its
+        last execution), ``KeepAll`` none. The default follows backie:
+        ``RemoveDone`` where the backend can delete a task, ``KeepAll`` where it
+        cannot (MemoryStorage). A backend that keeps finished tasks but cannot
+        delete one is refused ``RemoveDone`` and ``RemoveAll`` here (a queue
         family whose handles cannot be judged before they are opened: when
         :meth:`run` starts, before any task runs).
         """
-        check_queue_name(name, "configure_queue: name")
-        if isinstance(num_workers, bool) or not isinstance(num_workers, int):
-            raise TypeError(
-                f"configure_queue: num_workers must be an int, got {type(num_workers).__name__}"
-            )
-        if num_workers < 1:
-            raise ValueError(f"configure_queue: num_workers must be >= 1, got {num_workers!r}")
-        if not isinstance(retention, RetentionMode):
-            raise TypeError(
-                f"configure_queue: retention must be a RetentionMode, got {retention!r}"
-            )
-        if self._single_queue and self._queues and name not in self._queues:
+        if isinstance(name, QueueConfig):
+            given = [
+                keyword
+                for keyword, value in (("num_workers", num_workers), ("retention", retention))
+                if value is not _UNSET
+            ]
+            if given:
+                raise TypeError(
+                    f"configure_queue: pass {' and '.join(given)} in the QueueConfig, "
+                    f"not besides it"
+                )
+            config = name
+        else:
+            workers = 1 if isinstance(num_workers, _Unset) else num_workers
+            mode = None if isinstance(retention, _Unset) else retention
+            _check_queue_fields(name, workers, mode, "configure_queue")
+            config = QueueConfig(name, workers, mode)
+        if self._single_queue and self._queues and config.name not in self._queues:
             raise ValueError(
                 f"configure_queue: {type(self._backend).__name__} is a single queue, already "
                 f"configured as {next(iter(self._queues))!r}; use a queue family "
                 f"(MemoryQueues, JsonStorage) for several queues"
             )
-        refusal = _retention_refusal(_handle_kind(self._backend), retention)
-        if refusal is not None:
-            raise ValueError(f"configure_queue: {refusal}")
-        self._queues[name] = QueueConfig(name, num_workers, retention)
+        if config.retention is not None:
+            refusal = _retention_refusal(_handle_kind(self._backend), config.retention)
+            if refusal is not None:
+                raise ValueError(f"configure_queue: {refusal}")
+        self._queues[config.name] = config
         return self
 
     def on_event(self, callback: EventCallback) -> WorkerPool:
@@ -224,8 +296,19 @@ class WorkerPool:
 
     @property
     def queues(self) -> list[QueueConfig]:
-        """The queues a run would serve: configured ones, then those of registered types."""
-        return self._plan()
+        """The queues a run would serve: configured ones, then those of registered types.
+
+        Each with the retention it would run with; None where the pool cannot
+        tell before it opens the queue's handle (a queue family other than
+        JsonStorage and MemoryQueues).
+        """
+        kind = _handle_kind(self._backend)
+        return [
+            config
+            if config.retention is not None
+            else dataclasses.replace(config, retention=_default_retention(kind, self._backend))
+            for config in self._plan()
+        ]
 
     @property
     def workers(self) -> list[Worker]:
@@ -333,13 +416,16 @@ class WorkerPool:
             handle, close = open_queue(self._backend, config.name)
             if close is not None:
                 closers.append(close)
+            mode = config.retention
+            if mode is None:
+                mode = _default_retention(handle, None) or RetentionMode.KeepAll
             retention = None
-            if config.retention is not RetentionMode.KeepAll and _keeps_finished_tasks(handle):
-                refusal = _retention_refusal(handle, config.retention)
+            if mode is not RetentionMode.KeepAll and _keeps_finished_tasks(handle):
+                refusal = _retention_refusal(handle, mode)
                 if refusal is not None:
                     # Before any worker starts (a family judged only by its handles).
                     raise ValueError(f"WorkerPool {self._name!r}, queue {config.name!r}: {refusal}")
-                retention = _RetentionLayer(config.retention, handle.delete)
+                retention = _RetentionLayer(mode, handle.delete)
             for number in range(config.num_workers):
                 app = await self._make_app()
                 builder = WorkerBuilder(f"{self._name}.{config.name}.{number}").backend(handle)
@@ -372,7 +458,8 @@ def _qualified(cls: type) -> str:
 def _make_handler(
     registry: dict[str, type[BackgroundTask]], queue: str, app: Any
 ) -> Callable[[Any, Task], Awaitable[Any]]:
-    """The worker handler of one queue: decode, dispatch by name, apply the type's backoff."""
+    """The worker handler of one queue: decode, dispatch by name, apply the type's
+    time limit and backoff."""
 
     async def run_background_task(envelope: Any, task: Task) -> Any:
         parts = task.parts
@@ -384,7 +471,14 @@ def _make_handler(
             raise
         current = current_task(task, task_type.TASK_NAME, queue)
         try:
-            return await instance.run(current, app)
+            timeout = execution_timeout(task_type)
+            if timeout is None:
+                return await instance.run(current, app)
+            with trio.move_on_after(timeout) as scope:
+                result = await instance.run(current, app)
+            if scope.cancelled_caught:
+                raise TaskTimeoutError(timeout)
+            return result
         except (AbortError, RetryAfterError, DeferredError):
             raise
         except Exception as error:

@@ -32,7 +32,7 @@ from pyapalis import (
     TaskId,
 )
 from pyapalis._background import BackgroundTask, CurrentTask, TaskHash, encode_envelope
-from pyapalis._background_pool import WorkerPool
+from pyapalis._background_pool import RetentionMode, WorkerPool
 from pyapalis._background_queues import MemoryQueues
 from pyapalis._background_unique import INFO_KEY
 from pyapalis._json_storage import JsonStorage
@@ -207,6 +207,48 @@ def _sync_run(self: Any, task: CurrentTask, app: Any) -> None:
             id="backoff-not-mode",
         ),
         pytest.param(
+            {"TASK_NAME": "bad", "TIMEOUT": 0, "run": _run},
+            {},
+            "Bad: TIMEOUT must be None or a time limit > 0 (seconds as int or float, "
+            "or a timedelta), got 0",
+            id="timeout-zero",
+        ),
+        pytest.param(
+            {"TASK_NAME": "bad", "TIMEOUT": -1.5, "run": _run},
+            {},
+            "Bad: TIMEOUT must be None or a time limit > 0 (seconds as int or float, "
+            "or a timedelta), got -1.5",
+            id="timeout-negative",
+        ),
+        pytest.param(
+            {"TASK_NAME": "bad", "TIMEOUT": math.nan, "run": _run},
+            {},
+            "Bad: TIMEOUT must be None or a time limit > 0 (seconds as int or float, "
+            "or a timedelta), got nan",
+            id="timeout-nan",
+        ),
+        pytest.param(
+            {"TASK_NAME": "bad", "TIMEOUT": "30", "run": _run},
+            {},
+            "Bad: TIMEOUT must be None or a time limit > 0 (seconds as int or float, "
+            "or a timedelta), got '30'",
+            id="timeout-str",
+        ),
+        pytest.param(
+            {"TASK_NAME": "bad", "TIMEOUT": True, "run": _run},
+            {},
+            "Bad: TIMEOUT must be None or a time limit > 0 (seconds as int or float, "
+            "or a timedelta), got True",
+            id="timeout-bool",
+        ),
+        pytest.param(
+            {"TASK_NAME": "bad", "TIMEOUT": datetime.timedelta(0), "run": _run},
+            {},
+            "Bad: TIMEOUT must be None or a time limit > 0 (seconds as int or float, "
+            "or a timedelta), got datetime.timedelta(0)",
+            id="timeout-zero-timedelta",
+        ),
+        pytest.param(
             {"TASK_NAME": "bad"},
             {},
             "Bad: a BackgroundTask must define async def run(self, task, app)",
@@ -224,6 +266,13 @@ def _sync_run(self: Any, task: CurrentTask, app: Any) -> None:
             "Bad: TASK_NAME must be class attributes, not payload fields "
             "(leave them unannotated or annotate them with ClassVar)",
             id="task-name-as-field",
+        ),
+        pytest.param(
+            {"TASK_NAME": "bad", "run": _run, "__annotations__": {"TIMEOUT": float}},
+            {},
+            "Bad: TIMEOUT must be class attributes, not payload fields "
+            "(leave them unannotated or annotate them with ClassVar)",
+            id="timeout-as-field",
         ),
         pytest.param(
             {"TASK_NAME": "bad", "run": _run},
@@ -254,6 +303,29 @@ def test_a_subclass_must_not_inherit_its_parents_task_name() -> None:
 
         class Child(Greet):
             pass
+
+
+def test_timeout_is_validated_at_definition_and_inherited() -> None:
+    from pyapalis._background import execution_timeout
+
+    class Limited(BackgroundTask, abstract=True):
+        TIMEOUT = 30
+
+    class Child(Limited):
+        TASK_NAME = "limited-child"
+
+        async def run(self, task: CurrentTask, app: Any) -> None:
+            return None
+
+    class Spelled(BackgroundTask):
+        TASK_NAME = "spelled"
+        TIMEOUT = datetime.timedelta(minutes=2)
+
+        async def run(self, task: CurrentTask, app: Any) -> None:
+            return None
+
+    assert [execution_timeout(cls) for cls in (Greet, Child, Spelled)] == [None, 30.0, 120.0]
+    assert dataclasses.fields(Child) == ()  # type: ignore[arg-type]
 
 
 def test_class_var_annotation_is_not_a_field() -> None:
@@ -605,6 +677,7 @@ async def test_a_finished_hash_is_free_again(
 ) -> None:
     storage = JsonStorage(tmp_path / "f.jsonl")
     pool = WorkerPool(storage).register_task_type(Report)
+    pool.configure_queue("default", retention=RetentionMode.KeepAll)  # to read its status
     first = await report.enqueue(storage)
     await _run_pool_until_final(storage, pool, first)
     assert [r.status for r in await storage.check_status([first])] == [status]

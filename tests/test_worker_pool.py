@@ -9,7 +9,9 @@ in one virtual instant become due a few microseconds apart.
 
 from __future__ import annotations
 
+import datetime
 import fcntl
+import math
 import os
 import random
 import re
@@ -33,6 +35,7 @@ from pyapalis import (
     Task,
     TaskBuilder,
     TaskId,
+    TaskTimeoutError,
     WorkerStateError,
 )
 from pyapalis._background import BackgroundTask, CurrentTask, UnknownTaskError
@@ -435,7 +438,9 @@ async def test_queues_have_their_own_workers(autojump_clock: trio.testing.MockCl
     assert times("slow") == [0.0, 1.0, 2.0]
     assert names == [["p.fast.0", "p.fast.1", "p.fast.2", "p.slow.0"]]
     assert pool.workers == []
-    assert pool.queues == [QueueConfig("fast", 3), QueueConfig("slow", 1)]
+    # MemoryQueues cannot delete a task: KeepAll, the only mode it has.
+    keep = RetentionMode.KeepAll
+    assert pool.queues == [QueueConfig("fast", 3, keep), QueueConfig("slow", 1, keep)]
 
 
 async def test_a_single_queue_backend_runs_every_type(
@@ -443,7 +448,7 @@ async def test_a_single_queue_backend_runs_every_type(
 ) -> None:
     storage = MemoryStorage()
     pool = WorkerPool(storage).register_task_type(Fast).register_task_type(Slow)
-    assert pool.queues == [QueueConfig("default")]
+    assert pool.queues == [QueueConfig("default", 1, RetentionMode.KeepAll)]
     await Fast(1).enqueue(storage)
     await Slow(2).enqueue(storage)
     await run_for(pool, 10)
@@ -456,6 +461,8 @@ async def test_json_storage_queues_share_one_file(
     path = tmp_path / "f.jsonl"
     storage = JsonStorage(path)
     pool = WorkerPool(storage).register_task_type(Fast).register_task_type(Slow)
+    for queue in ("fast", "slow"):  # keep the results to read them (default: RemoveDone)
+        pool.configure_queue(queue, retention=RetentionMode.KeepAll)
     ids = [await Fast(1).enqueue(storage), await Slow(2).enqueue(storage)]
 
     async def finished() -> None:
@@ -491,6 +498,7 @@ async def test_json_storage_final_statuses_and_exact_retries(
 
     storage = JsonStorage(tmp_path / "f.jsonl")
     pool = WorkerPool(storage).register_task_type(Outcome)
+    pool.configure_queue("default", retention=RetentionMode.KeepAll)  # to read every status
     unknown = await storage.push_task(TaskBuilder({"task_name": "gone", "payload": {}}).build())
     fail = await Outcome("fail").enqueue(storage)
 
@@ -515,6 +523,245 @@ async def test_json_storage_final_statuses_and_exact_retries(
     assert results[2].unwrap() == "ok"
     assert str(results[3].result.error) == "AbortError: stop here"  # type: ignore[union-attr]
     storage.close()
+
+
+# -- execution time limit: TIMEOUT (backie's timeout_msecs) ---------------------------------
+
+
+class Sluggish(BackgroundTask):
+    """Takes ``durations[attempt - 1]`` seconds; at most ``TIMEOUT`` = 2 s an execution."""
+
+    TASK_NAME = "sluggish"
+    MAX_RETRIES = 2
+    BACKOFF_MODE = BackoffMode.constant(3)
+    TIMEOUT = 2
+
+    durations: list[float]
+
+    async def run(self, task: CurrentTask, app: Any) -> str:
+        record(self, task)
+        await trio.sleep(self.durations[task.attempt - 1])
+        return f"took {self.durations[task.attempt - 1]:g}s"
+
+
+async def test_timeout_limits_each_execution_and_retries_after_the_backoff(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    storage = MemoryStorage()
+    errors: list[tuple[float, BaseException]] = []
+
+    def on_event(ctx: Any, event: Any) -> None:
+        if event.kind is EventKind.Error:
+            errors.append((now(), event.error))
+
+    pool = WorkerPool(storage).register_task_type(Sluggish).on_event(on_event)
+    task_id = await Sluggish([5, 1]).enqueue(storage)
+    await run_for(pool, 100)
+    # Attempt 1 is cut at 2 s, retried 3 s later (BACKOFF_MODE), then ends at 6 s.
+    assert [(at, attempt) for at, _, attempt in RUNS] == [(0.0, 1), (5.0, 2)]
+    [(at, error)] = errors
+    assert at == 2.0
+    assert isinstance(error, RetryAfterError)  # the type's backoff, around the timeout
+    assert isinstance(error.error, TaskTimeoutError)
+    assert str(error.error) == "task timed out after 2s"
+    [result] = await storage.check_status([task_id])
+    assert (result.status, result.unwrap()) == (Status.Done, "took 1s")
+
+
+async def test_a_task_that_always_times_out_fails_with_task_timeout_error(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    class Hanging(BackgroundTask):
+        TASK_NAME = "hanging"
+        MAX_RETRIES = 1
+        BACKOFF_MODE = BackoffMode.NoBackoff
+        TIMEOUT = datetime.timedelta(milliseconds=1500)
+
+        async def run(self, task: CurrentTask, app: Any) -> None:
+            record(self, task)
+            await trio.sleep(1000)  # far beyond TIMEOUT
+
+    with JsonStorage.new_temp() as storage:
+        pool = WorkerPool(storage).register_task_type(Hanging)
+        task_id = await Hanging().enqueue(storage)
+
+        async def finished() -> None:
+            await storage.wait_for_single(task_id)
+
+        await pool.run_until(finished)
+        assert [(at, attempt) for at, _, attempt in RUNS] == [(0.0, 1), (1.5, 2)]
+        assert now() == 3.0
+        # Failed is kept by the default retention (RemoveDone).
+        [result] = await storage.check_status([task_id])
+        assert result.status is Status.Failed
+        assert str(result.result.error) == (  # type: ignore[union-attr]
+            "TaskTimeoutError: task timed out after 1.5s"
+        )
+
+
+async def test_without_timeout_an_execution_runs_as_long_as_it_takes(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    unlimited = type(
+        "Unlimited",
+        (Sluggish,),
+        {
+            "__module__": __name__,
+            "__qualname__": "Unlimited",
+            "TASK_NAME": "unlimited",
+            "TIMEOUT": None,
+        },
+    )
+    endless = type(
+        "Endless",
+        (Sluggish,),
+        {
+            "__module__": __name__,
+            "__qualname__": "Endless",
+            "TASK_NAME": "endless",
+            "TIMEOUT": math.inf,
+        },
+    )
+    storage = MemoryStorage()
+    pool = WorkerPool(storage).register_task_type(unlimited).register_task_type(endless)
+    ids = [await unlimited([500]).enqueue(storage), await endless([500]).enqueue(storage)]
+    await run_for(pool, 2000)
+    results = await storage.check_status(ids)
+    assert [r.unwrap() for r in results] == ["took 500s", "took 500s"]
+    assert [at for at, _, _ in RUNS] == [0.0, 500.0]
+
+
+# -- configure_queue with a QueueConfig (backie's form) --------------------------------------
+
+
+async def test_configure_queue_takes_a_queue_config(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    queues = MemoryQueues()
+    pool = (
+        WorkerPool(queues, name="p")
+        .register_task_type(Fast)
+        .configure_queue(QueueConfig("fast", num_workers=3))
+        .configure_queue(QueueConfig("slow", 2, RetentionMode.KeepAll))
+    )
+    keep = RetentionMode.KeepAll
+    assert pool.queues == [QueueConfig("fast", 3, keep), QueueConfig("slow", 2, keep)]
+    for n in range(3):
+        await Fast(n).enqueue(queues)
+    await run_for(pool, 10)
+    assert times("fast") == [0.0, 0.0, 0.0]  # three workers at once
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (
+            lambda: WorkerPool(MemoryStorage()).configure_queue(QueueConfig("q"), num_workers=2),
+            TypeError,
+            "configure_queue: pass num_workers in the QueueConfig, not besides it",
+        ),
+        (
+            lambda: WorkerPool(MemoryStorage()).configure_queue(
+                QueueConfig("q"), num_workers=2, retention=None
+            ),
+            TypeError,
+            "configure_queue: pass num_workers and retention in the QueueConfig, not besides it",
+        ),
+        (lambda: QueueConfig(""), ValueError, "QueueConfig: name must be a non-empty str, got ''"),
+        (
+            lambda: QueueConfig("q", 0),
+            ValueError,
+            "QueueConfig: num_workers must be >= 1, got 0",
+        ),
+        (
+            lambda: QueueConfig("q", True),
+            TypeError,
+            "QueueConfig: num_workers must be an int, got bool",
+        ),
+        (
+            lambda: QueueConfig("q", 1, "RemoveDone"),
+            TypeError,
+            "QueueConfig: retention must be a RetentionMode or None, got 'RemoveDone'",
+        ),
+        (
+            lambda: WorkerPool(MemoryStorage()).configure_queue(
+                QueueConfig("q", retention=RetentionMode.RemoveDone)
+            ),
+            ValueError,
+            "configure_queue: retention=RetentionMode.RemoveDone needs a backend that can "
+            "delete a task (delete(task_id)); MemoryStorage keeps finished tasks and cannot "
+            "(use RetentionMode.KeepAll, and vacuum() if it has one)",
+        ),
+    ],
+)
+def test_queue_config_bad_input(call: Any, error: type[Exception], message: str) -> None:
+    with pytest.raises(error, match="^" + re.escape(message) + "$"):
+        call()
+
+
+# -- default retention: backie's RemoveDone where the backend can delete ---------------------
+
+
+async def test_default_retention_on_json_storage_removes_done_tasks_and_keeps_the_others(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    with JsonStorage.new_temp() as storage:
+        pool = WorkerPool(storage).register_task_type(_RetentionEnds)
+        assert pool.queues == [QueueConfig("default", 1, RetentionMode.RemoveDone)]
+        ids = {
+            how: await _RetentionEnds(how).enqueue(storage)
+            for how in ("done", "failed", "killed", "unstorable")
+        }
+        await run_for(pool, 10)
+        found = {how: await storage.fetch_by_id(task_id) for how, task_id in ids.items()}
+        assert {how for how, task in found.items() if task is not None} == {
+            "failed",
+            "killed",
+            "unstorable",
+        }
+        # Configured without a retention: the same default.
+        again = WorkerPool(storage).register_task_type(_RetentionEnds)
+        again.configure_queue("default", num_workers=2)
+        assert again.queues == [QueueConfig("default", 2, RetentionMode.RemoveDone)]
+
+
+async def test_default_retention_keeps_everything_where_the_backend_cannot_delete(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    storage = MemoryStorage()
+    pool = WorkerPool(storage).register_task_type(Add)
+    assert pool.queues == [QueueConfig("default", 1, RetentionMode.KeepAll)]
+    task_id = await Add(1, 2).enqueue(storage)
+    await run_for(pool, 1)
+    assert (await storage.fetch_by_id(task_id)) is not None
+    [result] = await storage.check_status([task_id])
+    assert result.unwrap() == 3
+
+
+async def test_default_retention_of_a_family_is_decided_by_its_handles(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    class Family:
+        """A queue family the pool cannot judge before it opens a handle."""
+
+        def __init__(self, storage: MemoryStorage) -> None:
+            self.storage = storage
+
+        def queue(self, name: str) -> MemoryStorage:
+            return self.storage
+
+    deleting = _DeletingStorage()
+    pool = WorkerPool(Family(deleting)).register_task_type(Add)
+    assert pool.queues == [QueueConfig("default", 1, None)]  # told when it runs
+    task_id = await Add(1, 2).enqueue(deleting)
+    await run_for(pool, 1)
+    assert deleting.deleted == [task_id]  # its handles can delete: RemoveDone
+
+    plain = MemoryStorage()
+    pool = WorkerPool(Family(plain)).register_task_type(Add)
+    await Add(1, 2).enqueue(plain)
+    await run_for(pool, 1)  # its handles cannot: KeepAll, and no refusal
+    assert RUNS[-1][1] == "add:{'a': 1, 'b': 2}"
 
 
 # -- app data ------------------------------------------------------------------------------
@@ -1006,7 +1253,7 @@ def test_duplicate_task_names_name_both_classes() -> None:
         (
             lambda: WorkerPool(MemoryStorage()).configure_queue("q", retention="KeepAll"),
             TypeError,
-            "configure_queue: retention must be a RetentionMode, got 'KeepAll'",
+            "configure_queue: retention must be a RetentionMode or None, got 'KeepAll'",
         ),
         (
             lambda: WorkerPool(MemoryStorage()).configure_queue("a").configure_queue("b"),
