@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
+    from trio.testing import MockClock
+
     from pyapalis.testing import WallClock
 
 NO_EXTENSIONS = os.environ.get("PYAPALIS_NO_EXTENSIONS", "").strip().lower() in {
@@ -99,8 +101,8 @@ def storage() -> object:
 
 
 @pytest.fixture
-def wall_clock(monkeypatch: pytest.MonkeyPatch) -> WallClock:
-    """``time.time()`` follows trio's virtual clock for the test (a ``WallClock``).
+def wall_clock(monkeypatch: pytest.MonkeyPatch, autojump_clock: MockClock) -> WallClock:
+    """``time.time()`` follows the test's virtual clock, ``autojump_clock`` (a ``WallClock``).
 
     A test in virtual time that schedules tasks by wall-clock ``run_at`` builds
     them with ``TaskBuilder(...).run_at_timestamp(wall_clock.after(seconds))``:
@@ -109,6 +111,6 @@ def wall_clock(monkeypatch: pytest.MonkeyPatch) -> WallClock:
     """
     from pyapalis.testing import WallClock
 
-    clock = WallClock()
+    clock = WallClock(clock=autojump_clock)
     monkeypatch.setattr(time, "time", clock)
     return clock

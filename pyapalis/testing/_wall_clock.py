@@ -12,7 +12,7 @@ __all__ = ["WallClock"]
 
 
 class WallClock:
-    """``time.time()`` for a test in virtual time: ``start + trio.current_time()``.
+    """``time.time()`` for a test in virtual time: ``start`` plus trio's clock.
 
     Backends keep when a task is due as UNIX seconds (``run_at``) and read
     ``time.time()`` to turn it into a wait on trio's clock. Under trio's virtual
@@ -23,6 +23,11 @@ class WallClock:
     time: a task due 30 seconds from now is due exactly 30 virtual seconds
     from now, however slow the machine.
 
+    The clock follows ``clock`` (a :class:`trio.abc.Clock`, such as the
+    test's ``autojump_clock``) or, if none is given, the clock of the first
+    trio run that reads it; it reads the same from any thread or trio run.
+    Before it has a clock it reads ``start``.
+
     ``start`` defaults to the system clock plus :attr:`AHEAD` (10 minutes), so
     a time stamped by a clock the test does not control (the compiled core's
     ``TaskBuilder`` reads the system clock directly) is already past: a task
@@ -30,14 +35,13 @@ class WallClock:
     clock: ``TaskBuilder(args).run_at_timestamp(clock.after(30))``.
 
     Code that reads the time as ``time.time()`` sees it; ``from time import
-    time`` keeps the system's. Outside a trio run (a sync fixture, another
-    thread) the clock reads the time of its last reading inside one.
+    time`` keeps the system's.
 
     In a pytest test::
 
         @pytest.fixture
-        def wall_clock(monkeypatch):
-            clock = WallClock()
+        def wall_clock(monkeypatch, autojump_clock):
+            clock = WallClock(clock=autojump_clock)
             monkeypatch.setattr(time, "time", clock)
             return clock
 
@@ -47,21 +51,28 @@ class WallClock:
     AHEAD = 600.0
     """Seconds the default start is ahead of the system clock."""
 
-    __slots__ = ("_last", "start")
+    __slots__ = ("_clock", "start")
 
-    def __init__(self, start: float | None = None) -> None:
+    def __init__(self, start: float | None = None, *, clock: trio.abc.Clock | None = None) -> None:
         self.start = time.time() + self.AHEAD if start is None else float(start)
-        """Wall-clock seconds at trio time 0."""
-        self._last = self.start
+        """Wall-clock seconds at time 0 of the trio clock."""
+        self._clock = clock
+
+    @property
+    def clock(self) -> trio.abc.Clock | None:
+        """The trio clock this wall clock follows (None until a trio run reads it)."""
+        return self._clock
 
     def now(self) -> float:
-        """Wall-clock seconds now: ``start + trio.current_time()``."""
-        try:
-            now = self.start + trio.current_time()
-        except RuntimeError:  # not inside a trio run
-            return self._last
-        self._last = now
-        return now
+        """Wall-clock seconds now: ``start + clock.current_time()``."""
+        clock = self._clock
+        if clock is None:
+            try:
+                clock = trio.lowlevel.current_clock()
+            except RuntimeError:  # not inside a trio run, and not bound to one yet
+                return self.start
+            self._clock = clock
+        return self.start + clock.current_time()
 
     __call__ = now
 
@@ -80,4 +91,4 @@ class WallClock:
             time.time = saved
 
     def __repr__(self) -> str:
-        return f"WallClock(start={self.start!r})"
+        return f"WallClock(start={self.start!r}, clock={self._clock!r})"

@@ -147,9 +147,11 @@ class BackendConformance:
     # -- plumbing ---------------------------------------------------------------
 
     @pytest.fixture(autouse=True)
-    def wall_clock(self, monkeypatch: pytest.MonkeyPatch) -> WallClock:
-        """``time.time()`` follows trio's clock for the whole test (see :class:`WallClock`)."""
-        clock = WallClock()
+    def wall_clock(
+        self, monkeypatch: pytest.MonkeyPatch, autojump_clock: trio.testing.MockClock
+    ) -> WallClock:
+        """``time.time()`` follows the test's virtual clock (see :class:`WallClock`)."""
+        clock = WallClock(clock=autojump_clock)
         monkeypatch.setattr(time, "time", clock)
         return clock
 
