@@ -14,24 +14,40 @@ soon as the records are durable, before anything else can happen. The caller's
 in-memory view therefore changes exactly when the file does, and at every
 *quiet point* (between two fsyncs) memory holds every durable record: that is
 where compaction runs. Compaction writes a snapshot, plus the bytes of commits
-written but not yet synced, to ``<path>.compact``, fsyncs it and renames it
-over the journal (then fsyncs the directory), so a crash at any instant leaves
+written but not yet synced, to a new file ``<path>.compact-<random>``, fsyncs
+it and renames it over the journal (then fsyncs the directory), so a crash at any instant leaves
 either the old file or the new one, never a mixture.
 
-One process holds a journal at a time: an exclusive ``flock`` on
-``<path>.lock`` (which holds the holder's pid) refuses a second process with a
-clear error instead of letting two writers interleave. Within a process,
-callers share one :class:`Journal` per path.
+One process holds a journal at a time: an exclusive ``flock`` on the
+journal file itself (its inode, which no rename or unlink of a side file can
+take away) refuses a second process however it names the file (another path, a
+hard link, a symlink). A compaction locks the new file before renaming it over
+the journal, and an opener checks, once it holds the lock, that the file it
+locked is still the one at the path (else it opens again). Within a process,
+callers share one :class:`Journal` per file. Side files are never followed
+through links: a snapshot is a new file with a fresh name (``O_EXCL``,
+``O_NOFOLLOW``) in the journal's directory.
+
+A failed write is cut back off the file and raises :class:`WriteError`; the
+journal goes on. A failed fsync (or a cut-back that failed) leaves the file's
+tail in doubt: the journal then refuses writes, and, if its owner gave it a
+:attr:`Journal.snapshot`, starts afresh as soon as it can: it writes the
+owner's view into a new file, fsyncs it and renames it over the journal (what
+a compaction does), never trusting the old file's pages again. Those attempts
+back off on trio's clock.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import errno
 import fcntl
 import logging
+import math
 import os
+import re
+import secrets
+import stat
 import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Generic, TypeVar
@@ -43,7 +59,7 @@ import trio
 from ._clock import run_clock
 from ._errors import StorageError
 
-__all__ = ["HEADER", "Journal", "ReplayReport"]
+__all__ = ["HEADER", "Backoff", "Journal", "ReplayReport", "WriteError"]
 
 log = logging.getLogger("pyapalis.journal")
 
@@ -152,24 +168,87 @@ class _Request(Generic[T]):
         self.done.wake()
 
 
+class WriteError(StorageError):
+    """The journal could not write or sync a record: maybe for a while only (a full disk).
+
+    Nothing the failed call wrote is reported durable; a later call may succeed.
+    """
+
+
+class Backoff:
+    """When to try again after failures: exponential steps on trio's clock.
+
+    The first failure waits ``first`` seconds, each further one twice as long,
+    up to ``most``; a success starts over. A new trio run (whose clock starts
+    afresh) may try at once.
+    """
+
+    __slots__ = ("_at", "_run", "delay", "first", "most")
+
+    def __init__(self, first: float, most: float) -> None:
+        self.first = first
+        self.most = most
+        self.delay = 0.0
+        """The current step (0 while nothing failed)."""
+        self._at = -math.inf
+        self._run: object = None
+
+    def due(self) -> bool:
+        """True if an attempt may be made now."""
+        if not self.delay:
+            return True
+        try:
+            run = trio.lowlevel.current_trio_token()
+        except RuntimeError:
+            return True
+        return run is not self._run or trio.current_time() >= self._at
+
+    def deadline(self) -> float:
+        """When the next attempt is due, as a trio deadline of the current run."""
+        if not self.due():
+            return self._at
+        return -math.inf
+
+    def failed(self) -> float:
+        """Note a failure; the seconds until the next attempt is due."""
+        self.delay = self.first if not self.delay else min(self.delay * 2, self.most)
+        try:
+            self._run = trio.lowlevel.current_trio_token()
+            self._at = trio.current_time() + self.delay
+        except RuntimeError:
+            self._run = None
+        return self.delay
+
+    def succeeded(self) -> None:
+        self.delay = 0.0
+
+
 class _Files:
-    """The journal's two descriptors; closed by :meth:`Journal.close` or, if the
-    journal is dropped unclosed, by a finalizer (which releases the lock)."""
+    """The journal's descriptors; closed by :meth:`Journal.close` or, if the
+    journal is dropped unclosed, by a finalizer (which releases the locks).
 
-    __slots__ = ("fd", "lock_fd")
+    ``stale`` holds earlier journal files that compaction replaced while they
+    had another name (a hard link): they stay locked while the journal is
+    open, so no process opens that outdated copy meanwhile.
+    """
 
-    def __init__(self, fd: int, lock_fd: int) -> None:
+    __slots__ = ("fd", "stale")
+
+    def __init__(self, fd: int) -> None:
         self.fd = fd
-        self.lock_fd = lock_fd
+        self.stale: list[int] = []
 
     def close(self) -> None:
-        fd, lock_fd, self.fd, self.lock_fd = self.fd, self.lock_fd, -1, -1
-        try:
+        fds, self.fd, self.stale = [self.fd, *self.stale], -1, []
+        errors: list[OSError] = []
+        for fd in fds:
             if fd >= 0:
-                os.close(fd)
-        finally:
-            if lock_fd >= 0:
-                os.close(lock_fd)  # closing the descriptor releases the flock
+                try:
+                    os.close(fd)  # closing the descriptor releases its flock
+                except OSError as error:
+                    errors.append(error)
+        if errors:
+            raise errors[0]
 
 
 class Journal:
@@ -180,28 +259,32 @@ class Journal:
 
     def __init__(self, path: str) -> None:
         self.path = os.path.abspath(path)
-        directory = os.path.dirname(self.path)
-        if not os.path.isdir(directory):
-            raise StorageError(f"JsonStorage: directory {directory!r} does not exist")
-        lock_fd = _acquire_lock(self.path + ".lock")
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
-        except OSError as error:
-            os.close(lock_fd)
-            raise StorageError(f"JsonStorage: cannot open {self.path!r}: {error}") from error
-        self._files = _Files(fd, lock_fd)
+        _check_directory(os.path.dirname(self.path))
+        fd, info = _open_locked(self.path)
+        self._files = _Files(fd)
         self._finalizer = weakref.finalize(self, _Files.close, self._files)
-        _remove_stale_compaction(self.path + ".compact")
+        self.identity = (info.st_dev, info.st_ino)
+        """The journal file's device and inode (they change when compaction replaces it)."""
+        self.stale_identities: set[tuple[int, int]] = set()
+        """Earlier journal files still reachable by another name (see :class:`_Files`)."""
+        _remove_stale_snapshots(self.path)
         self._size = 0
         self._batch = _Batch()
         self._requests: list[_Request[Any]] = []
         self._flushing = False
         self._closed = False
         self._failed: BaseException | None = None
+        self._recovery = Backoff(_RECOVERY_FIRST, _RECOVERY_MOST)
         self.lines = 0
         """Records in the file now (the header excluded): compaction's yardstick."""
         self.on_quiet: Callable[[], None] | None = None
         """Called at each quiet point after an fsync (the owner's compaction policy)."""
+        self.snapshot: Callable[[], Iterable[dict[str, Any]]] | None = None
+        """The records that recreate the owner's view (what compaction writes).
+
+        With it, a journal whose writes failed in a way that leaves the file in
+        doubt (a failed fsync) starts afresh from that view instead of refusing
+        writes until it is reopened (see the module docstring)."""
         self.inline_sync: bool | None = None
         """Fsync on the trio thread (True) or in a worker thread (False); None:
         inline under a virtual clock only. Inline blocks the event loop for the
@@ -219,8 +302,7 @@ class Journal:
         file and the line, and leaves the file as it was; so does a file that
         is not a pyapalis journal or has an unknown version.
         """
-        with open(self.path, "rb") as file:
-            data = file.read()
+        data = _read_all(self._files.fd)
         if not data:
             self._write(_HEADER_LINE, 0)
             os.fsync(self._files.fd)
@@ -360,7 +442,7 @@ class Journal:
                     batch, self._batch = self._batch, _Batch()
                     batch.finish(await self._sync())
                 if self._failed is not None:
-                    error = StorageError(f"JsonStorage: {self.path}: an earlier write failed")
+                    error = WriteError(f"JsonStorage: {self.path}: an earlier write failed")
                     for request in self._requests:
                         request.fail(error)
                     self._requests.clear()
@@ -383,8 +465,9 @@ class Journal:
         """Fsync the file; the error (and the journal refuses writes from now on)."""
         if self._failed is not None:
             # A second fsync after a failed one may "succeed" without the lost
-            # pages ever reaching the disk: never report durability again.
-            return StorageError(f"JsonStorage: {self.path}: an earlier write failed")
+            # pages ever reaching the disk: never report durability of this
+            # file again (a fresh file may, see _recover).
+            return WriteError(f"JsonStorage: {self.path}: an earlier write failed")
         fd = self._files.fd
         try:
             inline = self.inline_sync
@@ -398,7 +481,7 @@ class Journal:
             # After a failed fsync the page cache cannot be trusted (the
             # kernel may have dropped the dirty pages): stop writing.
             self._failed = error
-            return StorageError(f"JsonStorage: {self.path}: fsync failed: {error}")
+            return WriteError(f"JsonStorage: {self.path}: fsync failed: {error}")
         return None
 
     def _write(self, data: bytes, lines: int) -> None:
@@ -413,7 +496,7 @@ class Journal:
                 os.ftruncate(fd, self._size)
             except OSError as truncate_error:
                 self._failed = truncate_error
-            raise StorageError(f"JsonStorage: {self.path}: write failed: {error}") from error
+            raise WriteError(f"JsonStorage: {self.path}: write failed: {error}") from error
         self._size += len(data)
         self.lines += lines
 
@@ -425,12 +508,15 @@ class Journal:
         Call it only at a quiet point (from :meth:`exclusive` or
         :attr:`on_quiet`), with records describing the in-memory view. Commits
         written since the last fsync are not in that view yet: their bytes
-        follow the snapshot in the new file. The snapshot goes to
-        ``<path>.compact``, which is fsynced and renamed over the journal; the
-        directory is fsynced so the rename is durable.
+        follow the snapshot in the new file. The snapshot goes to a new file
+        of a fresh name in the same directory, locked, fsynced and renamed
+        over the journal; the directory is fsynced so the rename is durable.
+        A failure raises :class:`StorageError` and leaves the journal as it was.
         """
         self._check_writable()
-        temp = self.path + ".compact"
+        self._replace(records)
+
+    def _replace(self, records: Iterable[dict[str, Any]]) -> None:
         chunks = [_HEADER_LINE]
         count = 0
         for record in records:
@@ -439,32 +525,60 @@ class Journal:
         chunks.extend(self._batch.data)
         count += self._batch.records
         data = b"".join(chunks)
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            fd, temp = _create_snapshot(self.path)
+        except OSError as error:
+            raise StorageError(
+                f"JsonStorage: {self.path}: cannot create a snapshot to compact into: {error}"
+            ) from error
         try:
             try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
+                # Locked before it becomes the journal: no opener ever finds
+                # the journal's name on an unlocked file.
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                _write_all(fd, data)
                 os.fsync(fd)
-            finally:
+                info = os.fstat(fd)
+                os.replace(temp, self.path)
+            except BaseException:
+                _remove_own(temp, fd)
                 os.close(fd)
-            new_fd = os.open(self.path + ".compact", os.O_RDWR | os.O_APPEND | os.O_CLOEXEC)
-        except BaseException:
-            _remove_stale_compaction(temp)
-            raise
-        try:
-            os.replace(temp, self.path)
-        except BaseException:
-            os.close(new_fd)
-            _remove_stale_compaction(temp)
-            raise
-        # From here the new file is the journal (the descriptor opened before
-        # the rename follows it); the old inode goes with its last descriptor.
-        old, self._files.fd = self._files.fd, new_fd
-        os.close(old)
+                raise
+        except OSError as error:
+            raise StorageError(
+                f"JsonStorage: {self.path}: cannot write the compacted journal ({temp}): {error}"
+            ) from error
+        # From here the new file is the journal.
+        old, self._files.fd = self._files.fd, fd
+        old_identity, self.identity = self.identity, (info.st_dev, info.st_ino)
         self._size = len(data)
         self.lines = count
-        _fsync_directory(self.path)
+        try:
+            links = os.fstat(old).st_nlink
+        except OSError:
+            links = 0
+        if links:
+            # The old file has another name (a hard link): keep it locked, so
+            # no process opens that outdated copy while this one runs.
+            self._files.stale.append(old)
+            self.stale_identities.add(old_identity)
+            log.warning(
+                "JsonStorage: %s: the journal had %d other name(s) (hard links); compaction "
+                "replaced it with a new file, so they now name an outdated copy",
+                self.path,
+                links,
+            )
+        else:
+            os.close(old)
+        try:
+            _fsync_directory(self.path)
+        except OSError as error:
+            # The rename may not survive a power loss: no durability can be
+            # promised until a new file is renamed in and its directory synced.
+            self._failed = error
+            raise WriteError(
+                f"JsonStorage: {self.path}: cannot sync the directory after compaction: {error}"
+            ) from error
 
     # -- lifetime --------------------------------------------------------
 
@@ -500,12 +614,52 @@ class Journal:
         if self._closed:
             raise StorageError(f"JsonStorage: {self.path} is closed")
         if self._failed is not None:
-            raise StorageError(
-                f"JsonStorage: {self.path}: an earlier write failed ({self._failed}); "
+            self._recover()
+
+    def _recover(self) -> None:
+        """Start afresh after a write left the file in doubt, or raise :class:`WriteError`.
+
+        Writes the owner's view (:attr:`snapshot`) into a new file and renames
+        it over the journal, at a quiet point, when the back-off allows.
+        """
+        failed = self._failed
+        if self.snapshot is None:
+            raise WriteError(
+                f"JsonStorage: {self.path}: an earlier write failed ({failed}); "
                 f"nothing more is written: close and reopen the storage"
             )
+        if self._flushing or not self._recovery.due():
+            raise WriteError(
+                f"JsonStorage: {self.path}: an earlier write failed ({failed}); nothing "
+                f"more is written until a fresh copy of the journal can be written"
+            )
+        try:
+            self._replace(self.snapshot())
+        except StorageError as error:
+            delay = self._recovery.failed()
+            log.warning(
+                "JsonStorage: %s: cannot start a fresh journal after a failed write (%s); "
+                "next attempt in %.3g s",
+                self.path,
+                error,
+                delay,
+            )
+            raise WriteError(
+                f"JsonStorage: {self.path}: an earlier write failed ({failed}) and no fresh "
+                f"copy of the journal can be written yet: {error}"
+            ) from error
+        self._failed = None
+        self._recovery.succeeded()
+        log.warning(
+            "JsonStorage: %s: recovered from a failed write (%s): the journal was "
+            "rewritten from memory into a fresh file",
+            self.path,
+            failed,
+        )
 
 
+_RECOVERY_FIRST = 0.1
+_RECOVERY_MOST = 10.0
 _BATCH = "batch"
 
 
@@ -536,40 +690,172 @@ def _complete_json(line: bytes) -> bool:
     return line.rstrip().endswith(b"}")
 
 
-def _acquire_lock(lock_path: str) -> int:
+def _check_directory(directory: str) -> None:
+    """Raise :class:`StorageError` saying why the journal's directory cannot be used."""
     try:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        info = os.stat(directory)
+    except FileNotFoundError as error:
+        raise StorageError(f"JsonStorage: directory {directory!r} does not exist") from error
+    except PermissionError as error:
+        raise StorageError(
+            f"JsonStorage: cannot reach the directory {directory!r}: permission denied "
+            f"(a directory on the way cannot be entered: {error})"
+        ) from error
     except OSError as error:
-        raise StorageError(f"JsonStorage: cannot create the lock {lock_path!r}: {error}") from error
+        raise StorageError(
+            f"JsonStorage: cannot reach the directory {directory!r}: {error}"
+        ) from error
+    if not stat.S_ISDIR(info.st_mode):
+        raise StorageError(f"JsonStorage: {directory!r} is not a directory")
+
+
+_OPEN_ATTEMPTS = 100
+
+
+def _open_locked(path: str) -> tuple[int, os.stat_result]:
+    """Open the journal at ``path`` and lock its file; the descriptor and the file's stat.
+
+    A process that compacts renames a new (locked) file over the path: if
+    that happens between our open and our lock, we locked a file that is no
+    longer the journal, so we check and open again.
+    """
+    for _ in range(_OPEN_ATTEMPTS):
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        except OSError as error:
+            raise StorageError(f"JsonStorage: cannot open {path!r}: {error}") from error
+        try:
+            info = _lock(path, fd)
+            try:
+                current = os.stat(path)
+            except FileNotFoundError:
+                current = None
+            if current is not None and (current.st_dev, current.st_ino) == (
+                info.st_dev,
+                info.st_ino,
+            ):
+                return fd, info
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)  # replaced (or removed) meanwhile: open what is there now
+    raise StorageError(
+        f"JsonStorage: cannot open {path!r}: the file was replaced {_OPEN_ATTEMPTS} times "
+        f"while it was being opened"
+    )
+
+
+def _lock(path: str, fd: int) -> os.stat_result:
+    """Lock the open file ``fd`` (a regular file) exclusively, or raise :class:`StorageError`."""
+    try:
+        info = os.fstat(fd)
+    except OSError as error:
+        raise StorageError(f"JsonStorage: cannot open {path!r}: {error}") from error
+    if not stat.S_ISREG(info.st_mode):
+        raise StorageError(f"JsonStorage: {path!r} is not a regular file")
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as error:
-        holder = _read_pid(fd)
-        os.close(fd)
         if error.errno in (errno.EWOULDBLOCK, errno.EACCES):
+            holder = _lock_holder(info)
             who = f"process {holder}" if holder else "another process"
             raise StorageError(
-                f"JsonStorage: {lock_path[: -len('.lock')]} is in use by {who}; "
+                f"JsonStorage: {path} is in use by {who}; "
                 f"one process at a time may open a journal (share one JsonStorage "
                 f"between the workers of one process instead)"
             ) from error
-        raise StorageError(f"JsonStorage: cannot lock {lock_path!r}: {error}") from error
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, str(os.getpid()).encode(), 0)
-    return fd
+        raise StorageError(f"JsonStorage: cannot lock {path!r}: {error}") from error
+    return info
 
 
-def _read_pid(fd: int) -> str:
+def _lock_holder(info: os.stat_result) -> int | None:
+    """The pid of the process holding a flock on the file of ``info`` (Linux), if known."""
+    wanted = f"{os.major(info.st_dev):02x}:{os.minor(info.st_dev):02x}:{info.st_ino}"
     try:
-        return os.pread(fd, 32, 0).decode().strip()
-    except (OSError, UnicodeDecodeError):
-        return ""
+        with open("/proc/locks", encoding="ascii", errors="replace") as file:
+            table = file.read()
+    except OSError:
+        return None
+    for row in table.splitlines():
+        # "1: FLOCK  ADVISORY  WRITE 1234 fd:00:5678 0 EOF" (waiters have "->" second)
+        fields = row.split()
+        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == wanted:
+            try:
+                pid = int(fields[4])
+            except ValueError:
+                continue
+            if pid > 0:
+                return pid
+    return None
 
 
-def _remove_stale_compaction(temp: str) -> None:
-    """Remove a snapshot a crash left half-written (the journal itself is intact)."""
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(temp)
+def _read_all(fd: int) -> bytes:
+    chunks: list[bytes] = []
+    offset = 0
+    while True:
+        chunk = os.pread(fd, 1 << 20, offset)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        offset += len(chunk)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+_SNAPSHOT_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_APPEND | os.O_CLOEXEC
+
+
+def _create_snapshot(path: str) -> tuple[int, str]:
+    """A new, empty file next to the journal, of a fresh name: its descriptor and name.
+
+    ``O_EXCL`` with ``O_NOFOLLOW``: nothing planted at that name (a symlink)
+    is ever followed, truncated or written through.
+    """
+    for _ in range(3):
+        temp = f"{path}.compact-{secrets.token_hex(8)}"
+        try:
+            return os.open(temp, _SNAPSHOT_FLAGS, 0o600), temp
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no fresh name for a snapshot", f"{path}.compact-*")
+
+
+def _remove_own(temp: str, fd: int) -> None:
+    """Remove the snapshot ``temp`` if that name still holds the file ``fd``."""
+    try:
+        mine = os.fstat(fd)
+        there = os.lstat(temp)
+        if (there.st_dev, there.st_ino) == (mine.st_dev, mine.st_ino):
+            os.unlink(temp)
+    except OSError:
+        pass
+
+
+def _remove_stale_snapshots(path: str) -> None:
+    """Remove snapshots a crash left half-written (the journal itself is intact).
+
+    Only regular files of the names compaction uses (``<path>.compact-<hex>``,
+    and ``<path>.compact`` of earlier versions); call it holding the lock.
+    """
+    directory, name = os.path.split(path)
+    pattern = re.compile(re.escape(name) + r"\.compact(-[0-9a-f]{16})?")
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for entry in names:
+        if pattern.fullmatch(entry) is None:
+            continue
+        stale = os.path.join(directory, entry)
+        try:
+            if stat.S_ISREG(os.lstat(stale).st_mode):
+                os.unlink(stale)
+        except OSError:
+            pass
 
 
 def _fsync_directory(path: str) -> None:

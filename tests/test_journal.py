@@ -23,6 +23,11 @@ from pyapalis._journal import HEADER, Journal
 HEADER_LINE = orjson.dumps(HEADER) + b"\n"
 
 
+def snapshots(directory: Path) -> list[str]:
+    """The names of the snapshot files (and look-alikes) of ``j.jsonl`` in ``directory``."""
+    return sorted(p.name for p in directory.glob("j.jsonl.compact*"))
+
+
 def line(record: dict[str, Any]) -> bytes:
     return orjson.dumps(record) + b"\n"
 
@@ -72,7 +77,9 @@ def test_a_new_file_gets_the_header_and_private_modes(tmp_path: Path) -> None:
     assert (records, report.records, report.torn_tail) == ([], 0, None)
     assert path.read_bytes() == HEADER_LINE
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert stat.S_IMODE((tmp_path / "j.jsonl.lock").stat().st_mode) == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["j.jsonl"], (
+        "no side file: the lock is on the journal"
+    )
 
 
 def test_a_missing_directory_is_a_storage_error(tmp_path: Path) -> None:
@@ -202,10 +209,16 @@ def test_unreadable_files_raise_and_stay_unchanged(
 def test_a_stale_compaction_file_is_removed_on_open(tmp_path: Path) -> None:
     path = tmp_path / "j.jsonl"
     path.write_bytes(HEADER_LINE + line({"n": 1}))
-    stale = tmp_path / "j.jsonl.compact"
-    stale.write_bytes(HEADER_LINE + b'{"half')  # a crash during a compaction
+    # Crashes during compactions, of this version and of earlier ones.
+    for name in ("j.jsonl.compact-0123456789abcdef", "j.jsonl.compact"):
+        (tmp_path / name).write_bytes(HEADER_LINE + b'{"half')
+    # Not snapshots of this journal: left alone.
+    others = ["j.jsonl.compact-x", "k.jsonl.compact-0123456789abcdef", "j.jsonl.compacted"]
+    for name in others:
+        (tmp_path / name).write_bytes(b"keep")
     assert replayed(path) == [{"n": 1}]
-    assert not stale.exists()
+    assert snapshots(tmp_path) == ["j.jsonl.compact-x", "j.jsonl.compacted"]
+    assert all((tmp_path / name).read_bytes() == b"keep" for name in others)
 
 
 # -- the lock --------------------------------------------------------------------------------
@@ -370,6 +383,51 @@ async def test_a_failed_fsync_stops_all_writes(
     assert replayed(path) == [{"n": 1}]
 
 
+async def test_after_a_failed_fsync_a_journal_with_a_snapshot_starts_a_fresh_file(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The old file's pages are never trusted again: the owner's view goes to a new file.
+
+    Attempts back off on trio's clock (0.1 s, then 0.2 s...) while they fail.
+    """
+    caplog.set_level(logging.WARNING)
+    path = tmp_path / "j.jsonl"
+    journal = opened(path)
+    view: list[dict[str, Any]] = []
+    journal.snapshot = lambda: list(view)
+    await journal.commit([{"n": 1}], lambda: view.append({"n": 1}))
+    inode = path.stat().st_ino
+
+    def broken(fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "fdatasync", broken)
+    with pytest.raises(StorageError, match=r"fsync failed"):
+        await journal.commit([{"n": 2}], lambda: view.append({"n": 2}))
+    monkeypatch.undo()
+    monkeypatch.setattr(os, "fsync", broken)  # the fresh file cannot be synced either
+    with pytest.raises(StorageError, match=r"no fresh copy of the journal can be written yet"):
+        journal.append([{"n": 3}])
+    assert "next attempt in 0.1 s" in caplog.records[-1].getMessage()
+    with pytest.raises(StorageError, match=r"until a fresh copy of the journal can be written"):
+        journal.append([{"n": 3}])  # not tried again before 0.1 s
+    await trio.sleep(0.1)
+    with pytest.raises(StorageError, match=r"no fresh copy"):
+        await journal.commit([{"n": 3}])
+    assert "next attempt in 0.2 s" in caplog.records[-1].getMessage()
+    monkeypatch.undo()
+    await trio.sleep(0.2)
+    await journal.commit([{"n": 3}], lambda: view.append({"n": 3}))
+    assert path.stat().st_ino != inode
+    assert "recovered from a failed write" in caplog.records[-1].getMessage()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["j.jsonl"]
+    journal.close()
+    assert replayed(path) == [{"n": 1}, {"n": 3}], "the failed commit is not in the new file"
+
+
 async def test_a_closed_journal_refuses_writes(tmp_path: Path) -> None:
     journal = opened(tmp_path / "j.jsonl")
     journal.close()
@@ -412,7 +470,7 @@ async def test_rewrite_replaces_the_content_atomically(
     assert journal.lines == 1
     assert path.stat().st_ino != inode, "a new file renamed over the old one"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert not (tmp_path / "j.jsonl.compact").exists()
+    assert snapshots(tmp_path) == []
     await journal.commit([{"n": 5}])  # appends go to the new file
     journal.close()
     assert replayed(path) == [{"sum": 10}, {"n": 5}]
@@ -430,11 +488,11 @@ async def test_a_failed_rewrite_leaves_the_journal_as_it_was(
         raise OSError(errno.EIO, "rename failed")
 
     monkeypatch.setattr(os, "replace", crash)
-    with pytest.raises(OSError, match="rename failed"):
+    with pytest.raises(StorageError, match=r"cannot write the compacted journal .*rename failed"):
         await journal.exclusive(lambda: journal.rewrite([{"other": 1}]))
     monkeypatch.undo()
     assert path.read_bytes() == before
-    assert not (tmp_path / "j.jsonl.compact").exists()
+    assert snapshots(tmp_path) == []
     await journal.commit([{"n": 2}])
     journal.close()
     assert replayed(path) == [{"n": 1}, {"n": 2}]
