@@ -15,7 +15,7 @@ import math
 import os
 import tempfile
 import time
-from collections.abc import AsyncGenerator, AsyncIterable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable
 from types import TracebackType
 from typing import Any
 
@@ -26,7 +26,7 @@ from ._capabilities import TaskResult, WorkerInfo
 from ._codec import Codec, JsonCodec
 from ._errors import CodecError, StorageError
 from ._implementation import Attempt, Parts, Task, TaskId, set_status
-from ._journal import ReplayReport
+from ._journal import ReplayReport, WriteError
 from ._json_store import FAR_FUTURE, PENDING, RUNNING, Entry, Store, Watch, open_store
 from ._status import Status
 
@@ -34,20 +34,31 @@ __all__ = ["JsonStorage"]
 
 _log = logging.getLogger("pyapalis.json_storage")
 
+SETTLE_RETRY_FIRST = 0.1
+SETTLE_RETRY_MOST = 10.0
+"""An outcome (ack, retry) the journal cannot write is tried again after 0.1 s,
+then 0.2, 0.4... up to 10 s between attempts, until it is written."""
+
 
 class JsonStorage:
     """A persistent task backend in one JSON-lines file; one named queue per handle.
 
     ``JsonStorage(path, queue="default", codec=JsonCodec(), lease=30.0,
-    compact_min=10_000)``. The file is created (mode 0600, as is its lock file
-    ``<path>.lock``) if missing. Handles on the same file in one process share
-    it: ``storage.queue("emails")`` (or another ``JsonStorage(path,
-    queue="emails")``) is a second typed queue in the same file, with its own
-    codec, as apalis's MakeShared; the first handle's ``lease`` and
-    ``compact_min`` apply to the file. A second *process* opening the file is
-    refused with :class:`StorageError` naming the holder's pid (an exclusive
-    lock on ``<path>.lock``). Close every handle (or use ``with``) to release
-    the file; the last one closed closes it.
+    compact_min=10_000)``. The file is created (mode 0600) if missing; no other
+    file is kept beside it. Handles on the same file in one process share it,
+    whatever name opened it (a symlink, a hard link: the file is known by its
+    device and inode): ``storage.queue("emails")`` (or another
+    ``JsonStorage(path, queue="emails")``) is a second typed queue in the same
+    file, with its own codec, as apalis's MakeShared; the first handle's
+    ``lease`` and ``compact_min`` apply to the file, and :attr:`path` is the
+    name it was first opened by. A second *process* opening the file, by any
+    name, is refused with :class:`StorageError` naming the holder's pid (an
+    exclusive ``flock`` on the journal file itself; compaction locks the new
+    file before renaming it in). A hard link made to the journal names an
+    outdated copy once compaction has replaced the file: it stays locked while
+    this process holds the journal, and opening it then raises
+    :class:`StorageError`. Close every handle (or use ``with``) to release the
+    file; the last one closed closes it.
 
     Delivery is at-least-once. A task taken by a worker is marked Running with
     a lease of ``lease`` seconds (wall clock); if the process dies, the next
@@ -56,7 +67,8 @@ class JsonStorage:
     itself when its lease expires. Either way the dead execution counts as an
     attempt; a task whose ``max_attempts`` is used up is marked Failed instead.
     Tasks running in this process never expire: a live worker always acks,
-    retries or hands them back (a hand-back does not count the execution).
+    retries or hands them back (a hand-back does not count the execution); see
+    below for a disk that refuses those writes.
 
     Statuses are true: Pending, Running, Done, Failed (no attempts left) and
     Killed (aborted). Results are stored (encoded with the codec) and served by
@@ -65,9 +77,10 @@ class JsonStorage:
     the codec (JSON by default; no pickle), which must produce UTF-8 text;
     ``Parts.data`` (Extensions) is not persisted. Arguments that cannot be
     encoded raise :class:`CodecError` at push, with nothing written; a stored
-    payload that cannot be decoded fails its task (Failed, with the error)
-    when a worker takes it, and the worker goes on. Pushing a task whose id is
-    already stored stores nothing and returns that id.
+    task that cannot be rebuilt (a payload the codec cannot decode, or stored
+    values a Task refuses) fails (Failed, with the error) when a worker takes
+    it, and the worker goes on with the tasks behind it. Pushing a task whose
+    id is already stored stores nothing and returns that id.
 
     Durability: push, retry, hand-back, final statuses, :meth:`delete` and the
     capability writes are fsynced before they return. Concurrent ones share an
@@ -78,11 +91,34 @@ class JsonStorage:
     process crash) can forget that one execution started. A torn last line (a
     crash mid-write) is cut off on open and reported in :attr:`report` and the
     log; any other unreadable line raises :class:`StorageError` naming the file
-    and line, leaving the file untouched. The journal is compacted (a snapshot
-    renamed over it) once dead records outnumber live ones and ``compact_min``;
-    :meth:`vacuum` drops finished tasks and compacts. :meth:`delete` forgets
-    one task (the ``delete`` row below: a method, not a capability protocol);
-    it is what ``WorkerPool`` retention (``RemoveDone``, ``RemoveAll``) calls.
+    and line, leaving the file untouched; so does a record with a value no
+    task can have (``max_attempts`` below 1, a timeout not above 0, a negative
+    ``run_at`` or attempt count, a priority beyond 64 bits, a number that is
+    not finite, an impossible status). The journal is compacted (a snapshot
+    written to a new file of a fresh name beside it, never through a link,
+    then renamed over it) once dead records outnumber live ones and
+    ``compact_min``; a compaction that fails (a full disk) is logged and tried
+    again after 1 s, then 2, 4... up to 5 minutes, not at every write.
+    :meth:`vacuum` drops finished tasks and compacts (a failure raises
+    :class:`StorageError`). :meth:`delete` forgets one task (the ``delete`` row
+    below: a method, not a capability protocol); it is what ``WorkerPool``
+    retention (``RemoveDone``, ``RemoveAll``) calls.
+
+    When the disk refuses a write (full, or failing): the call that wrote
+    raises :class:`StorageError` and nothing of it is reported durable, but no
+    task is left Running for good. A worker's outcome (ack or retry) is tried
+    again after 0.1 s, then 0.2, 0.4... up to every 10 s, until it is written;
+    the worker waits meanwhile, and ``wait_for`` returns once it is. If the
+    worker is cancelled meanwhile (or a hand-back cannot be written), the task
+    is treated as abandoned: it comes back, its execution counted, with the
+    next take once the disk takes writes again, or with
+    :meth:`resume_abandoned`. A failed write is cut back off the file, and the
+    journal goes on. A failed fsync leaves the file's tail in doubt (the
+    kernel may have dropped the pages): that file is never trusted again;
+    writes are refused until the store, from memory, has been written into a
+    fresh file, fsynced and renamed over it (tried at the next write, backing
+    off from 0.1 s to 10 s while it fails). Commits that were waiting for the
+    failed fsync raise :class:`StorageError` and are not in the new file.
 
     ======================  ===========  =======================================
     capability              support      notes
@@ -392,35 +428,58 @@ class JsonStorage:
                 raise
 
     def _decode_task(self, entry: Entry) -> Task | None:
-        """The task of a stored entry; a payload that cannot be decoded fails it."""
+        """The task of a stored entry; a task that cannot be rebuilt is failed (None).
+
+        A payload the codec cannot decode, or stored values a Task does not
+        accept, fail the task (written, not synced) instead of the worker.
+        """
         try:
             args = self._codec.decode(entry.args.encode())
             ctx = self._codec.decode(entry.meta.encode()) if entry.meta is not None else None
         except Exception as error:
-            message = f"CodecError: cannot decode the stored task: {type(error).__name__}: {error}"
-            _log.error("JsonStorage: %s: task %s failed: %s", self.path, entry.task_id, message)
-            store = self._store
-            store.append(
-                {
-                    "op": "final",
-                    "id": entry.task_id,
-                    "status": Status.Failed.value,
-                    "attempts": entry.attempts,
-                    "error": message,
-                }
+            self._fail_stored(
+                entry, f"CodecError: cannot decode the stored task: {_describe(error)}"
             )
-            store.finished(entry)
             return None
-        parts = Parts(
-            task_id=TaskId(entry.task_id),
-            attempt=Attempt(entry.attempts),
-            ctx=ctx,
-            run_at=entry.run_at,
-            max_attempts=entry.max_attempts,
-            timeout=entry.timeout,
-            priority=entry.priority,
+        try:
+            parts = Parts(
+                task_id=TaskId(entry.task_id),
+                attempt=Attempt(entry.attempts),
+                ctx=ctx,
+                run_at=entry.run_at,
+                max_attempts=entry.max_attempts,
+                timeout=entry.timeout,
+                priority=entry.priority,
+            )
+            return Task.from_parts(args, parts)
+        except Exception as error:
+            self._fail_stored(
+                entry, f"StorageError: the stored task is not a valid task: {_describe(error)}"
+            )
+            return None
+
+    def _fail_stored(self, entry: Entry, message: str) -> None:
+        """Mark a Pending entry Failed with ``message`` (written, not synced)."""
+        _log.error("JsonStorage: %s: task %s failed: %s", self.path, entry.task_id, message)
+        store = self._store
+        repaired = entry.repair()
+        if repaired:
+            _log.error(
+                "JsonStorage: %s: task %s: reset the impossible %s",
+                self.path,
+                entry.task_id,
+                ", ".join(repaired),
+            )
+        store.append(
+            {
+                "op": "final",
+                "id": entry.task_id,
+                "status": Status.Failed.value,
+                "attempts": entry.attempts,
+                "error": message,
+            }
         )
-        return Task.from_parts(args, parts)
+        store.finished(entry)
 
     async def ack(
         self, task: Task, status: Status, result: Any, error: BaseException | None
@@ -455,7 +514,7 @@ class JsonStorage:
             # Task layers see the status the backend recorded (see _service).
             set_status(task, entry.status)
 
-        await store.commit([record], durable, (entry,))
+        await self._settle(entry, record, durable, "outcome")
 
     async def retry(self, task: Task, delay: float, error: BaseException) -> None:
         """Queue the task again ``delay`` seconds from now, its attempts kept (durable)."""
@@ -476,7 +535,7 @@ class JsonStorage:
             store.schedule(entry, deadline)
             set_status(task, PENDING)
 
-        await store.commit([record], durable, (entry,))
+        await self._settle(entry, record, durable, "retry")
 
     async def release(self, task: Task) -> None:
         """Take back an interrupted task; that execution does not count (durable).
@@ -494,7 +553,41 @@ class JsonStorage:
             store.enqueue(entry, front=True)
             set_status(task, PENDING)
 
-        await store.commit([record], durable, (entry,))
+        try:
+            await store.commit([record], durable, (entry,))
+        except WriteError:
+            # Not retried: a hand-back happens on the way out (shutdown,
+            # cancellation), which must not wait for the disk.
+            store.hand_back(entry)
+            raise
+
+    async def _settle(
+        self, entry: Entry, record: dict[str, Any], durable: Callable[[], None], what: str
+    ) -> None:
+        """Commit the end of an execution, trying again with back-off while the
+        journal cannot write (a full disk); cancelled meanwhile, the task is
+        handed back (see :meth:`Store.hand_back`)."""
+        store = self._store
+        delay = 0.0
+        while True:
+            try:
+                await store.commit([record], durable, (entry,))
+                return
+            except WriteError as error:
+                delay = SETTLE_RETRY_FIRST if not delay else min(delay * 2, SETTLE_RETRY_MOST)
+                _log.warning(
+                    "JsonStorage: %s: cannot record the %s of task %s (%s); trying again in %.3g s",
+                    self.path,
+                    what,
+                    entry.task_id,
+                    error,
+                    delay,
+                )
+            try:
+                await trio.sleep(delay)
+            except BaseException:
+                store.hand_back(entry)
+                raise
 
     def _own(self, task: Task) -> Entry:
         self._check_open()
@@ -528,17 +621,23 @@ class JsonStorage:
             raise CodecError(
                 f"JsonStorage: task {entry.task_id} cannot be decoded: {error}"
             ) from error
-        parts = Parts(
-            task_id=TaskId(entry.task_id),
-            attempt=Attempt(entry.attempts),
-            ctx=ctx,
-            status=entry.status,
-            run_at=entry.run_at,
-            max_attempts=entry.max_attempts,
-            timeout=entry.timeout,
-            priority=entry.priority,
-        )
-        return Task.from_parts(args, parts)
+        try:
+            parts = Parts(
+                task_id=TaskId(entry.task_id),
+                attempt=Attempt(entry.attempts),
+                ctx=ctx,
+                status=entry.status,
+                run_at=entry.run_at,
+                max_attempts=entry.max_attempts,
+                timeout=entry.timeout,
+                priority=entry.priority,
+            )
+            return Task.from_parts(args, parts)
+        except Exception as error:
+            raise StorageError(
+                f"JsonStorage: {self.path}: task {entry.task_id} is not a valid task: "
+                f"{_describe(error)}"
+            ) from error
 
     async def update(self, task: Task) -> None:
         """Store the task's parts: status, attempts, run_at, max_attempts, timeout, metadata.
@@ -695,7 +794,9 @@ class JsonStorage:
     async def resume_abandoned(self) -> int:
         """Re-queue every task left Running by a process that is gone; returns how many.
 
-        The lock on the file proves those processes are gone. Each resumption
+        The lock on the file proves those processes are gone. Tasks of this
+        process whose outcome could not be written (a full disk) before their
+        worker was cancelled come back this way too. Each resumption
         counts the dead execution as an attempt; a task out of attempts is
         marked Failed (and counted too). Durable when this returns.
         """

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import logging
 import math
 import os
 import shutil
@@ -45,7 +46,7 @@ import trio
 from ._capabilities import WorkerInfo
 from ._clock import DeadlineConverter, run_clock
 from ._errors import StorageError
-from ._journal import Journal
+from ._journal import Backoff, Journal, WriteError
 from ._status import Status
 
 __all__ = ["FAR_FUTURE", "Entry", "Queue", "Store", "Watch", "open_store"]
@@ -56,6 +57,17 @@ FAILED = Status.Failed
 
 FAR_FUTURE = 1e15
 """A wall-clock time ~31 million years away: an infinite delay, as JSON can store it."""
+
+COMPACT_RETRY_FIRST = 1.0
+COMPACT_RETRY_MOST = 300.0
+"""A compaction that failed is tried again after 1 s, then 2, 4... up to 5 minutes."""
+
+RESUME_RETRY_FIRST = 0.1
+RESUME_RETRY_MOST = 10.0
+"""An expired lease whose resumption cannot be written is tried again after
+0.1 s, then 0.2, 0.4... up to 10 s."""
+
+log = logging.getLogger("pyapalis.journal")
 
 
 class Entry:
@@ -81,16 +93,19 @@ class Entry:
     )
 
     def __init__(self, record: dict[str, Any]) -> None:
-        self.task_id: str = _field(record, "id", str)
-        self.queue: str = _field(record, "queue", str)
+        # Every value is checked against what a Task accepts: a record that
+        # could not become a Task is reported at open (with its line), not
+        # met by a worker.
+        self.task_id: str = _text(record, "id")
+        self.queue: str = _text(record, "queue")
         self.args: str = _field(record, "args", str)
         self.meta: str | None = _optional(record, "meta", str)
-        self.run_at: float = _number(record, "run_at")
-        self.attempts: int = _optional(record, "attempts", int) or 0
-        self.max_attempts: int | None = _optional(record, "max", int)
-        self.timeout: float | None = _optional_number(record, "timeout")
-        self.priority: int = _optional(record, "priority", int) or 0
-        self.status = _status(_optional(record, "status", str) or "Pending")
+        self.run_at: float = _timestamp(record, "run_at")
+        self.attempts: int = _attempts(record) if record.get("attempts") is not None else 0
+        self.max_attempts: int | None = _max_attempts(record)
+        self.timeout: float | None = _timeout(record)
+        self.priority: int = _priority(record)
+        self.status = _stored_status(_optional(record, "status", str) or "Pending", _STORED)
         self.result: str | None = _optional(record, "result", str)
         self.error: str | None = _optional(record, "error", str)
         self.lease_until: float | None = _optional_number(record, "lease")
@@ -118,6 +133,24 @@ class Entry:
         entry.busy = 0
         entry.deleting = False
         return entry
+
+    def repair(self) -> list[str]:
+        """Reset the values no stored record may hold (an entry that cannot
+        become a Task is failed with them); the names of those reset."""
+        repaired = []
+        for key, value, check, default in (
+            ("attempts", self.attempts, _attempts, 0),
+            ("run_at", self.run_at, _run_at, 0.0),
+            ("max", self.max_attempts, _max_attempts, None),
+            ("timeout", self.timeout, _timeout, None),
+            ("priority", self.priority, _priority, 0),
+        ):
+            try:
+                check({key: value})
+            except (KeyError, TypeError, ValueError):
+                repaired.append(f"{key}={value!r:.40}")
+                setattr(self, _ATTRIBUTES.get(key, key), default)
+        return repaired
 
     def snapshot(self) -> dict[str, Any]:
         """The record that recreates this entry (compaction writes these)."""
@@ -206,6 +239,9 @@ class Store:
             self.journal.close()
             raise
         self.journal.on_quiet = self._maybe_compact
+        self.journal.snapshot = self.snapshot
+        self._compaction = Backoff(COMPACT_RETRY_FIRST, COMPACT_RETRY_MOST)
+        self._resumption = Backoff(RESUME_RETRY_FIRST, RESUME_RETRY_MOST)
 
     # -- replay ------------------------------------------------------------
 
@@ -233,7 +269,7 @@ class Store:
             return entry
         if op == "worker":
             info = WorkerInfo(
-                _field(record, "name", str),
+                _text(record, "name"),
                 _field(record, "pid", int),
                 _number(record, "started"),
                 _number(record, "seen"),
@@ -245,31 +281,31 @@ class Store:
         entry = self.entries[_field(record, "id", str)]
         if op == "take":
             entry.status = RUNNING
-            entry.attempts = _field(record, "attempts", int)
+            entry.attempts = _attempts(record)
             entry.lease_until = _number(record, "lease")
             entry.owner = _field(record, "owner", str)
         elif op in ("retry", "release", "resume"):
-            entry.status = _status(record.get("status", "Pending"))
-            entry.attempts = _field(record, "attempts", int)
+            entry.status = _stored_status(record.get("status", "Pending"), _REQUEUED)
+            entry.attempts = _attempts(record)
             if "run_at" in record:
-                entry.run_at = _number(record, "run_at")
+                entry.run_at = _timestamp(record, "run_at")
             if "error" in record:
                 entry.error = _optional(record, "error", str)
             entry.result = None
             entry.lease_until = entry.owner = None
         elif op == "final":
-            entry.status = _status(_field(record, "status", str))
-            entry.attempts = _field(record, "attempts", int)
+            entry.status = _stored_status(_field(record, "status", str), _FINAL)
+            entry.attempts = _attempts(record)
             entry.result = _optional(record, "result", str)
             entry.error = _optional(record, "error", str)
             entry.lease_until = entry.owner = None
         elif op == "update":
-            entry.status = _status(_field(record, "status", str))
-            entry.attempts = _field(record, "attempts", int)
-            entry.run_at = _number(record, "run_at")
-            entry.max_attempts = _optional(record, "max", int)
-            entry.timeout = _optional_number(record, "timeout")
-            entry.priority = _optional(record, "priority", int) or 0
+            entry.status = _stored_status(_field(record, "status", str), _UPDATED)
+            entry.attempts = _attempts(record)
+            entry.run_at = _timestamp(record, "run_at")
+            entry.max_attempts = _max_attempts(record)
+            entry.timeout = _timeout(record)
+            entry.priority = _priority(record)
             entry.meta = _optional(record, "meta", str)
             if not entry.status.is_final:
                 entry.result = None
@@ -499,11 +535,29 @@ class Store:
             deadline = clock.deadline(lease, now)
             if deadline > now:
                 return deadline
-            heapq.heappop(leases)
             if entry.busy:
                 # A resume_by_id or reschedule of it is on its way to the disk.
+                heapq.heappop(leases)
                 continue
-            self.resume(entry)
+            if not self._resumption.due():
+                return self._resumption.deadline()
+            try:
+                self.resume(entry)
+            except WriteError as error:
+                # The disk refuses writes (full?): the task stays abandoned,
+                # its lease in the heap; try again after a back-off instead
+                # of failing the taker that happened to notice the expiry.
+                delay = self._resumption.failed()
+                log.warning(
+                    "JsonStorage: %s: cannot resume task %s (%s); next attempt in %.3g s",
+                    self.path,
+                    entry.task_id,
+                    error,
+                    delay,
+                )
+                return now + delay
+            self._resumption.succeeded()
+            heapq.heappop(leases)
         return math.inf
 
     def resume(self, entry: Entry) -> None:
@@ -511,7 +565,6 @@ class Store:
 
         The dead execution was counted when it was taken. Written, not synced.
         """
-        self.abandoned.pop(entry.task_id, None)
         record: dict[str, Any] = {"op": "resume", "id": entry.task_id, "attempts": entry.attempts}
         exhausted = entry.max_attempts is not None and entry.attempts >= entry.max_attempts
         if exhausted:
@@ -519,11 +572,23 @@ class Store:
             record["error"] = (
                 "StorageError: its worker died while running it and no attempts remain"
             )
-        self.append(record)
+        self.append(record)  # a failed write raises with the entry still abandoned
+        self.abandoned.pop(entry.task_id, None)
         if exhausted:
             self.finished(entry)
         else:
             self.enqueue(entry, due=True)
+
+    def hand_back(self, entry: Entry) -> None:
+        """Make a task running here abandoned, its lease expired, when its outcome
+        cannot be written: it comes back (counted, like a dead worker's) with the
+        next take once the journal can write again, or with resume_abandoned."""
+        if self.in_flight.get(entry.task_id) is not entry or entry.status is not RUNNING:
+            return
+        del self.in_flight[entry.task_id]
+        entry.lease_until = self.clock().wall_now()
+        self.abandon(entry)
+        self._wake(self.queue(entry.queue))
 
     # -- compaction ------------------------------------------------------------------
 
@@ -543,10 +608,31 @@ class Store:
         return records
 
     def _maybe_compact(self) -> None:
-        """Rewrite the journal once dead records outnumber live ones."""
+        """Rewrite the journal once dead records outnumber live ones.
+
+        A failed compaction (a full disk) is not tried again at every fsync
+        (each try serialises the whole store) but after a back-off on trio's
+        clock, logged once per step; the journal grows meanwhile.
+        """
         live = len(self.entries) + len(self.workers)
-        if self.journal.lines > max(self.compact_min, 2 * live):
+        if self.journal.lines <= max(self.compact_min, 2 * live):
+            return
+        backoff = self._compaction
+        if not backoff.due():
+            return
+        try:
             self.journal.rewrite(self.snapshot())
+        except StorageError as error:
+            delay = backoff.failed()
+            log.warning(
+                "JsonStorage: %s: compaction failed, the journal keeps growing (%s); "
+                "next attempt in %.3g s",
+                self.path,
+                error,
+                delay,
+            )
+            return
+        backoff.succeeded()
 
     def vacuum(self) -> int:
         """Drop every final entry and compact (call at a quiet point); how many."""
@@ -554,6 +640,7 @@ class Store:
             key for key, entry in self.entries.items() if entry.status.is_final and not entry.busy
         }
         self.journal.rewrite(self.snapshot(skip=finished))
+        self._compaction.succeeded()
         for key in finished:
             del self.entries[key]
         return len(finished)
@@ -572,15 +659,34 @@ class Store:
             shutil.rmtree(self.temp_dir, ignore_errors=True)
 
 
-_STORES: weakref.WeakValueDictionary[str, Store] = weakref.WeakValueDictionary()
+_STORES: weakref.WeakSet[Store] = weakref.WeakSet()
 
 
 def open_store(path: str, lease: float, compact_min: int) -> Store:
-    """The store of ``path`` in this process, opened if no open one exists."""
-    store = _STORES.get(path)
-    if store is None or store.journal.closed:
-        store = Store(path, lease, compact_min)
-        _STORES[path] = store
+    """The store of the file at ``path`` in this process, opened if no open one exists.
+
+    Stores are known by the journal file's device and inode, so every name of
+    one file (a hard link, a symlink) gives the same store.
+    """
+    try:
+        info = os.stat(path)
+    except OSError:
+        info = None  # a new file, or one the journal will report it cannot open
+    if info is not None:
+        identity = (info.st_dev, info.st_ino)
+        for store in list(_STORES):
+            journal = store.journal
+            if journal.closed:
+                continue
+            if journal.identity == identity:
+                return store
+            if identity in journal.stale_identities:
+                raise StorageError(
+                    f"JsonStorage: {path} is an outdated copy of {store.path}: it was a hard "
+                    f"link to that journal, which compaction replaced; open {store.path}"
+                )
+    store = Store(path, lease, compact_min)
+    _STORES.add(store)
     return store
 
 
@@ -600,21 +706,94 @@ def _optional(record: dict[str, Any], key: str, kind: type) -> Any:
     return _field(record, key, kind) if record.get(key) is not None else None
 
 
+def _text(record: dict[str, Any], key: str) -> str:
+    value: str = _field(record, key, str)
+    if not value:
+        raise ValueError(f"{key!r} must not be empty")
+    return value
+
+
 def _number(record: dict[str, Any], key: str) -> float:
     value = record[key]
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{key!r} must be a number, got {value!r:.40}")
-    return float(value)
-
-
-_STATUSES = {status.value: status for status in Status}
-
-
-def _status(name: str) -> Status:
-    """The Status named ``name`` (a dict lookup: cheaper than calling the enum)."""
-    status = _STATUSES.get(name)
-    return status if status is not None else Status(name)
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise ValueError(f"{key!r} must be a finite number, got {value!r:.40}")
+    return number
 
 
 def _optional_number(record: dict[str, Any], key: str) -> float | None:
     return _number(record, key) if record.get(key) is not None else None
+
+
+def _timestamp(record: dict[str, Any], key: str) -> float:
+    value = _number(record, key)
+    if value < 0:
+        raise ValueError(f"{key!r} must be a UNIX timestamp >= 0, got {record[key]!r:.40}")
+    return value
+
+
+def _int_within(record: dict[str, Any], key: str, low: int, high: int, what: str) -> int:
+    value: int = _field(record, key, int)
+    if not low <= value <= high:
+        raise ValueError(f"{key!r} ({what}) must be from {low} to {high}, got {value!r:.40}")
+    return value
+
+
+def _run_at(record: dict[str, Any]) -> float:
+    return _timestamp(record, "run_at")
+
+
+_ATTRIBUTES = {"max": "max_attempts"}
+"""Entry attributes whose record key differs."""
+
+_ATTEMPTS_MAX = 2**63 - 1
+_MAX_ATTEMPTS_MAX = 2**31 - 1
+_PRIORITY_MIN = -(2**63)
+_PRIORITY_MAX = 2**63 - 1
+
+
+def _attempts(record: dict[str, Any]) -> int:
+    return _int_within(record, "attempts", 0, _ATTEMPTS_MAX, "the attempt count")
+
+
+def _max_attempts(record: dict[str, Any]) -> int | None:
+    if record.get("max") is None:
+        return None
+    return _int_within(record, "max", 1, _MAX_ATTEMPTS_MAX, "max_attempts")
+
+
+def _priority(record: dict[str, Any]) -> int:
+    if record.get("priority") is None:
+        return 0
+    return _int_within(record, "priority", _PRIORITY_MIN, _PRIORITY_MAX, "a 64-bit priority")
+
+
+def _timeout(record: dict[str, Any]) -> float | None:
+    timeout = _optional_number(record, "timeout")
+    if timeout is not None and timeout <= 0:
+        raise ValueError(f"'timeout' must be > 0 seconds, got {record['timeout']!r:.40}")
+    return timeout
+
+
+_STATUSES = {status.value: status for status in Status}
+_STORED = frozenset({Status.Pending, Status.Running, Status.Done, Status.Failed, Status.Killed})
+"""What a stored task can be (Queued only exists inside a worker)."""
+_REQUEUED = frozenset({Status.Pending, Status.Failed})
+_FINAL = frozenset({Status.Done, Status.Failed, Status.Killed})
+_UPDATED = frozenset({Status.Pending, Status.Done, Status.Failed, Status.Killed})
+
+
+def _stored_status(name: str, allowed: frozenset[Status]) -> Status:
+    """The Status named ``name``, if the record's op may set it (a dict lookup)."""
+    status = _STATUSES.get(name)
+    if status is None:
+        status = Status(name)  # raises ValueError naming the valid statuses
+    if status not in allowed:
+        choices = ", ".join(sorted(s.value for s in allowed))
+        raise ValueError(f"status {name!r} is not possible here (expected {choices})")
+    return status

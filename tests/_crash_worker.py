@@ -7,6 +7,11 @@ through its standard streams. Two modes:
     Open the storage, print ``ready <pid>``, and keep the file until standard
     input closes (the lock test).
 
+``probe PATH [--user UID]``
+    Try to open the storage (as user UID if given: the process drops root
+    first) and print ``opened <tasks>`` or ``refused <message>`` (the lock and
+    permission tests).
+
 ``work PATH EFFECTS [--concurrency N] [--block ITEM] [--pause SECONDS] [--compact-min N]``
     Open the storage, resume abandoned tasks (prints ``resumed <n>``), print
     ``ready``, then run a worker until no task of the queue is left
@@ -29,6 +34,7 @@ import sys
 import trio
 
 from pyapalis._context import WorkerContext
+from pyapalis._errors import StorageError
 from pyapalis._events import Event, EventKind
 from pyapalis._implementation import Attempt
 from pyapalis._json_storage import JsonStorage
@@ -44,6 +50,20 @@ async def hold(path: str) -> None:
     with JsonStorage(path):
         say(f"ready {os.getpid()}")
         await trio.to_thread.run_sync(sys.stdin.read)
+
+
+def probe(path: str, user: int | None) -> None:
+    if user is not None:
+        os.setgroups([])
+        os.setgid(user)
+        os.setuid(user)
+    try:
+        storage = JsonStorage(path)
+    except StorageError as error:
+        say(f"refused {error}")
+        return
+    with storage:
+        say(f"opened {len(storage)}")
 
 
 async def work(options: argparse.Namespace) -> None:
@@ -88,6 +108,9 @@ def main() -> None:
     modes = parser.add_subparsers(dest="mode", required=True)
     hold_mode = modes.add_parser("hold")
     hold_mode.add_argument("path")
+    probe_mode = modes.add_parser("probe")
+    probe_mode.add_argument("path")
+    probe_mode.add_argument("--user", type=int, default=None)
     work_mode = modes.add_parser("work")
     work_mode.add_argument("path")
     work_mode.add_argument("effects")
@@ -98,6 +121,8 @@ def main() -> None:
     options = parser.parse_args()
     if options.mode == "hold":
         trio.run(hold, options.path)
+    elif options.mode == "probe":
+        probe(options.path, options.user)
     else:
         trio.run(work, options)
 

@@ -450,7 +450,7 @@ async def test_killed_at_any_instant_each_task_is_whole_or_gone(path: Path) -> N
                 else:
                     assert result.status is Status.Pending
         acknowledged.update(ids[:missing])
-    assert not path.with_name("tasks.jsonl.compact").exists()
+    assert not list(path.parent.glob("tasks.jsonl.compact*"))
 
 
 # -- waiting for a deleted task -----------------------------------------------------------------
@@ -591,7 +591,8 @@ async def test_compaction_and_vacuum_drop_deleted_tasks_and_their_records(
         await finish(storage, 2)
         assert await storage.delete(done)
         assert await storage.vacuum() == 1  # p3, Done; the deleted one is not counted
-        assert records_of(path) == []
+        # Only the worker's own registration (a heartbeat) may be left.
+        assert [r for r in records_of(path) if r["op"] != "worker"] == []
     with JsonStorage(path) as storage:
         assert await storage.list_tasks() == []
 
