@@ -15,6 +15,7 @@ file system, so that one is simulated only.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -29,6 +30,7 @@ import pytest
 import trio
 import trio.testing
 
+from pyapalis._errors import StorageError
 from pyapalis._journal import HEADER
 from pyapalis._json_storage import JsonStorage
 from pyapalis._status import Status
@@ -297,6 +299,40 @@ async def test_a_handed_back_task_is_resumed_by_resume_abandoned(
             await worker.run()
         disk.free()
         assert await storage.resume_abandoned() == 1
+        [result] = await storage.check_status([task_id])
+        assert result.status is Status.Pending
+
+
+async def test_a_hand_back_the_full_disk_refuses_leaves_the_task_abandoned(
+    disk: Disk, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A hand-back happens on the way out: it is not retried, but the task comes back."""
+    path = disk.directory / "tasks.jsonl"
+    with JsonStorage(path) as storage:
+        task_id = await storage.push("x")
+        started = trio.Event()
+
+        async def handler(item: str) -> str:
+            disk.fill()
+            started.set()
+            await trio.sleep_forever()
+            return item
+
+        worker = WorkerBuilder("w").backend(storage).build(handler)
+
+        async def run() -> None:
+            with contextlib.suppress(StorageError):  # the hand-back failed
+                await worker.run()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(run)
+            await started.wait()
+            nursery.cancel_scope.cancel()  # interrupted: the worker hands the task back
+        if not disk.real:  # (on tmpfs the small release record may still fit)
+            assert str(task_id) not in storage._store.in_flight
+        disk.free()
+        if not disk.real:
+            assert await storage.resume_abandoned() == 1
         [result] = await storage.check_status([task_id])
         assert result.status is Status.Pending
 
