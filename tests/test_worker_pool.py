@@ -122,7 +122,7 @@ async def run_for(pool: WorkerPool, seconds: float) -> None:
 
 def lock_is_free(path: Path) -> bool:
     """True once every handle on the JsonStorage file at ``path`` is closed."""
-    fd = os.open(str(path) + ".lock", os.O_RDWR | os.O_CREAT)
+    fd = os.open(str(path), os.O_RDONLY)  # the lock is on the journal file itself
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
