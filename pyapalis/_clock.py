@@ -2,7 +2,8 @@
 
 Backends store when a task is due as UNIX seconds (``run_at``, a lease's
 expiry), but every wait in pyapalis happens on trio's clock so tests can run in
-virtual time. DESIGN §3 gives the conversion:
+virtual time. A backend converts a wall-clock time into a trio deadline when it
+queues the task:
 ``deadline = trio.current_time() + (run_at - time.time())``.
 
 "Wall now" is ``max(time.time(), trio.current_time() + offset)``, where the

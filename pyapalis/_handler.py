@@ -3,11 +3,19 @@
 A handler's first parameter receives the task's args; every other parameter is
 resolved once, at ``WorkerBuilder.build()``, from its annotation. A parameter
 nothing can supply is a :class:`BuildError` naming it, not a runtime surprise.
+
+A handler is an ``async def`` or a plain ``def`` returning its result. A
+generator function or an async generator function is refused at build: calling
+it runs none of its body. A plain ``def`` that returns an awaitable (``lambda
+to: send(to)``, a decorator without ``functools.wraps``) has it awaited, so the
+work runs; one that returns a generator fails the task with a ``TypeError``
+(see :func:`finish_returned`). Only the plain-``def`` path pays for that check.
 """
 
 from __future__ import annotations
 
 import inspect
+import types
 import typing
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -17,7 +25,7 @@ from ._context import WorkerContext
 from ._errors import BuildError, MissingDataError
 from ._implementation import Attempt, Extensions, Parts, Task, TaskId
 
-__all__ = ["Data", "Handler", "Meta", "resolve_handler"]
+__all__ = ["RETURNS_LATER", "Data", "Handler", "Meta", "finish_returned", "resolve_handler"]
 
 T = TypeVar("T")
 
@@ -55,8 +63,50 @@ class Handler:
     args_only: bool
     """True when the handler takes nothing but the args (the fastest path)."""
     call: Callable[[Task], Any]
-    """``call(task)``: a coroutine when ``is_async``, else the result itself."""
-    has_async_resolvers: bool
+    """``call(task)``: a coroutine when ``is_async``, else what the handler returned
+    (check it against :data:`RETURNS_LATER`)."""
+
+
+RETURNS_LATER: tuple[type, ...] = (
+    types.CoroutineType,
+    types.GeneratorType,
+    types.AsyncGeneratorType,
+    Awaitable,
+)
+"""What a plain ``def`` handler can return that is not its result yet.
+
+The worker checks ``isinstance(result, RETURNS_LATER)`` after calling a plain
+``def`` handler (never an ``async def`` one) and, if so, lets
+:func:`finish_returned` decide.
+"""
+
+
+def handler_name(function: Callable[..., Any]) -> str:
+    """``function``'s qualified name, or its repr."""
+    name = getattr(function, "__qualname__", None)
+    if not isinstance(name, str):
+        name = getattr(type(function), "__qualname__", None)
+    return name if isinstance(name, str) else repr(function)
+
+
+async def finish_returned(result: Any, function: Callable[..., Any]) -> Any:
+    """The result of a plain ``def`` handler that returned something in :data:`RETURNS_LATER`.
+
+    An awaitable (a coroutine from ``lambda to: send(to)``, an object with
+    ``__await__``) is awaited: its value is the result. A generator or an async
+    generator raises ``TypeError``: the handler's work never ran, and
+    recording the task Done would lie.
+    """
+    if inspect.isawaitable(result):
+        return await result
+    kind = "an async generator" if isinstance(result, types.AsyncGeneratorType) else "a generator"
+    if isinstance(result, types.GeneratorType):
+        result.close()
+    raise TypeError(
+        f"handler {handler_name(function)!r} returned {kind} instead of a result, so "
+        f"nothing of its work ran; a handler must be an async def, or a plain def "
+        f"returning its result"
+    )
 
 
 def _missing_meta(cls: type, name: str) -> MissingDataError:
@@ -143,6 +193,20 @@ def _resolver_for(
     )
 
 
+def _generator_kind(function: Callable[..., Any]) -> str | None:
+    """ "a generator function" or "an async generator function" if calling
+    ``function`` (or a callable object's ``__call__``) only makes a generator."""
+    call = getattr(function, "__call__", None)  # noqa: B004 - callable objects
+    for candidate in (function, call):
+        if candidate is None:
+            continue
+        if inspect.isasyncgenfunction(candidate):
+            return "an async generator function"
+        if inspect.isgeneratorfunction(candidate):
+            return "a generator function"
+    return None
+
+
 def _is_async(function: Callable[..., Any]) -> bool:
     if inspect.iscoroutinefunction(function):
         return True
@@ -156,6 +220,14 @@ def resolve_handler(
     """Inspect ``function`` once and build the per-task call for the worker."""
     if not callable(function):
         raise BuildError("InvalidHandler", f"handler must be callable, got {function!r}")
+    kind = _generator_kind(function)
+    if kind is not None:
+        raise BuildError(
+            "InvalidHandler",
+            f"handler {handler_name(function)!r} is {kind}: calling it runs none of its "
+            f"body, so no task would ever be done; make it an async def (or a plain def) "
+            f"that returns the result",
+        )
     try:
         signature = inspect.signature(function)
     except (TypeError, ValueError) as exc:
@@ -198,7 +270,7 @@ def resolve_handler(
     is_async = _is_async(function)
     args_only = not positional and not keyword
     call = _make_call(function, positional, keyword, is_async, has_async, args_only)
-    return Handler(function, is_async or has_async, args_only, call, has_async)
+    return Handler(function, is_async or has_async, args_only, call)
 
 
 def _make_call(
@@ -217,7 +289,11 @@ def _make_call(
             values = [await _maybe_await(r(task)) for r in positional]
             named = {name: await _maybe_await(r(task)) for name, r in keyword.items()}
             result = function(task.args, *values, **named)
-            return await result if is_async else result
+            if is_async:
+                return await result
+            if result is not None and isinstance(result, RETURNS_LATER):
+                return await finish_returned(result, function)  # a plain def's awaitable
+            return result
 
         return call_with_async_resolvers
     if not keyword:

@@ -16,10 +16,20 @@ addition, the handler is an ``async def`` of the args alone, the worker sets no
 timeout and the backend has ``ack_nowait``, the worker's loop runs those same
 steps inline (see :attr:`Execute.direct_handler`); a task with its own timeout
 still goes through :meth:`Execute.settle_begun`.
+
+Two handler mistakes get a clear outcome instead of a false ``Done`` or a
+worker that silently stops: a plain ``def`` handler's returned awaitable is
+awaited (a returned generator fails the task; see
+:func:`~pyapalis._handler.finish_returned`), and a ``trio.Cancelled`` that
+escapes a handler while the worker is not being cancelled fails the task with
+:class:`StrayCancelledError` (see :func:`stray_cancelled`). Both checks sit off
+the hot path: the first on the plain-``def`` path only, the second in
+exception handlers.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import trio
@@ -28,19 +38,57 @@ from ._backend import Backend
 from ._context import WorkerContext
 from ._errors import AbortError, DeferredError, RetryAfterError, TaskFailedError, TaskTimeoutError
 from ._events import Event, EventKind
-from ._handler import Handler
+from ._handler import RETURNS_LATER, Handler, finish_returned, handler_name
 from ._implementation import Task, begin_execution, set_status
 from ._retry import RetryPolicy
 from ._service import NotReadyError, Service, always_ready
 from ._status import Status
 
-__all__ = ["Acknowledge", "BackendFailure", "Execute", "Settler", "SettlingExecute"]
+__all__ = [
+    "Acknowledge",
+    "BackendFailure",
+    "Execute",
+    "Settler",
+    "SettlingExecute",
+    "StrayCancelledError",
+    "stray_cancelled",
+]
 
 _DONE = Status.Done
 _FAILED = Status.Failed
 _KILLED = Status.Killed
 _QUEUED = Status.Queued
 _RUNNING = Status.Running
+
+
+class StrayCancelledError(RuntimeError):
+    """A ``trio.Cancelled`` reached the worker while nothing was cancelling it.
+
+    trio raises ``Cancelled`` only inside a cancel scope that was cancelled,
+    and that scope catches it again. One that escapes a handler while the
+    worker's own scopes are not cancelled was raised by the handler itself (a
+    ``Cancelled`` kept and re-raised outside its scope, say). Left alone it
+    would be caught by the first cancel scope the worker cancels on the way
+    out, and ``run()`` would return as if stopped, tasks handed back unnoticed;
+    instead the task fails with this error (the ``Cancelled`` is its cause).
+    """
+
+
+def stray_cancelled(cancelled: trio.Cancelled, source: str) -> StrayCancelledError | None:
+    """A :class:`StrayCancelledError` for ``cancelled`` if it is not for the current task.
+
+    None if the current task is being cancelled (a real cancellation: let it
+    propagate). ``source`` says what raised it ("handler 'send'").
+    """
+    if trio.current_effective_deadline() == -math.inf:
+        return None
+    error = StrayCancelledError(
+        f"{source} raised trio.Cancelled while the worker was not being cancelled; a "
+        f"Cancelled must not be raised outside the cancel scope that was cancelled "
+        f"(catch it only to re-raise it at once)"
+    )
+    error.__cause__ = cancelled
+    return error
 
 
 class Settler:
@@ -105,6 +153,7 @@ class Execute:
         "_ack_nowait",
         "_call",
         "_function",
+        "_handler",
         "_is_async",
         "_settler",
         "_timeout",
@@ -114,6 +163,7 @@ class Execute:
     def __init__(self, handler: Handler, timeout: float | None, settler: Settler) -> None:
         self._settler = settler
         self._ack_nowait = settler._ack_nowait
+        self._handler = handler.function
         self._call = handler.call
         # The handler itself when it takes only the args: called without the adapter.
         self._function = handler.function if handler.args_only else None
@@ -140,14 +190,22 @@ class Execute:
 
     async def __call__(self, task: Task) -> Any:
         timeout = begin_execution(task) or self._timeout
-        if timeout is not None:
-            result = await self._call_with_timeout(task, timeout)
-        elif not self._is_async:
-            result = self._call(task)
-        elif self._function is not None:
-            result = await self._function(task.args)
-        else:
-            result = await self._call(task)
+        try:
+            if timeout is not None:
+                result = await self._call_with_timeout(task, timeout)
+            elif not self._is_async:
+                result = self._call(task)
+                if result is not None and isinstance(result, RETURNS_LATER):
+                    result = await finish_returned(result, self._handler)
+            elif self._function is not None:
+                result = await self._function(task.args)
+            else:
+                result = await self._call(task)
+        except trio.Cancelled as cancelled:
+            stray = self.stray(cancelled)
+            if stray is None:
+                raise
+            raise stray from cancelled
         if result is False:
             raise TaskFailedError()
         return result
@@ -155,10 +213,19 @@ class Execute:
     async def _call_with_timeout(self, task: Task, timeout: float) -> Any:
         result: Any = None
         with trio.move_on_after(timeout) as scope:
-            result = await self._call(task) if self._is_async else self._call(task)
+            if self._is_async:
+                result = await self._call(task)
+            else:
+                result = self._call(task)
+                if result is not None and isinstance(result, RETURNS_LATER):
+                    result = await finish_returned(result, self._handler)
         if scope.cancelled_caught:
             raise TaskTimeoutError(timeout)
         return result
+
+    def stray(self, cancelled: trio.Cancelled) -> StrayCancelledError | None:
+        """:func:`stray_cancelled` for a ``Cancelled`` out of this handler."""
+        return stray_cancelled(cancelled, f"handler {handler_name(self._handler)!r}")
 
     @always_ready
     async def ready(self) -> None:
@@ -181,6 +248,8 @@ class Execute:
                 result = await self._call_with_timeout(task, timeout)
             elif not self._is_async:
                 result = self._call(task)
+                if result is not None and isinstance(result, RETURNS_LATER):
+                    result = await finish_returned(result, self._handler)
             elif self._function is not None:
                 result = await self._function(task.args)
             else:
@@ -189,6 +258,12 @@ class Execute:
                 raise TaskFailedError()
         except Exception as exc:
             await settler.failure(task, exc)
+        except trio.Cancelled as cancelled:
+            stray = self.stray(cancelled)
+            if stray is None:
+                await settler.interrupted(task)
+                raise
+            await settler.failure(task, stray)
         except BaseException:
             await settler.interrupted(task)
             raise
@@ -211,14 +286,22 @@ class Execute:
         settler = self._settler
         timeout = begin_execution(task) or self._timeout
         try:
-            if timeout is not None:
-                result = await self._call_with_timeout(task, timeout)
-            elif not self._is_async:
-                result = self._call(task)
-            elif self._function is not None:
-                result = await self._function(task.args)
-            else:
-                result = await self._call(task)
+            try:
+                if timeout is not None:
+                    result = await self._call_with_timeout(task, timeout)
+                elif not self._is_async:
+                    result = self._call(task)
+                    if result is not None and isinstance(result, RETURNS_LATER):
+                        result = await finish_returned(result, self._handler)
+                elif self._function is not None:
+                    result = await self._function(task.args)
+                else:
+                    result = await self._call(task)
+            except trio.Cancelled as cancelled:
+                stray = self.stray(cancelled)
+                if stray is None:
+                    raise
+                raise stray from cancelled
             if result is False:
                 raise TaskFailedError()
         except Exception as exc:

@@ -42,7 +42,14 @@ from ._layer_long_running import LongRunningConfig, LongRunningLayer, wants_runn
 from ._layer_otel import OpenTelemetryLayer
 from ._layer_prometheus import PrometheusLayer
 from ._layer_tracing import TracingLayer
-from ._pipeline import Acknowledge, BackendFailure, Execute, Settler, SettlingExecute
+from ._pipeline import (
+    Acknowledge,
+    BackendFailure,
+    Execute,
+    Settler,
+    SettlingExecute,
+    stray_cancelled,
+)
 from ._retry import RetryPolicy
 from ._service import (
     WORKER_NURSERY,
@@ -252,7 +259,6 @@ class WorkerBuilder:
             settler,
             layered,
             checks,
-            handler,
             nowaits,
         )
 
@@ -279,7 +285,10 @@ class Worker:
     is raised from :meth:`run` once in-flight tasks have finished. If the run is
     cancelled from outside, or a handler raises ``KeyboardInterrupt``, every
     task in flight is handed back to the backend unfinished (its attempt is not
-    counted) and the exception propagates.
+    counted) and the exception propagates. A ``trio.Cancelled`` that a handler
+    raises while the worker is not being cancelled fails that task with
+    :class:`~pyapalis._pipeline.StrayCancelledError`; one that escapes a layer
+    stops the worker with that error (the task is handed back).
     """
 
     def __init__(
@@ -291,7 +300,6 @@ class Worker:
         settler: Settler,
         stack: Service | None,
         readiness: Sequence[Callable[[], Awaitable[None]]],
-        handler: Callable[..., Any],
         ready_now: Sequence[Callable[[], bool]] | None = None,
     ) -> None:
         self._context = context
@@ -303,7 +311,6 @@ class Worker:
         self._readiness = list(readiness)
         # Non-blocking twins of the checks (None unless every check has one).
         self._ready_now = list(ready_now) if ready_now is not None else None
-        self._handler = handler
         self._idle_loops = 0
         self._error: BaseException | None = None
         # Backends that can interrupt their own waits spare a cancel scope per idle wait.
@@ -451,6 +458,12 @@ class Worker:
                                     raise TaskFailedError()
                             except Exception as exc:
                                 await settler.failure(task, exc)
+                            except trio.Cancelled as cancelled:
+                                stray = execute.stray(cancelled)
+                                if stray is None:
+                                    await settler.interrupted(task)
+                                    raise
+                                await settler.failure(task, stray)
                             except BaseException:
                                 await settler.interrupted(task)
                                 raise
@@ -466,6 +479,12 @@ class Worker:
                     await checkpoint()
         except Exception as exc:
             self._backend_failed(exc)
+        except trio.Cancelled as cancelled:
+            # A handler's own Cancelled failed its task already; this one escaped a layer.
+            stray = stray_cancelled(cancelled, f"a layer of worker {self.name!r}")
+            if stray is None:
+                raise
+            self._backend_failed(stray)
 
     def _backend_failed(self, exc: Exception) -> None:
         if self._error is None:
