@@ -5,6 +5,10 @@ A backend is a source of tasks. The worker pulls with :meth:`Backend.take_nowait
 reports every execution's end with :meth:`Backend.ack` (final), :meth:`Backend.retry`
 (run again later) or :meth:`Backend.release` (handed back unfinished). Backends
 never import the worker: data flows producer -> backend -> worker -> ack.
+
+Two optional extras, each found once when the worker is built: :class:`SyncAck`
+(acknowledge without awaiting) and :class:`RunsAlongside` (a task the worker
+runs beside its consumer loops, as a ``Pipe`` needs).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from typing import Any, Protocol, runtime_checkable
 from ._implementation import Task
 from ._status import Status
 
-__all__ = ["Backend", "SyncAck"]
+__all__ = ["Backend", "RunsAlongside", "SyncAck"]
 
 
 @runtime_checkable
@@ -64,3 +68,20 @@ class SyncAck(Protocol):
         self, task: Task, status: Status, result: Any, error: BaseException | None
     ) -> None:
         """Like :meth:`Backend.ack`, synchronously."""
+
+
+@runtime_checkable
+class RunsAlongside(Protocol):
+    """Optional: a backend that needs a task of its own running beside the worker.
+
+    A ``Pipe`` is one: it feeds the backend it wraps while the worker consumes
+    that backend. A worker whose backend has this method starts ``await
+    backend.run_alongside()`` in its run's nursery together with its consumer
+    loops, and cancels it once the last loop has ended (after ``stop()``, a
+    backend failure, or a cancelled run). Returning early is fine: the worker
+    keeps consuming. An exception stops the worker as a backend failure does:
+    pulling stops, in-flight tasks finish, and ``run()`` raises it.
+    """
+
+    async def run_alongside(self) -> None:
+        """Run for as long as the worker runs (see the class)."""

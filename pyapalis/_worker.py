@@ -14,6 +14,11 @@ an ``async def`` of the args alone, it sets no timeout and its backend has
 ``ack_nowait``, the loop runs the handler and acknowledges itself (one
 coroutine frame less per task); a task with its own timeout still goes
 through ``Execute.settle_begun``.
+
+Beside the loops, a run may have a companion task, only when its backend asks
+for it (checked once, at build): the backend's own task for a backend that
+needs one (:class:`~pyapalis._backend.RunsAlongside`, as a ``Pipe`` does). It
+ends when the last consumer loop ends.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from typing import Any
 
 import trio
 
-from ._backend import Backend
+from ._backend import Backend, RunsAlongside
 from ._context import EventCallback, WorkerContext, WorkerState
 from ._errors import BuildError, TaskFailedError
 from ._events import IDLE, START, STOP, Event
@@ -42,6 +47,7 @@ from ._layer_long_running import LongRunningConfig, LongRunningLayer, wants_runn
 from ._layer_otel import OpenTelemetryLayer
 from ._layer_prometheus import PrometheusLayer
 from ._layer_tracing import TracingLayer
+from ._pipe import Pipe
 from ._pipeline import (
     Acknowledge,
     BackendFailure,
@@ -102,9 +108,19 @@ class WorkerBuilder:
         self._timeout: float | None = None
 
     def backend(self, backend: Backend) -> WorkerBuilder:
-        """The source of tasks."""
+        """The source of tasks.
+
+        A :class:`Pipe` is a backend too: the worker consumes the backend it
+        feeds and runs the pipe beside its consumer loops.
+        """
         for method in ("take_nowait", "take", "ack", "retry", "release"):
             if not callable(getattr(backend, method, None)):
+                if isinstance(backend, Pipe):
+                    raise TypeError(
+                        f"backend: this Pipe feeds a {type(backend.backend).__name__}, which "
+                        f"a worker cannot consume (no {method}() method); run it with "
+                        f"pipe_to() beside a worker of a backend instead"
+                    )
                 raise TypeError(
                     f"backend: {type(backend).__name__} is not a backend (no {method}() method)"
                 )
@@ -251,15 +267,17 @@ class WorkerBuilder:
         nowaits = readiness_nowait(services) if checks else None
         # No service added: the worker takes the one-frame path of Execute.settle_begun.
         layered: Service | None = None if stack is execute else stack
+        backend = self._backend
         return Worker(
             context,
-            self._backend,
+            backend,
             self._concurrency,
             execute,
             settler,
             layered,
             checks,
             nowaits,
+            alongside=backend.run_alongside if isinstance(backend, RunsAlongside) else None,
         )
 
 
@@ -301,6 +319,8 @@ class Worker:
         stack: Service | None,
         readiness: Sequence[Callable[[], Awaitable[None]]],
         ready_now: Sequence[Callable[[], bool]] | None = None,
+        *,
+        alongside: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._context = context
         self._backend = backend
@@ -311,6 +331,10 @@ class Worker:
         self._readiness = list(readiness)
         # Non-blocking twins of the checks (None unless every check has one).
         self._ready_now = list(ready_now) if ready_now is not None else None
+        # Companion tasks of a run (see the module doc), None when the backend needs none.
+        self._alongside = alongside
+        self._companion_scopes: list[trio.CancelScope] = []
+        self._live_loops = 0
         self._idle_loops = 0
         self._error: BaseException | None = None
         # Backends that can interrupt their own waits spare a cancel scope per idle wait.
@@ -349,13 +373,20 @@ class Worker:
                 # The loops inherit the variable (set once per run, read by layers).
                 token = WORKER_NURSERY.set(nursery)
                 try:
+                    self._live_loops = self._concurrency
                     for _ in range(self._concurrency):
                         nursery.start_soon(self._consume)
                 finally:
                     WORKER_NURSERY.reset(token)
+                # Created before any loop runs, so the last loop to end can cancel them.
+                if self._alongside is not None:
+                    scope = trio.CancelScope()
+                    self._companion_scopes.append(scope)
+                    nursery.start_soon(self._run_alongside, self._alongside, scope)
         except BaseExceptionGroup as group:
             raise _single(group) from None
         finally:
+            self._companion_scopes.clear()
             if self._wake_takers is not None:
                 context._idle_wakers.remove(self._wake_takers)
             context._finish()
@@ -485,12 +516,34 @@ class Worker:
             if stray is None:
                 raise
             self._backend_failed(stray)
+        finally:
+            self._live_loops -= 1
+            if not self._live_loops:
+                for scope in self._companion_scopes:
+                    scope.cancel()  # the run is draining: its companions end with it
 
     def _backend_failed(self, exc: Exception) -> None:
         if self._error is None:
             self._error = exc
         if not self._context.is_shutting_down:
             self._context.stop()
+
+    # -- companion tasks -------------------------------------------------------
+
+    async def _run_alongside(
+        self, alongside: Callable[[], Awaitable[None]], scope: trio.CancelScope
+    ) -> None:
+        """The backend's own task: returning is fine, an error stops the worker."""
+        with scope:
+            try:
+                await alongside()
+            except Exception as exc:
+                self._backend_failed(exc)
+            except trio.Cancelled as cancelled:
+                stray = stray_cancelled(cancelled, f"the backend of worker {self.name!r}")
+                if stray is None:
+                    raise
+                self._backend_failed(stray)
 
     async def _wait_idle(
         self, take_or_wake: Callable[[], Awaitable[Task | None]] | None
