@@ -15,10 +15,13 @@ an ``async def`` of the args alone, it sets no timeout and its backend has
 coroutine frame less per task); a task with its own timeout still goes
 through ``Execute.settle_begun``.
 
-Beside the loops, a run may have a companion task, only when its backend asks
-for it (checked once, at build): the backend's own task for a backend that
-needs one (:class:`~pyapalis._backend.RunsAlongside`, as a ``Pipe`` does). It
-ends when the last consumer loop ends.
+Beside the loops, a run may have two companion tasks, each only when its
+backend asks for it (checked once, at build): a **heartbeat** for a backend
+that can hold workers (:class:`~pyapalis.RegisterWorker`), which registers the
+worker when it starts and again every ``WorkerBuilder.heartbeat()`` seconds,
+emitting ``HeartBeat`` each time; and the backend's own task for a backend
+that needs one (:class:`~pyapalis._backend.RunsAlongside`, as a ``Pipe``
+does). Both end when the last consumer loop ends.
 """
 
 from __future__ import annotations
@@ -34,9 +37,10 @@ from typing import Any
 import trio
 
 from ._backend import Backend, RunsAlongside
+from ._capabilities import RegisterWorker
 from ._context import EventCallback, WorkerContext, WorkerState
 from ._errors import BuildError, TaskFailedError
-from ._events import IDLE, START, STOP, Event
+from ._events import HEARTBEAT, IDLE, START, STOP, Event
 from ._handler import resolve_handler
 from ._implementation import Extensions, Task, begin_execution, execution_module, set_status
 from ._layer_ack import AcknowledgeLayer, Acknowledger
@@ -75,10 +79,19 @@ else:
     TIMED = execution_module.TIMED
     begin_direct = execution_module.begin_direct
 
-__all__ = ["CHECKPOINT_EVERY", "Worker", "WorkerBuilder"]
+__all__ = ["CHECKPOINT_EVERY", "DEFAULT_HEARTBEAT", "Worker", "WorkerBuilder"]
 
 CHECKPOINT_EVERY = 64
 """A consumer loop yields to the scheduler at least once per this many tasks."""
+
+DEFAULT_HEARTBEAT = 10.0
+"""Seconds between a worker's registrations with a backend that can hold workers.
+
+Three beats fit in ``JsonStorage``'s default 30-second task lease, so one late
+beat (a slow disk) never makes a live worker look gone, while a dead one shows
+a stale ``last_seen`` within seconds; a beat costs one durable line per worker
+every 10 seconds.
+"""
 
 _QUEUED = Status.Queued
 _DONE = Status.Done
@@ -106,6 +119,7 @@ class WorkerBuilder:
         self._listeners: list[EventCallback] = []
         self._retry: RetryPolicy | None = None
         self._timeout: float | None = None
+        self._heartbeat = DEFAULT_HEARTBEAT
 
     def backend(self, backend: Backend) -> WorkerBuilder:
         """The source of tasks.
@@ -167,6 +181,24 @@ class WorkerBuilder:
         if not isinstance(policy, RetryPolicy):
             raise TypeError(f"retry: expected RetryPolicy, got {type(policy).__name__}")
         self._retry = policy
+        return self
+
+    def heartbeat(self, seconds: float) -> WorkerBuilder:
+        """Re-register with the backend every ``seconds`` while running (default 10).
+
+        Only a backend that can hold workers (:class:`~pyapalis.RegisterWorker`,
+        such as ``JsonStorage``) is told: the worker registers when it starts,
+        then once per interval, emitting ``HeartBeat`` after each registration,
+        and ``list_workers()`` shows its last one. A failed registration is
+        logged and tried again at the next interval; it never touches the
+        worker's tasks. ``math.inf`` registers once, at start. Other backends
+        (``MemoryStorage``) run no heartbeat at all.
+        """
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+            raise TypeError(f"heartbeat: expected seconds, got {type(seconds).__name__}")
+        if math.isnan(seconds) or seconds <= 0:
+            raise ValueError(f"heartbeat: must be > 0 seconds, got {seconds!r}")
+        self._heartbeat = float(seconds)
         return self
 
     def timeout(self, seconds: float) -> WorkerBuilder:
@@ -277,6 +309,8 @@ class WorkerBuilder:
             layered,
             checks,
             nowaits,
+            register=backend.register_worker if isinstance(backend, RegisterWorker) else None,
+            heartbeat=self._heartbeat,
             alongside=backend.run_alongside if isinstance(backend, RunsAlongside) else None,
         )
 
@@ -320,6 +354,8 @@ class Worker:
         readiness: Sequence[Callable[[], Awaitable[None]]],
         ready_now: Sequence[Callable[[], bool]] | None = None,
         *,
+        register: Callable[[str], Awaitable[None]] | None = None,
+        heartbeat: float = DEFAULT_HEARTBEAT,
         alongside: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._context = context
@@ -332,6 +368,8 @@ class Worker:
         # Non-blocking twins of the checks (None unless every check has one).
         self._ready_now = list(ready_now) if ready_now is not None else None
         # Companion tasks of a run (see the module doc), None when the backend needs none.
+        self._register = register
+        self._heartbeat_interval = heartbeat
         self._alongside = alongside
         self._companion_scopes: list[trio.CancelScope] = []
         self._live_loops = 0
@@ -379,6 +417,10 @@ class Worker:
                 finally:
                     WORKER_NURSERY.reset(token)
                 # Created before any loop runs, so the last loop to end can cancel them.
+                if self._register is not None:
+                    scope = trio.CancelScope()
+                    self._companion_scopes.append(scope)
+                    nursery.start_soon(self._beat, self._register, scope)
                 if self._alongside is not None:
                     scope = trio.CancelScope()
                     self._companion_scopes.append(scope)
@@ -529,6 +571,32 @@ class Worker:
             self._context.stop()
 
     # -- companion tasks -------------------------------------------------------
+
+    async def _beat(
+        self, register: Callable[[str], Awaitable[None]], scope: trio.CancelScope
+    ) -> None:
+        """Register the worker now and every heartbeat interval, emitting ``HeartBeat``.
+
+        A failed registration is logged and tried again at the next interval.
+        """
+        context = self._context
+        name = context.name
+        interval = self._heartbeat_interval
+        with scope:
+            while True:
+                started = trio.current_time()
+                try:
+                    await register(name)
+                except Exception:
+                    logger.warning(
+                        "worker %r: heartbeat failed; trying again in %s s",
+                        name,
+                        interval,
+                        exc_info=True,
+                    )
+                else:
+                    context.emit(HEARTBEAT)
+                await trio.sleep_until(started + interval)
 
     async def _run_alongside(
         self, alongside: Callable[[], Awaitable[None]], scope: trio.CancelScope
