@@ -25,7 +25,15 @@ from ._context import WorkerContext
 from ._errors import BuildError, MissingDataError
 from ._implementation import Attempt, Extensions, Parts, Task, TaskId
 
-__all__ = ["RETURNS_LATER", "Data", "Handler", "Meta", "finish_returned", "resolve_handler"]
+__all__ = [
+    "PLAIN_RESULTS",
+    "RETURNS_LATER",
+    "Data",
+    "Handler",
+    "Meta",
+    "finish_returned",
+    "resolve_handler",
+]
 
 T = TypeVar("T")
 
@@ -75,10 +83,16 @@ RETURNS_LATER: tuple[type, ...] = (
 )
 """What a plain ``def`` handler can return that is not its result yet.
 
-The worker checks ``isinstance(result, RETURNS_LATER)`` after calling a plain
-``def`` handler (never an ``async def`` one) and, if so, lets
-:func:`finish_returned` decide.
+After calling a plain ``def`` handler (never an ``async def`` one) the worker
+checks ``type(result) not in PLAIN_RESULTS and isinstance(result,
+RETURNS_LATER)`` and, if so, lets :func:`finish_returned` decide.
 """
+
+PLAIN_RESULTS: frozenset[type] = frozenset(
+    {type(None), bool, int, float, str, bytes, dict, list, tuple}
+)
+"""Result types that are never awaitable: a set lookup spares the common results
+the ``isinstance`` check against an ABC (about 0.2 µs)."""
 
 
 def handler_name(function: Callable[..., Any]) -> str:
@@ -291,7 +305,7 @@ def _make_call(
             result = function(task.args, *values, **named)
             if is_async:
                 return await result
-            if result is not None and isinstance(result, RETURNS_LATER):
+            if type(result) not in PLAIN_RESULTS and isinstance(result, RETURNS_LATER):
                 return await finish_returned(result, function)  # a plain def's awaitable
             return result
 

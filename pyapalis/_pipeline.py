@@ -38,7 +38,7 @@ from ._backend import Backend
 from ._context import WorkerContext
 from ._errors import AbortError, DeferredError, RetryAfterError, TaskFailedError, TaskTimeoutError
 from ._events import Event, EventKind
-from ._handler import RETURNS_LATER, Handler, finish_returned, handler_name
+from ._handler import PLAIN_RESULTS, RETURNS_LATER, Handler, finish_returned, handler_name
 from ._implementation import Task, begin_execution, set_status
 from ._retry import RetryPolicy
 from ._service import NotReadyError, Service, always_ready
@@ -195,7 +195,7 @@ class Execute:
                 result = await self._call_with_timeout(task, timeout)
             elif not self._is_async:
                 result = self._call(task)
-                if result is not None and isinstance(result, RETURNS_LATER):
+                if type(result) not in PLAIN_RESULTS and isinstance(result, RETURNS_LATER):
                     result = await finish_returned(result, self._handler)
             elif self._function is not None:
                 result = await self._function(task.args)
@@ -217,7 +217,7 @@ class Execute:
                 result = await self._call(task)
             else:
                 result = self._call(task)
-                if result is not None and isinstance(result, RETURNS_LATER):
+                if type(result) not in PLAIN_RESULTS and isinstance(result, RETURNS_LATER):
                     result = await finish_returned(result, self._handler)
         if scope.cancelled_caught:
             raise TaskTimeoutError(timeout)
@@ -248,7 +248,7 @@ class Execute:
                 result = await self._call_with_timeout(task, timeout)
             elif not self._is_async:
                 result = self._call(task)
-                if result is not None and isinstance(result, RETURNS_LATER):
+                if type(result) not in PLAIN_RESULTS and isinstance(result, RETURNS_LATER):
                     result = await finish_returned(result, self._handler)
             elif self._function is not None:
                 result = await self._function(task.args)
@@ -291,7 +291,7 @@ class Execute:
                     result = await self._call_with_timeout(task, timeout)
                 elif not self._is_async:
                     result = self._call(task)
-                    if result is not None and isinstance(result, RETURNS_LATER):
+                    if type(result) not in PLAIN_RESULTS and isinstance(result, RETURNS_LATER):
                         result = await finish_returned(result, self._handler)
                 elif self._function is not None:
                     result = await self._function(task.args)
