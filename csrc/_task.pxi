@@ -29,8 +29,21 @@ cdef object _meta_into(object ctx, object value):
             f"meta: the task ctx must be a mutable mapping to hold metadata, "
             f"got {type(ctx).__name__}"
         )
-    ctx[type(value).__qualname__] = value
+    cls = type(value)
+    key = cls.__qualname__
+    existing = ctx.get(key) if hasattr(ctx, "get") else None
+    if existing is not None and not isinstance(existing, dict) and type(existing) is not cls:
+        _meta_clash(cls, type(existing), key)
+    ctx[key] = value
     return ctx
+
+
+cdef _meta_clash(object cls, object other, str key):
+    raise TypeError(
+        f"meta: {cls.__module__}.{key} and {other.__module__}.{other.__qualname__} would "
+        f"both be stored under {key!r} (metadata is keyed by the class's qualified name); "
+        f"rename one of the classes, or wrap one in a class of its own"
+    )
 
 
 cdef inline object _copy_ctx(object ctx):

@@ -150,6 +150,7 @@ def _data_resolver(cls: type, name: str, worker_data: Extensions, default: Any) 
 
 def _meta_resolver(cls: type, name: str, default: Any) -> Resolver:
     key = cls.__qualname__
+    full = f"{cls.__module__}.{key}"
 
     def resolve(task: Task) -> Any:
         ctx = task.parts.ctx
@@ -158,9 +159,22 @@ def _meta_resolver(cls: type, name: str, default: Any) -> Resolver:
             if default is not inspect.Parameter.empty:
                 return default
             raise _missing_meta(cls, name)
-        if isinstance(value, dict) and cls is not dict:
-            return cls(**value)
-        return value
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, dict):
+            try:
+                return cls(**value)
+            except TypeError as error:
+                raise TypeError(
+                    f"handler parameter {name!r} wants Meta[{full}], but the task's "
+                    f"metadata {key!r} does not fit it: {error}"
+                ) from error
+        other = type(value)
+        raise TypeError(
+            f"handler parameter {name!r} wants Meta[{full}], but the task's metadata "
+            f"{key!r} holds a {other.__module__}.{other.__qualname__} (two classes share "
+            f"the qualified name {key!r})"
+        )
 
     return resolve
 

@@ -470,7 +470,18 @@ def _meta_into(ctx: Any, value: object) -> Any:
             f"meta: the task ctx must be a mutable mapping to hold metadata, "
             f"got {type(ctx).__name__}"
         )
-    cast(MutableMapping[str, Any], ctx)[type(value).__qualname__] = value
+    cls = type(value)
+    key = cls.__qualname__
+    get = getattr(ctx, "get", None)
+    existing = get(key) if get is not None else None
+    if existing is not None and not isinstance(existing, dict) and type(existing) is not cls:
+        other = type(existing)
+        raise TypeError(
+            f"meta: {cls.__module__}.{key} and {other.__module__}.{other.__qualname__} would "
+            f"both be stored under {key!r} (metadata is keyed by the class's qualified name); "
+            f"rename one of the classes, or wrap one in a class of its own"
+        )
+    cast(MutableMapping[str, Any], ctx)[key] = value
     return ctx
 
 
