@@ -37,6 +37,7 @@ from pyapalis._json_storage import JsonStorage
 from pyapalis._retry import BackoffMode, RetryPolicy
 from pyapalis._status import Status
 from pyapalis._worker import WorkerBuilder
+from pyapalis.testing import WallClock
 
 HEADER_LINE = orjson.dumps(HEADER) + b"\n"
 CRASH_WORKER = str(Path(__file__).with_name("_crash_worker.py"))
@@ -224,11 +225,11 @@ async def test_attempts_persist_across_reopening(
 
 
 async def test_a_scheduled_task_runs_exactly_when_due(
-    storage: JsonStorage, autojump_clock: trio.testing.MockClock
+    storage: JsonStorage, wall_clock: WallClock, autojump_clock: trio.testing.MockClock
 ) -> None:
     await storage.push("now")
-    await storage.push_task(TaskBuilder("builder").run_after(30).build())
-    exact = run_clock().wall_now() + 12.5
+    await storage.push_task(TaskBuilder("builder").run_at_timestamp(wall_clock.after(30)).build())
+    exact = wall_clock.after(12.5)
     await storage.push_task(TaskBuilder("timestamp").run_at_timestamp(exact).build())
     ran: dict[str, float] = {}
 
@@ -238,10 +239,7 @@ async def test_a_scheduled_task_runs_exactly_when_due(
     await drain(storage, handler, executions=3)
     assert list(ran) == ["now", "timestamp", "builder"]
     assert ran["now"] == 0
-    # Due 12.5 s and 30 s after they were computed: the wall-clock
-    # microseconds between computing and pushing them are the only slack.
-    assert 12.5 - 1e-3 <= ran["timestamp"] <= 12.5
-    assert 30 - 1e-3 <= ran["builder"] <= 30
+    assert (ran["timestamp"], ran["builder"]) == (12.5, 30)
 
 
 async def test_retry_backoff_delays_are_exact(
@@ -894,12 +892,12 @@ async def test_resume_by_id_of_an_abandoned_task(
 
 
 async def test_update_changes_a_stored_task(
-    storage: JsonStorage, autojump_clock: trio.testing.MockClock
+    storage: JsonStorage, wall_clock: WallClock, autojump_clock: trio.testing.MockClock
 ) -> None:
     task_id = await storage.push("x")
     task = await storage.fetch_by_id(task_id)
     assert task is not None
-    task.parts.run_at = run_clock().wall_now() + 50
+    task.parts.run_at = wall_clock.after(50)
     task.parts.max_attempts = 4
     task.parts.ctx = {"Tenant": {"name": "t"}}
     await storage.update(task)
@@ -910,7 +908,7 @@ async def test_update_changes_a_stored_task(
 
     await drain(storage, handler, executions=1)
     [(at, max_attempts, ctx)] = times
-    assert 50 - 1e-3 <= at <= 50
+    assert at == 50
     assert (max_attempts, ctx) == (4, {"Tenant": {"name": "t"}})
 
     other = await storage.push("y")
@@ -958,7 +956,10 @@ async def test_update_refuses_running_tasks_and_statuses(
 
 
 async def test_a_task_being_updated_cannot_be_taken(
-    storage: JsonStorage, monkeypatch: pytest.MonkeyPatch, autojump_clock: trio.testing.MockClock
+    storage: JsonStorage,
+    monkeypatch: pytest.MonkeyPatch,
+    wall_clock: WallClock,
+    autojump_clock: trio.testing.MockClock,
 ) -> None:
     """While an update waits for its fsync, a taker must not get the version it replaces."""
     await storage.push_task(TaskBuilder("x").id("x").build())
@@ -970,7 +971,7 @@ async def test_a_task_being_updated_cannot_be_taken(
         real_sync(fd)
 
     monkeypatch.setattr(os, "fdatasync", sync_and_take)
-    await storage.update(TaskBuilder("x").id("x").run_after(100).build())
+    await storage.update(TaskBuilder("x").id("x").run_at_timestamp(wall_clock.after(100)).build())
     monkeypatch.undo()
     assert taken_during_fsync == [None]
     ran: list[float] = []
@@ -980,7 +981,7 @@ async def test_a_task_being_updated_cannot_be_taken(
 
     await drain(storage, handler, executions=1)
     [at] = ran
-    assert 100 - 1e-3 <= at <= 100, "it runs once, as updated"
+    assert at == 100, "it runs once, as updated"
 
 
 async def test_reschedule_queues_a_task_again(

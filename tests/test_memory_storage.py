@@ -26,6 +26,7 @@ from pyapalis import (
     WorkerBuilder,
     WorkerContext,
 )
+from pyapalis.testing import WallClock
 
 
 class Tenant:
@@ -210,14 +211,11 @@ async def test_ack_sets_the_final_status(storage: MemoryStorage) -> None:
 
 
 async def test_scheduled_task_never_handed_out_early(
-    storage: MemoryStorage, autojump_clock: trio.testing.MockClock
+    storage: MemoryStorage, wall_clock: WallClock, autojump_clock: trio.testing.MockClock
 ) -> None:
     start = trio.current_time()
-    task = TaskBuilder("later").run_in_seconds(10).build()
-    run_at = task.parts.run_at
-    wall_before = time.time()
+    task = TaskBuilder("later").run_at_timestamp(wall_clock.after(10)).build()
     await storage.push_task(task)
-    wall_after = time.time()
     await storage.push("now")
     assert len(storage) == 2
     stats = storage.statistics()
@@ -228,9 +226,7 @@ async def test_scheduled_task_never_handed_out_early(
     got = await storage.take()
     assert got.args == "later"
     taken_at = trio.current_time()
-    # Exactly at the deadline the push computed, never before.
-    assert start + (run_at - wall_after) <= taken_at <= start + (run_at - wall_before)
-    assert taken_at - start == pytest.approx(10.0, abs=0.5)
+    assert taken_at - start == 10.0  # exactly when due, never before
 
 
 async def test_scheduled_tasks_come_out_by_deadline(
@@ -255,7 +251,7 @@ async def test_a_past_run_at_is_due_at_once(
 
 
 async def test_scheduled_task_from_a_foreign_thread_is_not_early(
-    storage: MemoryStorage, autojump_clock: trio.testing.MockClock
+    storage: MemoryStorage, wall_clock: WallClock, autojump_clock: trio.testing.MockClock
 ) -> None:
     # A producer thread with its own trio run pushes a task due in 10 s while
     # a consumer waits on this run. Nothing in this run has a deadline until
@@ -270,40 +266,35 @@ async def test_scheduled_task_from_a_foreign_thread_is_not_early(
         nursery.start_soon(consumer)
         await trio.testing.wait_all_tasks_blocked()
         start = trio.current_time()
-        task = TaskBuilder("scheduled").run_in_seconds(10).build()
-        run_at = task.parts.run_at
+        task = TaskBuilder("scheduled").run_at_timestamp(wall_clock.after(10)).build()
 
         def produce() -> None:
             assert trio.run(storage.push_task, task) == task.parts.task_id
 
-        wall_before = time.time()
         await trio.to_thread.run_sync(produce)
-        wall_after = time.time()
         # (Once the task was converted on this run's thread, the consumer waits
         # for its deadline and the virtual clock may jump while the thread ends.)
     assert len(storage) == 0
     assert len(got) == 1
     taken_at, args = got[0]
     assert args == "scheduled"
-    assert start + (run_at - wall_after) <= taken_at <= start + (run_at - wall_before)
-    assert taken_at - start == pytest.approx(10.0, abs=0.5)
+    assert taken_at - start == 10.0
 
 
 async def test_scheduled_task_pushed_before_a_worker_runs(
-    autojump_clock: trio.testing.MockClock,
+    wall_clock: WallClock, autojump_clock: trio.testing.MockClock
 ) -> None:
     storage = MemoryStorage()
     seen: list[float] = []
     start = trio.current_time()
-    await storage.push_task(TaskBuilder("x").run_in_seconds(4).build())
+    await storage.push_task(TaskBuilder("x").run_at_timestamp(wall_clock.after(4)).build())
 
     async def handler(item: str, ctx: WorkerContext) -> None:
         seen.append(trio.current_time() - start)
         ctx.stop()
 
     await WorkerBuilder("w").backend(storage).build(handler).run()
-    assert seen == [pytest.approx(4.0, abs=0.5)]
-    assert seen[0] <= 4.0
+    assert seen == [4.0]
 
 
 # -- backpressure (maxsize) ---------------------------------------------------------
@@ -520,7 +511,7 @@ async def test_producer_handle_keeps_working_across_workers(
 
 
 async def test_a_worker_runs_a_task_scheduled_from_a_foreign_thread_on_time(
-    storage: MemoryStorage, autojump_clock: trio.testing.MockClock
+    storage: MemoryStorage, wall_clock: WallClock, autojump_clock: trio.testing.MockClock
 ) -> None:
     seen: list[float] = []
 
@@ -533,12 +524,8 @@ async def test_a_worker_runs_a_task_scheduled_from_a_foreign_thread_on_time(
         nursery.start_soon(worker.run)
         await trio.testing.wait_all_tasks_blocked()
         start = trio.current_time()
-        task = TaskBuilder("from-thread").run_after(30).build()
-        run_at = task.parts.run_at
-        wall_before = time.time()
+        task = TaskBuilder("from-thread").run_at_timestamp(wall_clock.after(30)).build()
         await trio.to_thread.run_sync(trio.run, storage.push_task, task)
-        wall_after = time.time()
     assert len(seen) == 1
-    assert start + (run_at - wall_after) <= seen[0] <= start + (run_at - wall_before)
-    assert seen[0] - start == pytest.approx(30.0, abs=0.5)
+    assert seen[0] - start == 30.0
     assert task.parts.status is Status.Done

@@ -29,6 +29,7 @@ from pyapalis import (
     WorkerState,
     WorkerStateError,
 )
+from pyapalis.testing import WallClock
 
 # -- the seed example ---------------------------------------------------------------
 
@@ -486,7 +487,7 @@ async def test_run_until_stopped_by_a_handler_first(
 
 
 async def test_a_scheduled_task_pushed_to_an_idle_worker_runs_on_time(
-    storage: MemoryStorage, autojump_clock: trio.testing.MockClock
+    storage: MemoryStorage, wall_clock: WallClock, autojump_clock: trio.testing.MockClock
 ) -> None:
     seen: list[tuple[float, str]] = []
 
@@ -499,14 +500,11 @@ async def test_a_scheduled_task_pushed_to_an_idle_worker_runs_on_time(
     async with trio.open_nursery() as nursery:
         nursery.start_soon(worker.run)
         await trio.sleep(1)  # both loops are idle, waiting with no deadline
-        await storage.push_task(TaskBuilder("in-5").run_after(5).build())
-        await storage.push_task(TaskBuilder("in-2").run_after(2).build())
+        await storage.push_task(TaskBuilder("in-5").run_at_timestamp(wall_clock.after(5)).build())
+        await storage.push_task(TaskBuilder("in-2").run_at_timestamp(wall_clock.after(2)).build())
     assert [item for _, item in seen] == ["in-2", "in-5"]
-    # On time: a virtual clock stands still while the wall clock runs on, so
-    # the microseconds of wall time between building a task and queueing it
-    # are all its trio deadline can be off by.
-    assert seen[0][0] == pytest.approx(3.0, abs=0.05)
-    assert seen[1][0] == pytest.approx(6.0, abs=0.05)
+    # On time, exactly: the wall clock moves only with trio's.
+    assert [t for t, _ in seen] == [3.0, 6.0]
 
 
 async def test_a_retry_with_backoff_wakes_an_idle_loop(
@@ -851,7 +849,7 @@ async def test_pause_right_after_a_task_is_scheduled_pulls_nothing(
 
 
 async def test_tasks_due_together_run_in_parallel_on_idle_loops(
-    storage: MemoryStorage, autojump_clock: trio.testing.MockClock
+    storage: MemoryStorage, wall_clock: WallClock, autojump_clock: trio.testing.MockClock
 ) -> None:
     starts: list[tuple[float, str]] = []
     ends: list[float] = []
@@ -867,16 +865,16 @@ async def test_tasks_due_together_run_in_parallel_on_idle_loops(
     async with trio.open_nursery() as nursery:
         nursery.start_soon(worker.run)
         await trio.sleep(1)
-        run_at = TaskBuilder("x").run_in_seconds(4).build().parts.run_at
+        run_at = wall_clock.after(4)
         for name in ("a", "b", "c"):
             await storage.push_task(TaskBuilder(name).run_at_timestamp(run_at).build())
     # (The same wall-clock run_at becomes a deadline at each push, with the wall
     # clock a few microseconds on: the later pushes are due microseconds earlier.)
     assert sorted(item for _, item in starts) == ["a", "b", "c"]
     due = starts[-1][0]
-    assert 5.0 - 0.05 <= due <= 5.0
-    # All three loops started at their deadlines, not one after another.
-    assert all(due - 0.05 <= t <= due for t, _ in starts)
+    assert due == 5.0
+    # All three loops started at their deadline, not one after another.
+    assert all(t == due for t, _ in starts)
     assert len(ends) == 3 and all(t <= due + 1 for t in ends)
     assert trio.current_time() == ends[-1]
 
