@@ -8,7 +8,6 @@ import logging
 import os
 import stat
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -48,11 +47,13 @@ def replayed(path: Path) -> list[dict[str, Any]]:
 
 
 class CountingSync:
-    """Replaces ``os.fdatasync``: counts calls, optionally slow (in its thread)."""
+    """Replaces ``os.fdatasync``: counts calls; with ``gated``, each call (in its
+    thread) waits until the test opens the gate, so what happens "during an
+    fsync" is decided by the test, not by how long a sleep lasts on a busy machine."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, delay: float = 0.0) -> None:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, *, gated: bool = False) -> None:
         self.calls = 0
-        self.delay = delay
+        self.gate: threading.Event | None = threading.Event() if gated else None
         self.started: trio.Event | None = None
         self._real = os.fdatasync
         monkeypatch.setattr(os, "fdatasync", self)
@@ -61,9 +62,13 @@ class CountingSync:
         self.calls += 1
         if self.started is not None:
             trio.from_thread.run_sync(self.started.set)
-        if self.delay:
-            time.sleep(self.delay)
+        if self.gate is not None:
+            assert self.gate.wait(60), "the test never opened the fsync gate"
         self._real(fd)
+
+    def open_gate(self) -> None:
+        assert self.gate is not None
+        self.gate.set()
 
 
 # -- opening -----------------------------------------------------------------------------
@@ -296,7 +301,7 @@ async def test_commits_during_an_fsync_form_the_next_batch(
 ) -> None:
     """On the real clock the fsync runs in a thread: commits arriving meanwhile form the next."""
     journal = opened(tmp_path / "j.jsonl")
-    sync = CountingSync(monkeypatch, delay=0.02)
+    sync = CountingSync(monkeypatch, gated=True)
     sync.started = trio.Event()
     applied: list[str] = []
     async with trio.open_nursery() as nursery:
@@ -307,6 +312,8 @@ async def test_commits_during_an_fsync_form_the_next_batch(
             nursery.start_soon(
                 journal.commit, [{"n": name}], lambda name=name: applied.append(name)
             )
+        await trio.testing.wait_all_tasks_blocked()  # all three wait for the next fsync
+        sync.open_gate()
     assert sync.calls == 2
     assert applied[0] == "first"
     assert sorted(applied[1:]) == ["a", "b", "c"]
@@ -444,7 +451,7 @@ async def test_closing_during_an_fsync_releases_the_file_after_it(
 ) -> None:
     path = tmp_path / "j.jsonl"
     journal = opened(path)
-    sync = CountingSync(monkeypatch, delay=0.02)
+    sync = CountingSync(monkeypatch, gated=True)
     sync.started = trio.Event()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(journal.commit, [{"n": 1}])
@@ -452,6 +459,7 @@ async def test_closing_during_an_fsync_releases_the_file_after_it(
         journal.close()
         with pytest.raises(StorageError, match="in use by process"):
             Journal(str(path))  # still held: the fsync is running
+        sync.open_gate()
     assert replayed(path) == [{"n": 1}]
 
 
@@ -516,7 +524,7 @@ async def test_compaction_carries_over_commits_not_yet_synced(
         assert journal.lines == len(contents[-1])
 
     journal.on_quiet = compact
-    sync = CountingSync(monkeypatch, delay=0.02)
+    sync = CountingSync(monkeypatch, gated=True)
     sync.started = trio.Event()
     async with trio.open_nursery() as nursery:
         first = {"n": 0}
@@ -526,6 +534,8 @@ async def test_compaction_carries_over_commits_not_yet_synced(
         for n in (1, 2):
             record = {"n": n}
             nursery.start_soon(journal.commit, [record], lambda r=record: applied.append(r))
+        await trio.testing.wait_all_tasks_blocked()  # both written, waiting for the disk
+        sync.open_gate()
     assert waiting_at_compaction == [2, 0]
     first_snapshot, *carried = contents[0]
     assert first_snapshot == {"snapshot": [0]}
@@ -544,18 +554,27 @@ async def test_exclusive_waits_for_a_quiet_point(
     journal = opened(tmp_path / "j.jsonl")
     assert await journal.exclusive(lambda: "idle") == "idle"
     events: list[str] = []
-    sync = CountingSync(monkeypatch, delay=0.02)
+    sync = CountingSync(monkeypatch, gated=True)
     sync.started = trio.Event()
 
     def action() -> str:
         events.append(f"action busy={journal.busy}")
         return "done"
 
+    results: list[str] = []
+
+    async def exclusive() -> None:
+        results.append(await journal.exclusive(action))
+
     async with trio.open_nursery() as nursery:
         nursery.start_soon(journal.commit, [{"n": 1}], lambda: events.append("apply"))
         await sync.started.wait()
         assert journal.busy
-        assert await journal.exclusive(action) == "done"
+        nursery.start_soon(exclusive)
+        await trio.testing.wait_all_tasks_blocked()
+        assert events == [], "the action waits while the fsync runs"
+        sync.open_gate()
+    assert results == ["done"]
     assert events == ["apply", "action busy=True"]
     with pytest.raises(ZeroDivisionError):
         await journal.exclusive(lambda: 1 // 0)

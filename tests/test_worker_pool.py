@@ -42,6 +42,7 @@ from pyapalis._background import BackgroundTask, CurrentTask, UnknownTaskError
 from pyapalis._background_pool import QueueConfig, RetentionMode, WorkerPool
 from pyapalis._background_queues import MemoryQueues
 from pyapalis._json_storage import JsonStorage
+from pyapalis.testing import WallClock
 
 RUNS: list[tuple[float, str, int]] = []
 """(virtual time, task name and payload, attempt) of every execution, in order."""
@@ -350,7 +351,9 @@ async def test_a_payload_that_does_not_fit_fails_without_retry(
     assert str(error) == message
 
 
-async def test_current_task_describes_the_execution(autojump_clock: trio.testing.MockClock) -> None:
+async def test_current_task_describes_the_execution(
+    autojump_clock: trio.testing.MockClock, wall_clock: WallClock
+) -> None:
     seen: list[CurrentTask] = []
 
     class Inspect(BackgroundTask):
@@ -367,11 +370,8 @@ async def test_current_task_describes_the_execution(autojump_clock: trio.testing
     queues = MemoryQueues()
     pool = WorkerPool(queues).register_task_type(Inspect)
     before = trio.current_time()
-    import time
-
-    wall_before = time.time()
+    enqueued_at = wall_clock.now()  # the test's wall clock stands still until trio's moves
     task_id = await Inspect().enqueue(queues)
-    wall_after = time.time()
     await run_for(pool, 10)
     assert before == 0.0
     first, second = seen
@@ -384,7 +384,7 @@ async def test_current_task_describes_the_execution(autojump_clock: trio.testing
     )
     assert (second.id, second.attempt, second.retries) == (task_id, 2, 1)
     assert second.created_at == first.created_at
-    assert wall_before <= first.created_at.timestamp() <= wall_after
+    assert first.created_at == datetime.datetime.fromtimestamp(enqueued_at, datetime.UTC)
     assert first.created_at.tzinfo is not None
 
 
