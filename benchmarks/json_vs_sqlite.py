@@ -75,7 +75,7 @@ async def push_and_drain(
     Returns (push seconds, push + drain seconds). ``inline``: see the module doc.
     """
     from pyapalis import WorkerBuilder
-    from pyapalis._json_storage import JsonStorage
+    from pyapalis.backends._json._storage import JsonStorage
 
     count = 0
     with JsonStorage(path) as storage:
@@ -110,8 +110,8 @@ def json_storage_push_and_drain(
 
 async def durable_acks(path: str, acks: int, inline: bool | None = None) -> list[float]:
     """Seconds each of ``acks`` lone ``ack(Done)`` calls took (take, then ack)."""
-    from pyapalis._json_storage import JsonStorage
     from pyapalis._status import Status
+    from pyapalis.backends._json._storage import JsonStorage
 
     samples = []
     with JsonStorage(path) as storage:

@@ -52,7 +52,7 @@ sys.path.insert(
 
 from pyapalis import MemoryStorage, WorkerBuilder
 from pyapalis._implementation import IMPLEMENTATION
-from pyapalis._runtime import start_in_thread
+from pyapalis.embed._runtime import start_in_thread
 
 perf_counter = time.perf_counter
 

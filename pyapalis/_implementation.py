@@ -13,7 +13,9 @@ import sys
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-from . import _pycore, _pyexecution, _pyqueue
+from ._twin import _deque as _pyqueue
+from ._twin import _execution as _pyexecution
+from ._twin import _task as _pycore
 
 
 def _extensions_disabled() -> bool:
@@ -39,17 +41,17 @@ if not NO_EXTENSIONS:
 IMPLEMENTATION: str = core.IMPLEMENTATION
 
 if TYPE_CHECKING:
-    from ._pycore import Attempt as Attempt
-    from ._pycore import Extensions as Extensions
-    from ._pycore import Parts as Parts
-    from ._pycore import Task as Task
-    from ._pycore import TaskBuilder as TaskBuilder
-    from ._pycore import TaskId as TaskId
-    from ._pyexecution import begin_execution as begin_execution
-    from ._pyexecution import set_status as set_status
-    from ._pyexecution import undo_attempt as undo_attempt
-    from ._pyqueue import OneShotValue as OneShotValue
-    from ._pyqueue import TaskQueue as TaskQueue
+    from ._twin._deque import OneShotValue as OneShotValue
+    from ._twin._deque import TaskQueue as TaskQueue
+    from ._twin._execution import begin_execution as begin_execution
+    from ._twin._execution import set_status as set_status
+    from ._twin._execution import undo_attempt as undo_attempt
+    from ._twin._task import Attempt as Attempt
+    from ._twin._task import Extensions as Extensions
+    from ._twin._task import Parts as Parts
+    from ._twin._task import Task as Task
+    from ._twin._task import TaskBuilder as TaskBuilder
+    from ._twin._task import TaskId as TaskId
 else:
     Attempt = core.Attempt
     Extensions = core.Extensions

@@ -26,11 +26,11 @@ from typing import Any
 
 import trio
 
-from ._context import EventCallback, WorkerContext, WorkerState
 from ._errors import PyapalisError, WorkerStateError
-from ._events import Event
-from ._retry import BackoffMode
-from ._worker import Worker, _single
+from ._worker._context import EventCallback, WorkerContext, WorkerState
+from ._worker._events import Event
+from ._worker._retry import BackoffMode
+from ._worker._worker import Worker, _single
 
 __all__ = [
     "DEFAULT_RESTART_BACKOFF",

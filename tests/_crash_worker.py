@@ -33,12 +33,12 @@ import sys
 
 import trio
 
-from pyapalis._context import WorkerContext
 from pyapalis._errors import StorageError
-from pyapalis._events import Event, EventKind
 from pyapalis._implementation import Attempt
-from pyapalis._json_storage import JsonStorage
-from pyapalis._worker import WorkerBuilder
+from pyapalis._worker._context import WorkerContext
+from pyapalis._worker._events import Event, EventKind
+from pyapalis._worker._worker import WorkerBuilder
+from pyapalis.backends._json._storage import JsonStorage
 
 
 def say(line: str) -> None:

@@ -31,11 +31,11 @@ from pyapalis import (
     Task,
     TaskId,
 )
-from pyapalis._background import BackgroundTask, CurrentTask, TaskHash, encode_envelope
-from pyapalis._background_pool import RetentionMode, WorkerPool
-from pyapalis._background_queues import MemoryQueues
-from pyapalis._background_unique import INFO_KEY
-from pyapalis._json_storage import JsonStorage
+from pyapalis.backends._json._storage import JsonStorage
+from pyapalis.backends._memory._queues import MemoryQueues
+from pyapalis.typed._pool import RetentionMode, WorkerPool
+from pyapalis.typed._task import BackgroundTask, CurrentTask, TaskHash, encode_envelope
+from pyapalis.typed._unique import INFO_KEY
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -306,7 +306,7 @@ def test_a_subclass_must_not_inherit_its_parents_task_name() -> None:
 
 
 def test_timeout_is_validated_at_definition_and_inherited() -> None:
-    from pyapalis._background import execution_timeout
+    from pyapalis.typed._task import execution_timeout
 
     class Limited(BackgroundTask, abstract=True):
         TIMEOUT = 30

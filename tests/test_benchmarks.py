@@ -388,7 +388,7 @@ except ValueError as exc:
     if importlib.util.find_spec("pyapalis._core") is None:
         pytest.skip("the compiled core is not built")
     assert completed.stdout.splitlines() == [
-        "python python pyapalis._pycore",
+        "python python pyapalis._twin._task",
         "cython True True",
         "load_pyapalis: implementation must be one of ['cython', 'python'], got 'rust'",
     ]

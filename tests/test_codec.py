@@ -20,11 +20,11 @@ import trio
 import trio.testing
 
 from pyapalis import CodecError, Status, TaskBuilder, TaskError, WorkerBuilder
-from pyapalis import _codec as codec_module
-from pyapalis._codec import JsonCodec
-from pyapalis._context import WorkerContext
-from pyapalis._events import Event, EventKind
-from pyapalis._json_storage import JsonStorage
+from pyapalis._worker._context import WorkerContext
+from pyapalis._worker._events import Event, EventKind
+from pyapalis.backends import _codec as codec_module
+from pyapalis.backends._codec import JsonCodec
+from pyapalis.backends._json._storage import JsonStorage
 
 NAN = math.nan
 INF = math.inf
@@ -138,7 +138,7 @@ def test_values_whose_json_has_no_null_are_not_searched(monkeypatch: pytest.Monk
 
 
 def test_non_finite_reports_the_first_bad_value_or_none() -> None:
-    from pyapalis._codec import non_finite
+    from pyapalis.backends._codec import non_finite
 
     assert non_finite({"a": [1.0, None, "x"]}) is None
     path, value = non_finite({"a": [1.0, INF], "b": NAN}) or ("", 0.0)

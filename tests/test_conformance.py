@@ -13,7 +13,7 @@ from typing import ClassVar
 import pytest
 
 from pyapalis import MemoryStorage, Task, TaskId
-from pyapalis._json_storage import JsonStorage
+from pyapalis.backends._json._storage import JsonStorage
 from pyapalis.testing import BackendConformance, BackendHarness
 
 

@@ -16,19 +16,19 @@ import pytest
 import trio
 import trio.testing
 
-from pyapalis._backend import Backend, SyncAck
-from pyapalis._capabilities import CAPABILITIES, TaskSink, feature_table
-from pyapalis._custom import BackendBuilder, CustomBackend, CustomConfig, dequeue_backend
 from pyapalis._errors import BuildError, RetryAfterError
 from pyapalis._implementation import Attempt, Task, TaskBuilder, TaskId
-from pyapalis._poll import (
+from pyapalis._status import Status
+from pyapalis._worker._worker import WorkerBuilder
+from pyapalis.backends._capabilities import CAPABILITIES, TaskSink, feature_table
+from pyapalis.backends._custom import BackendBuilder, CustomBackend, CustomConfig, dequeue_backend
+from pyapalis.backends._poll import (
     BackoffConfig,
     IntervalStrategy,
     MultiStrategy,
     StreamStrategy,
 )
-from pyapalis._status import Status
-from pyapalis._worker import WorkerBuilder
+from pyapalis.backends._protocols import Backend, SyncAck
 from pyapalis.testing import BackendConformance, BackendHarness, WallClock
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -365,7 +365,7 @@ async def test_reschedule_interrupts_the_wait_for_the_next_poll(
 async def test_retry_policy_and_failure_status(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    from pyapalis._retry import BackoffMode, RetryPolicy
+    from pyapalis._worker._retry import BackoffMode, RetryPolicy
 
     backend = dequeue_backend(50)
     await backend.push("doomed")

@@ -1,7 +1,7 @@
 """Every backend's features table says what the backend really implements.
 
 A backend's docstring carries a table of the capability protocols of
-:mod:`pyapalis._capabilities` (read by :func:`feature_table`). Here each row is
+:mod:`pyapalis.backends._capabilities` (read by :func:`feature_table`). Here each row is
 checked against the backend: ``supported`` or ``limited`` means the backend
 (class and instance) satisfies the runtime-checkable protocol, with ``async``
 methods where the protocol has them; ``not supported`` means it does not; and
@@ -20,32 +20,32 @@ from typing import Any
 
 import pytest
 
-from pyapalis._capabilities import CAPABILITIES, feature_table
+from pyapalis.backends._capabilities import CAPABILITIES, feature_table
 
 
 def _memory(tmp_path: Path) -> Any:
-    from pyapalis._memory import MemoryStorage
+    from pyapalis.backends._memory._storage import MemoryStorage
 
     return MemoryStorage()
 
 
 def _json(tmp_path: Path) -> Any:
-    from pyapalis._json_storage import JsonStorage
+    from pyapalis.backends._json._storage import JsonStorage
 
     return JsonStorage(tmp_path / "tasks.jsonl")
 
 
 def _custom(tmp_path: Path) -> Any:
-    from pyapalis._custom import dequeue_backend
+    from pyapalis.backends._custom import dequeue_backend
 
     return dequeue_backend(1.0)
 
 
 # (module, class name, how to make an instance)
 BACKENDS: list[tuple[str, str, Callable[[Path], Any]]] = [
-    ("pyapalis._memory", "MemoryStorage", _memory),
-    ("pyapalis._json_storage", "JsonStorage", _json),
-    ("pyapalis._custom", "CustomBackend", _custom),
+    ("pyapalis.backends._memory._storage", "MemoryStorage", _memory),
+    ("pyapalis.backends._json._storage", "JsonStorage", _json),
+    ("pyapalis.backends._custom", "CustomBackend", _custom),
 ]
 
 

@@ -17,7 +17,7 @@ import trio
 import trio.testing
 
 from pyapalis._errors import StorageError
-from pyapalis._journal import HEADER, Journal
+from pyapalis.backends._json._journal import HEADER, Journal
 
 HEADER_LINE = orjson.dumps(HEADER) + b"\n"
 

@@ -25,18 +25,18 @@ import pytest
 import trio
 import trio.testing
 
-from pyapalis._capabilities import CAPABILITIES, feature_table
-from pyapalis._clock import run_clock
-from pyapalis._context import WorkerContext
 from pyapalis._errors import AbortError, CodecError, RetryAfterError, StorageError, TaskError
-from pyapalis._events import Event, EventKind
-from pyapalis._handler import Meta
 from pyapalis._implementation import Attempt, Task, TaskBuilder, TaskId
-from pyapalis._journal import HEADER
-from pyapalis._json_storage import JsonStorage
-from pyapalis._retry import BackoffMode, RetryPolicy
 from pyapalis._status import Status
-from pyapalis._worker import WorkerBuilder
+from pyapalis._worker._context import WorkerContext
+from pyapalis._worker._events import Event, EventKind
+from pyapalis._worker._handler import Meta
+from pyapalis._worker._retry import BackoffMode, RetryPolicy
+from pyapalis._worker._worker import WorkerBuilder
+from pyapalis.backends._capabilities import CAPABILITIES, feature_table
+from pyapalis.backends._json._journal import HEADER
+from pyapalis.backends._json._storage import JsonStorage
+from pyapalis.backends._kit._clock import run_clock
 from pyapalis.testing import WallClock
 
 HEADER_LINE = orjson.dumps(HEADER) + b"\n"

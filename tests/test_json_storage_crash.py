@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 import trio
 
-from pyapalis._json_storage import JsonStorage
 from pyapalis._status import Status
+from pyapalis.backends._json._storage import JsonStorage
 
 WORKER = str(Path(__file__).with_name("_crash_worker.py"))
 REPO = str(Path(__file__).resolve().parent.parent)

@@ -41,14 +41,14 @@ import pytest
 import trio
 import trio.testing
 
-from pyapalis._context import WorkerContext
 from pyapalis._errors import AbortError, StorageError
-from pyapalis._events import Event, EventKind
 from pyapalis._implementation import Task, TaskBuilder, TaskId
-from pyapalis._journal import HEADER
-from pyapalis._json_storage import JsonStorage
 from pyapalis._status import Status
-from pyapalis._worker import WorkerBuilder
+from pyapalis._worker._context import WorkerContext
+from pyapalis._worker._events import Event, EventKind
+from pyapalis._worker._worker import WorkerBuilder
+from pyapalis.backends._json._journal import HEADER
+from pyapalis.backends._json._storage import JsonStorage
 
 HEADER_LINE = orjson.dumps(HEADER) + b"\n"
 REPO = str(Path(__file__).resolve().parent.parent)
@@ -396,7 +396,7 @@ async def test_killed_at_any_instant_each_task_is_whole_or_gone(path: Path) -> N
     ids = [f"t{n:02}" for n in range(count)]
     child = (
         "import sys, trio\n"
-        "from pyapalis._json_storage import JsonStorage\n"
+        "from pyapalis.backends._json._storage import JsonStorage\n"
         "async def main():\n"
         "    with JsonStorage(sys.argv[1], compact_min=4) as storage:\n"
         "        for n in range(int(sys.argv[2])):\n"

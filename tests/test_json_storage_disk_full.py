@@ -31,10 +31,10 @@ import trio
 import trio.testing
 
 from pyapalis._errors import StorageError
-from pyapalis._journal import HEADER
-from pyapalis._json_storage import JsonStorage
 from pyapalis._status import Status
-from pyapalis._worker import WorkerBuilder
+from pyapalis._worker._worker import WorkerBuilder
+from pyapalis.backends._json._journal import HEADER
+from pyapalis.backends._json._storage import JsonStorage
 
 HEADER_LINE = orjson.dumps(HEADER) + b"\n"
 PAGE = 4096
@@ -194,7 +194,7 @@ async def test_a_retry_the_full_disk_refuses_lands_once_there_is_room(
             await trio.sleep(0.5)
             disk.free()
 
-        from pyapalis._retry import RetryPolicy
+        from pyapalis._worker._retry import RetryPolicy
 
         worker = WorkerBuilder("w").backend(storage).retry(RetryPolicy.retries(1)).build(handler)
         async with trio.open_nursery() as nursery:

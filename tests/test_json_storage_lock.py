@@ -20,10 +20,10 @@ import pytest
 import trio
 import trio.testing
 
-import pyapalis._journal
+import pyapalis.backends._json._journal
 from pyapalis._errors import StorageError
-from pyapalis._journal import HEADER
-from pyapalis._json_storage import JsonStorage
+from pyapalis.backends._json._journal import HEADER
+from pyapalis.backends._json._storage import JsonStorage
 
 CRASH_WORKER = str(Path(__file__).with_name("_crash_worker.py"))
 REPO = str(Path(__file__).resolve().parent.parent)
@@ -144,7 +144,7 @@ def test_an_opener_that_locked_a_replaced_file_opens_the_new_one(
         locked.append(os.fstat(fd).st_ino)
         real_flock(fd, operation)
 
-    monkeypatch.setattr(pyapalis._journal.fcntl, "flock", racing_flock)
+    monkeypatch.setattr(pyapalis.backends._json._journal.fcntl, "flock", racing_flock)
     with JsonStorage(path) as storage:
         monkeypatch.undo()
         assert sorted(storage._store.entries) == ["new"]

@@ -16,9 +16,9 @@ import pytest
 import trio
 import trio.testing
 
-import pyapalis._journal
+import pyapalis.backends._json._journal
 from pyapalis._errors import StorageError
-from pyapalis._json_storage import JsonStorage
+from pyapalis.backends._json._storage import JsonStorage
 
 CRASH_WORKER = str(Path(__file__).with_name("_crash_worker.py"))
 REPO = str(Path(__file__).resolve().parent.parent)
@@ -63,7 +63,9 @@ async def test_a_symlink_at_the_fresh_snapshot_name_is_not_followed_either(
     names = iter(["0" * 16, "1" * 16])
     with JsonStorage(path) as storage:
         await storage.push_bulk(range(3))
-        monkeypatch.setattr(pyapalis._journal.secrets, "token_hex", lambda n: next(names))
+        monkeypatch.setattr(
+            pyapalis.backends._json._journal.secrets, "token_hex", lambda n: next(names)
+        )
         await storage.vacuum()
         monkeypatch.undo()
     assert victim.read_bytes() == b"precious"

@@ -20,13 +20,13 @@ import pytest
 import trio
 import trio.testing
 
-from pyapalis._context import WorkerContext
 from pyapalis._errors import StorageError
-from pyapalis._events import Event, EventKind
-from pyapalis._journal import HEADER
-from pyapalis._json_storage import JsonStorage
 from pyapalis._status import Status
-from pyapalis._worker import WorkerBuilder
+from pyapalis._worker._context import WorkerContext
+from pyapalis._worker._events import Event, EventKind
+from pyapalis._worker._worker import WorkerBuilder
+from pyapalis.backends._json._journal import HEADER
+from pyapalis.backends._json._storage import JsonStorage
 
 HEADER_LINE = orjson.dumps(HEADER) + b"\n"
 
@@ -129,7 +129,7 @@ def test_nan_and_infinity_are_damaged_lines(path: Path, line: bytes) -> None:
 
 def test_numbers_are_checked_to_be_finite() -> None:
     """Records built in memory (not parsed) get the same check."""
-    from pyapalis._json_store import Entry
+    from pyapalis.backends._json._store import Entry
 
     for bad in (float("nan"), float("inf"), -float("inf")):
         with pytest.raises(ValueError, match="must be a finite number"):

@@ -20,7 +20,7 @@ from pyapalis import (
     WorkerBuilder,
     WorkerContext,
 )
-from pyapalis._layer_ack import AcknowledgeLayer, EventListenerLayer
+from pyapalis.layers._ack import AcknowledgeLayer, EventListenerLayer
 
 
 async def test_the_acknowledger_sees_each_outcome_and_the_task(

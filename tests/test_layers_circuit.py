@@ -12,7 +12,7 @@ import trio.testing
 from conftest import EventLog
 
 from pyapalis import MemoryStorage, Status, Task, TaskBuilder, WorkerBuilder, WorkerContext
-from pyapalis._layer_circuit import (
+from pyapalis.layers._circuit import (
     CircuitBreakerConfig,
     CircuitBreakerLayer,
     CircuitOpenError,

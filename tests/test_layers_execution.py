@@ -27,7 +27,7 @@ from pyapalis import (
     WorkerBuilder,
     WorkerContext,
 )
-from pyapalis._layer_execution import CatchPanicLayer, RetryLayer, TimeoutLayer
+from pyapalis.layers._execution import CatchPanicLayer, RetryLayer, TimeoutLayer
 
 
 def failing_times(

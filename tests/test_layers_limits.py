@@ -20,8 +20,8 @@ from pyapalis import (
     WorkerBuilder,
     WorkerContext,
 )
-from pyapalis._layer_circuit import CircuitBreakerConfig, CircuitBreakerLayer
-from pyapalis._layer_limits import (
+from pyapalis.layers._circuit import CircuitBreakerConfig, CircuitBreakerLayer
+from pyapalis.layers._limits import (
     ConcurrencyLimitLayer,
     LoadShedLayer,
     OverloadedError,

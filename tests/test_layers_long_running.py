@@ -20,7 +20,7 @@ from pyapalis import (
     WorkerBuilder,
     WorkerContext,
 )
-from pyapalis._layer_long_running import (
+from pyapalis.layers._long_running import (
     LongRunningConfig,
     LongRunningLayer,
     OperationTimeoutError,

@@ -24,7 +24,7 @@ from pyapalis import (
     WorkerBuilder,
     WorkerContext,
 )
-from pyapalis._layer_tracing import TracingLayer
+from pyapalis.layers._tracing import TracingLayer
 
 needs_prometheus = needs("prometheus_client", "prometheus")
 needs_otel = needs("opentelemetry.sdk", "otel")
@@ -155,7 +155,7 @@ async def test_prometheus_counts_final_statuses_retries_durations_and_in_flight(
 ) -> None:
     from prometheus_client import CollectorRegistry
 
-    from pyapalis._layer_prometheus import PrometheusLayer
+    from pyapalis.layers._prometheus import PrometheusLayer
 
     registry = CollectorRegistry()
     layer = PrometheusLayer(registry, buckets=(1, 5))
@@ -190,7 +190,7 @@ async def test_prometheus_counts_final_statuses_retries_durations_and_in_flight(
 def test_prometheus_layers_share_metric_families_per_registry() -> None:
     from prometheus_client import CollectorRegistry
 
-    from pyapalis._layer_prometheus import PrometheusLayer
+    from pyapalis.layers._prometheus import PrometheusLayer
 
     registry = CollectorRegistry()
     first, second = PrometheusLayer(registry), PrometheusLayer(registry)
@@ -217,7 +217,7 @@ async def test_otel_a_span_per_trip_with_id_attempt_queue_and_outcome(
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
     from opentelemetry.trace import SpanKind, StatusCode
 
-    from pyapalis._layer_otel import OpenTelemetryLayer
+    from pyapalis.layers._otel import OpenTelemetryLayer
 
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
@@ -263,7 +263,7 @@ async def test_otel_span_is_current_in_the_handler_and_named_after_the_worker(
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-    from pyapalis._layer_otel import OpenTelemetryLayer
+    from pyapalis.layers._otel import OpenTelemetryLayer
 
     exporter = InMemorySpanExporter()
     provider = TracerProvider()

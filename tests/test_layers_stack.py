@@ -32,15 +32,15 @@ from pyapalis import (
     WorkerBuilder,
     WorkerContext,
 )
-from pyapalis._layer_ack import AcknowledgeLayer, EventListenerLayer
-from pyapalis._layer_circuit import CircuitBreakerLayer
-from pyapalis._layer_execution import CatchPanicLayer, RetryLayer, TimeoutLayer
-from pyapalis._layer_limits import ConcurrencyLimitLayer, LoadShedLayer, RateLimitLayer
-from pyapalis._layer_long_running import LongRunningLayer, Runner
-from pyapalis._layer_otel import OpenTelemetryLayer
-from pyapalis._layer_prometheus import PrometheusLayer
-from pyapalis._layer_tracing import TracingLayer
-from pyapalis._service import NotReadyError, compose, readiness_checks, wraps_execution
+from pyapalis._worker._service import NotReadyError, compose, readiness_checks, wraps_execution
+from pyapalis.layers._ack import AcknowledgeLayer, EventListenerLayer
+from pyapalis.layers._circuit import CircuitBreakerLayer
+from pyapalis.layers._execution import CatchPanicLayer, RetryLayer, TimeoutLayer
+from pyapalis.layers._limits import ConcurrencyLimitLayer, LoadShedLayer, RateLimitLayer
+from pyapalis.layers._long_running import LongRunningLayer, Runner
+from pyapalis.layers._otel import OpenTelemetryLayer
+from pyapalis.layers._prometheus import PrometheusLayer
+from pyapalis.layers._tracing import TracingLayer
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -471,7 +471,7 @@ async def test_catch_panic_shortcut_kills_instead_of_retrying(
 
 def test_importing_pyapalis_imports_no_optional_dependency() -> None:
     code = (
-        "import sys, pyapalis, pyapalis._layer_prometheus, pyapalis._layer_otel\n"
+        "import sys, pyapalis, pyapalis.layers._prometheus, pyapalis.layers._otel\n"
         "bad = [m for m in sys.modules if m.startswith(('prometheus_client', 'opentelemetry'))]\n"
         "assert not bad, bad\n"
     )

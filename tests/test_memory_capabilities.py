@@ -16,9 +16,9 @@ import trio
 import trio.testing
 
 from pyapalis import AbortError, Status, Task, TaskBuilder, TaskId, WorkerBuilder, WorkerContext
-from pyapalis._capabilities import TaskResult
 from pyapalis._errors import TaskError
-from pyapalis._memory import MemoryStorage
+from pyapalis.backends._capabilities import TaskResult
+from pyapalis.backends._memory._storage import MemoryStorage
 
 
 async def _until(predicate: Callable[[], bool]) -> None:

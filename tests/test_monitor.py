@@ -34,8 +34,8 @@ from pyapalis import (
     WorkerContext,
     WorkerStateError,
 )
-from pyapalis._json_storage import JsonStorage
 from pyapalis._monitor import DEFAULT_RESTART_BACKOFF, Monitor, MonitorError, MonitorStatistics
+from pyapalis.backends._json._storage import JsonStorage
 
 
 class BrokenBackend:
@@ -1156,7 +1156,7 @@ async def test_an_empty_monitor_returns_at_once(autojump_clock: trio.testing.Moc
 
 
 def test_a_monitor_in_a_background_runtime() -> None:
-    from pyapalis._runtime import start_in_thread
+    from pyapalis.embed._runtime import start_in_thread
 
     letters, numbers = MemoryStorage(), MemoryStorage()
     release = threading.Event()

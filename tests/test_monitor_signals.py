@@ -31,7 +31,7 @@ PROGRAM = textwrap.dedent(
     import trio
 
     from pyapalis import MemoryStorage, WorkerBuilder, WorkerContext
-    from pyapalis._json_storage import JsonStorage
+    from pyapalis.backends._json._storage import JsonStorage
     from pyapalis._monitor import Monitor
 
     MODE = sys.argv[1]            # "finish": in-flight tasks end soon after the signal
@@ -94,7 +94,7 @@ SECOND_RUN = textwrap.dedent(
     import trio
 
     from pyapalis import Status, WorkerBuilder
-    from pyapalis._json_storage import JsonStorage
+    from pyapalis.backends._json._storage import JsonStorage
     from pyapalis._monitor import Monitor
 
 

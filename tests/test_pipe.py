@@ -10,11 +10,11 @@ import pytest
 import trio
 import trio.testing
 
-from pyapalis._custom import dequeue_backend
 from pyapalis._implementation import TaskId
-from pyapalis._memory import MemoryStorage
-from pyapalis._pipe import Pipe, PushTarget, pipe_to
-from pyapalis._worker import WorkerBuilder
+from pyapalis._worker._worker import WorkerBuilder
+from pyapalis.backends._custom import dequeue_backend
+from pyapalis.backends._memory._storage import MemoryStorage
+from pyapalis.backends._pipe import Pipe, PushTarget, pipe_to
 
 
 async def numbers(count: int, period: float = 0.0) -> AsyncIterator[int]:

@@ -18,9 +18,9 @@ import trio.testing
 from conftest import EventLog
 
 from pyapalis import MemoryStorage, Status, Task, TaskId, WorkerBuilder, WorkerContext
-from pyapalis._backend import Backend, RunsAlongside, SyncAck
-from pyapalis._custom import dequeue_backend
-from pyapalis._pipe import Pipe, pipe_to
+from pyapalis.backends._custom import dequeue_backend
+from pyapalis.backends._pipe import Pipe, pipe_to
+from pyapalis.backends._protocols import Backend, RunsAlongside, SyncAck
 
 
 async def numbers(count: int, period: float = 1.0) -> AsyncIterator[int]:

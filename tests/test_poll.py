@@ -12,7 +12,7 @@ import pytest
 import trio
 import trio.testing
 
-from pyapalis._poll import (
+from pyapalis.backends._poll import (
     BackoffConfig,
     FutureStrategy,
     IntervalStrategy,

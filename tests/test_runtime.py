@@ -29,7 +29,7 @@ from pyapalis import (
     WorkerStateError,
 )
 from pyapalis._errors import PyapalisError
-from pyapalis._runtime import BackgroundRuntime, RuntimeStoppedError, start_in_thread
+from pyapalis.embed._runtime import BackgroundRuntime, RuntimeStoppedError, start_in_thread
 
 WAIT = 30.0
 """Upper bound of any wait in these tests (seconds): reached only by a bug."""
@@ -574,7 +574,7 @@ def run_script(body: str) -> subprocess.CompletedProcess[str]:
         import threading
         import trio
         from pyapalis import MemoryStorage, WorkerBuilder
-        from pyapalis._runtime import start_in_thread
+        from pyapalis.embed._runtime import start_in_thread
 
         storage = MemoryStorage()
         started = threading.Event()

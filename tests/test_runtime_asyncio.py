@@ -15,7 +15,7 @@ import pytest
 import trio
 
 from pyapalis import MemoryStorage, RetryPolicy, WorkerBuilder
-from pyapalis._runtime import RuntimeStoppedError, start_in_thread
+from pyapalis.embed._runtime import RuntimeStoppedError, start_in_thread
 
 WAIT = 30.0
 

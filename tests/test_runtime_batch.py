@@ -13,7 +13,7 @@ import pytest
 import trio
 
 from pyapalis import MemoryStorage, RetryPolicy, WorkerBuilder
-from pyapalis._runtime import BackgroundRuntime, RuntimeStoppedError, start_in_thread
+from pyapalis.embed._runtime import BackgroundRuntime, RuntimeStoppedError, start_in_thread
 
 WAIT = 30.0
 """Upper bound of any wait in these tests (seconds): reached only by a bug."""

@@ -1,7 +1,7 @@
 """TaskQueue, the storage behind MemoryStorage: compiled and pure-Python twins.
 
 Every test runs on both implementations (``pyapalis._core.TaskQueue`` with the
-compiled ``Task``, ``pyapalis._pyqueue.TaskQueue`` with the pure-Python one).
+compiled ``Task``, ``pyapalis._twin._deque.TaskQueue`` with the pure-Python one).
 The queue knows nothing of trio: a fake clock drives its schedule here.
 """
 
@@ -56,8 +56,8 @@ def impl(request: pytest.FixtureRequest) -> Impl:
     if request.param == "cython":
         core: ModuleType = importlib.import_module("pyapalis._core")
         return Impl("cython", core.TaskQueue, core.Task, core.TaskId, core.OneShotValue)
-    pycore = importlib.import_module("pyapalis._pycore")
-    pyqueue = importlib.import_module("pyapalis._pyqueue")
+    pycore = importlib.import_module("pyapalis._twin._task")
+    pyqueue = importlib.import_module("pyapalis._twin._deque")
     return Impl("python", pyqueue.TaskQueue, pycore.Task, pycore.TaskId, pyqueue.OneShotValue)
 
 
@@ -85,7 +85,7 @@ def drain(queue: Any) -> list[Any]:
 def test_the_twins_are_the_expected_classes(impl: Impl) -> None:
     queue = impl.TaskQueue(FakeClock())
     module = type(queue).__module__
-    assert module == ("pyapalis._core" if impl.name == "cython" else "pyapalis._pyqueue")
+    assert module == ("pyapalis._core" if impl.name == "cython" else "pyapalis._twin._deque")
     assert queue.maxsize == 0
     assert len(queue) == 0
     assert not queue
@@ -761,7 +761,7 @@ def test_memory_storage_resumes_consumers_with_a_registered_outcome() -> None:
     import outcome
 
     from pyapalis._implementation import OneShotValue
-    from pyapalis._memory import MemoryStorage  # registers the class
+    from pyapalis.backends._memory._storage import MemoryStorage  # registers the class
 
     assert MemoryStorage is not None
     assert isinstance(OneShotValue(1), outcome.Outcome)

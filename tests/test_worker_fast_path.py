@@ -50,7 +50,7 @@ from pyapalis import (
     WorkerBuilder,
     WorkerContext,
 )
-from pyapalis._worker import CHECKPOINT_EVERY
+from pyapalis._worker._worker import CHECKPOINT_EVERY
 
 NO_EXTENSIONS = importlib.import_module("conftest").NO_EXTENSIONS
 
@@ -548,8 +548,8 @@ def impl(request: pytest.FixtureRequest) -> tuple[ModuleType, ModuleType]:
     if request.param == "cython":
         core = importlib.import_module("pyapalis._core")
         return core, core
-    return importlib.import_module("pyapalis._pycore"), importlib.import_module(
-        "pyapalis._pyexecution"
+    return importlib.import_module("pyapalis._twin._task"), importlib.import_module(
+        "pyapalis._twin._execution"
     )
 
 

@@ -33,7 +33,7 @@ from pyapalis import (
     TestWorker,
     WorkerBuilder,
 )
-from pyapalis._service import Service
+from pyapalis._worker._service import Service
 
 sent: list[tuple[str, float]] = []
 

@@ -32,8 +32,8 @@ from pyapalis import (
     WorkerBuilder,
     WorkerContext,
 )
-from pyapalis._pipe import Pipe
-from pyapalis._worker import DEFAULT_HEARTBEAT
+from pyapalis._worker._worker import DEFAULT_HEARTBEAT
+from pyapalis.backends._pipe import Pipe
 
 
 class Registry(MemoryStorage):

@@ -38,11 +38,11 @@ from pyapalis import (
     TaskTimeoutError,
     WorkerStateError,
 )
-from pyapalis._background import BackgroundTask, CurrentTask, UnknownTaskError
-from pyapalis._background_pool import QueueConfig, RetentionMode, WorkerPool
-from pyapalis._background_queues import MemoryQueues
-from pyapalis._json_storage import JsonStorage
+from pyapalis.backends._json._storage import JsonStorage
+from pyapalis.backends._memory._queues import MemoryQueues
 from pyapalis.testing import WallClock
+from pyapalis.typed._pool import QueueConfig, RetentionMode, WorkerPool
+from pyapalis.typed._task import BackgroundTask, CurrentTask, UnknownTaskError
 
 RUNS: list[tuple[float, str, int]] = []
 """(virtual time, task name and payload, attempt) of every execution, in order."""

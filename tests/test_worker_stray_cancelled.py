@@ -28,8 +28,8 @@ from pyapalis import (
     TestWorker,
     WorkerBuilder,
 )
-from pyapalis._pipeline import StrayCancelledError
-from pyapalis._service import Service
+from pyapalis._worker._pipeline import StrayCancelledError
+from pyapalis._worker._service import Service
 
 
 async def caught_cancelled() -> trio.Cancelled:

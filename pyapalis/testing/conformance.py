@@ -41,13 +41,13 @@ import pytest
 import trio
 import trio.testing
 
-from .._backend import Backend
-from .._capabilities import ResumeAbandoned, TaskSink, WaitForCompletion
-from .._context import WorkerContext
 from .._errors import AbortError
 from .._implementation import Attempt, TaskBuilder, TaskId
 from .._status import Status
-from .._worker import WorkerBuilder
+from .._worker._context import WorkerContext
+from .._worker._worker import WorkerBuilder
+from ..backends._capabilities import ResumeAbandoned, TaskSink, WaitForCompletion
+from ..backends._protocols import Backend
 from ._wall_clock import WallClock
 
 __all__ = ["BackendConformance", "BackendHarness"]

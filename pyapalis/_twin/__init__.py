@@ -1,0 +1,1 @@
+"""The pure-Python twin of the compiled core ``pyapalis._core``."""

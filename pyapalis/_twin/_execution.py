@@ -1,0 +1,109 @@
+"""The pure-Python twin of ``csrc/_execution.pxi``: per-execution helpers."""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable
+from typing import Any, Final, Protocol
+
+from .._status import Status
+from ._task import Task
+
+__all__ = [
+    "TIMED",
+    "AckRecorder",
+    "begin_direct",
+    "begin_execution",
+    "set_status",
+    "undo_attempt",
+]
+
+_DONE = Status.Done
+
+
+class _Timed:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "TIMED"
+
+
+TIMED: Final[Any] = _Timed()
+"""What :func:`begin_direct` returns for a task with a timeout of its own."""
+
+
+def begin_execution(task: Task) -> float | None:
+    """Count an execution and mark the task Running.
+
+    Returns the task's own timeout in seconds, or None: the worker needs it
+    next, and handing it back here saves a property lookup per task.
+    """
+    task.parts.attempt.increment()
+    task.parts.status = Status.Running
+    return task.parts.timeout
+
+
+def undo_attempt(task: Task) -> None:
+    """Un-count an execution that was interrupted before it could finish."""
+    attempt = task.parts.attempt
+    if attempt._count > 0:
+        attempt._count -= 1
+
+
+def set_status(task: Task, status: Status) -> None:
+    """Set a task's status."""
+    task.parts.status = status
+
+
+def begin_direct(task: Task) -> Any:
+    """:func:`begin_execution` for a worker that calls its handler itself.
+
+    Counts an execution and marks the task Running, then returns the task's
+    args, or :data:`TIMED` if the task sets a timeout of its own (the worker
+    then takes its timed path).
+    """
+    parts = task.parts
+    parts.attempt.increment()
+    parts.status = Status.Running
+    if parts.timeout is None:
+        return task.args
+    return TIMED
+
+
+class _SlowAcker(Protocol):
+    def _ack_slow(
+        self, task: Task, status: Status, result: Any, error: BaseException | None
+    ) -> None: ...
+
+
+class AckRecorder:
+    """The ``ack_nowait`` of a backend that keeps its finished tasks in a deque.
+
+    ``AckRecorder(append, owner)``; ``recorder.ack(task, status, result,
+    error)`` records the common outcome itself, a task ``Done`` with no result
+    while :attr:`attention` is false: it sets the status and calls
+    ``append(task)``. Any other outcome goes to ``owner._ack_slow(task, status,
+    result, error)``, which must do the same and the rest. The owner is held
+    weakly, so an owner keeping its recorder makes no reference cycle.
+    """
+
+    __slots__ = ("_append", "_owner", "attention")
+
+    def __init__(self, append: Callable[[Task], object], owner: _SlowAcker) -> None:
+        if not callable(append):
+            raise TypeError(f"AckRecorder: append must be callable, got {append!r}")
+        self._append = append
+        self._owner = weakref.ref(owner)
+        self.attention = False
+        """True while an ack has more to do: every one takes the slow path."""
+
+    def ack(self, task: Task, status: Status, result: Any, error: BaseException | None) -> None:
+        """Record ``task``'s final outcome (see the class)."""
+        if status is _DONE and result is None and error is None and not self.attention:
+            task.parts.status = _DONE
+            self._append(task)
+            return
+        owner = self._owner()
+        if owner is None:
+            raise ReferenceError("AckRecorder: its owner is gone")
+        owner._ack_slow(task, status, result, error)

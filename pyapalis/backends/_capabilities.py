@@ -1,0 +1,202 @@
+"""What a backend can do beyond feeding a worker: apalis-core's capability traits.
+
+Each capability is a runtime-checkable :class:`typing.Protocol`, so code can ask
+``isinstance(backend, FetchById)``. Every backend documents which it supports
+in a features table in its docstring (see :func:`feature_table`); the test
+suite checks each table against what the backend really implements.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import outcome
+
+from .._errors import TaskError
+from .._implementation import Task, TaskId
+from .._status import Status
+
+__all__ = [
+    "FetchById",
+    "ListTasks",
+    "ListWorkers",
+    "RegisterWorker",
+    "Reschedule",
+    "ResumeAbandoned",
+    "ResumeById",
+    "TaskResult",
+    "TaskSink",
+    "Update",
+    "Vacuum",
+    "WaitForCompletion",
+    "WorkerInfo",
+    "feature_table",
+]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TaskResult:
+    """A task's status and, once it is final, its outcome.
+
+    ``result`` is ``outcome.Value(value)`` for a task that is ``Done``,
+    ``outcome.Error(TaskError(message))`` for one that is ``Failed`` or
+    ``Killed``, and ``None`` while the task is not final.
+    """
+
+    task_id: TaskId
+    status: Status
+    result: outcome.Outcome[Any] | None = None
+
+    @property
+    def is_final(self) -> bool:
+        """True once the task will not run again."""
+        return self.status.is_final
+
+    def unwrap(self) -> Any:
+        """The task's return value; raises its :class:`TaskError` if it failed.
+
+        Raises ``ValueError`` while the task is not final.
+        """
+        if self.result is None:
+            raise ValueError(f"task {self.task_id} is not finished (status {self.status})")
+        return self.result.unwrap()
+
+    @classmethod
+    def done(cls, task_id: TaskId, value: Any) -> TaskResult:
+        return cls(task_id, Status.Done, outcome.Value(value))
+
+    @classmethod
+    def failed(cls, task_id: TaskId, status: Status, message: str) -> TaskResult:
+        return cls(task_id, status, outcome.Error(TaskError(message)))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    """A worker a backend knows of: its name, owning process and last sign of life."""
+
+    name: str
+    pid: int
+    started_at: float
+    last_seen: float
+
+
+@runtime_checkable
+class TaskSink(Protocol):
+    """Accepts new tasks."""
+
+    async def push(self, args: Any) -> TaskId: ...
+    async def push_bulk(self, items: Iterable[Any]) -> list[TaskId]: ...
+    async def push_task(self, task: Task) -> TaskId: ...
+    async def push_stream(self, items: AsyncIterable[Any]) -> int: ...
+
+
+@runtime_checkable
+class FetchById(Protocol):
+    """Looks a task up by its id (None if the backend does not know it)."""
+
+    async def fetch_by_id(self, task_id: TaskId | str) -> Task | None: ...
+
+
+@runtime_checkable
+class Update(Protocol):
+    """Replaces a stored task's parts (status, attempts, run_at, metadata)."""
+
+    async def update(self, task: Task) -> None: ...
+
+
+@runtime_checkable
+class Reschedule(Protocol):
+    """Queues a task again, due ``delay`` seconds from now."""
+
+    async def reschedule(self, task: Task, delay: float) -> None: ...
+
+
+@runtime_checkable
+class Vacuum(Protocol):
+    """Removes finished tasks; returns how many were removed."""
+
+    async def vacuum(self) -> int: ...
+
+
+@runtime_checkable
+class ResumeById(Protocol):
+    """Makes a failed, killed or abandoned task Pending again; False if it cannot."""
+
+    async def resume_by_id(self, task_id: TaskId | str) -> bool: ...
+
+
+@runtime_checkable
+class ResumeAbandoned(Protocol):
+    """Re-queues Running tasks whose worker is gone; returns how many."""
+
+    async def resume_abandoned(self) -> int: ...
+
+
+@runtime_checkable
+class RegisterWorker(Protocol):
+    """Records a worker as alive (its heartbeat)."""
+
+    async def register_worker(self, name: str) -> None: ...
+
+
+@runtime_checkable
+class ListWorkers(Protocol):
+    """Lists the workers a backend knows of."""
+
+    async def list_workers(self) -> list[WorkerInfo]: ...
+
+
+@runtime_checkable
+class ListTasks(Protocol):
+    """Lists tasks, optionally by status, one page at a time (pages start at 1)."""
+
+    async def list_tasks(
+        self, status: Status | None = None, page: int = 1, page_size: int = 10
+    ) -> list[Task]: ...
+
+
+@runtime_checkable
+class WaitForCompletion(Protocol):
+    """Reports tasks' results as they finish."""
+
+    def wait_for(self, task_ids: Iterable[TaskId | str]) -> AsyncIterator[TaskResult]: ...
+    async def wait_for_single(self, task_id: TaskId | str) -> TaskResult: ...
+    async def check_status(self, task_ids: Iterable[TaskId | str]) -> list[TaskResult]: ...
+
+
+Support = Literal["supported", "limited", "not supported"]
+
+CAPABILITIES: dict[str, type] = {
+    "TaskSink": TaskSink,
+    "FetchById": FetchById,
+    "Update": Update,
+    "Reschedule": Reschedule,
+    "Vacuum": Vacuum,
+    "ResumeById": ResumeById,
+    "ResumeAbandoned": ResumeAbandoned,
+    "RegisterWorker": RegisterWorker,
+    "ListWorkers": ListWorkers,
+    "ListTasks": ListTasks,
+    "WaitForCompletion": WaitForCompletion,
+}
+
+_ROW = re.compile(r"^\s*(\w+)\s+(supported|limited|not supported)\b", re.MULTILINE)
+
+
+def feature_table(backend: type | object) -> dict[str, Support]:
+    """The capabilities a backend's docstring declares, by protocol name.
+
+    The table is a reStructuredText simple table whose rows start with a
+    capability name and its support: ``supported``, ``limited`` or
+    ``not supported``. Rows naming something other than a capability protocol
+    (``push_nowait``, say) are left out.
+    """
+    doc = (backend if isinstance(backend, type) else type(backend)).__doc__ or ""
+    table: dict[str, Support] = {}
+    for name, support in _ROW.findall(doc):
+        if name in CAPABILITIES:
+            table[name] = support
+    return table

@@ -1,0 +1,82 @@
+"""How a task type's ``QUEUE`` name finds its backend handle.
+
+A *queue family* is a backend object with a ``queue(name)`` method that returns
+the handle of one named queue: :class:`~pyapalis.JsonStorage` (``storage.queue
+("emails")`` is a second queue in the same file) and :class:`MemoryQueues`
+(one :class:`~pyapalis.MemoryStorage` per name). Any other backend, a bare
+``MemoryStorage`` included, is a single queue: every task type pushed to it
+lands in it whatever its ``QUEUE``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ._storage import MemoryStorage
+
+__all__ = ["MemoryQueues", "is_queue_family", "open_queue"]
+
+
+class MemoryQueues:
+    """Named in-process queues: one :class:`MemoryStorage` per name, made on first use.
+
+    ``queues.queue("emails")`` always returns the same storage for the same
+    name, so producers and a :class:`~pyapalis.WorkerPool` built on one
+    ``MemoryQueues`` meet in the same queues. ``maxsize`` applies to each queue.
+    """
+
+    __slots__ = ("_maxsize", "_queues")
+
+    def __init__(self, maxsize: int | None = None) -> None:
+        if maxsize is not None and (
+            isinstance(maxsize, bool) or not isinstance(maxsize, int) or maxsize < 1
+        ):
+            raise ValueError(f"MemoryQueues: maxsize must be an int >= 1 or None, got {maxsize!r}")
+        self._maxsize = maxsize
+        self._queues: dict[str, MemoryStorage] = {}
+
+    def queue(self, name: str) -> MemoryStorage:
+        """The storage of the queue ``name`` (created empty the first time)."""
+        check_queue_name(name, "MemoryQueues.queue: name")
+        storage = self._queues.get(name)
+        if storage is None:
+            storage = self._queues[name] = MemoryStorage(self._maxsize)
+        return storage
+
+    def names(self) -> list[str]:
+        """The queues made so far, in creation order."""
+        return list(self._queues)
+
+    def __len__(self) -> int:
+        """Tasks waiting in every queue."""
+        return sum(len(storage) for storage in self._queues.values())
+
+    def __repr__(self) -> str:
+        return f"MemoryQueues({self.names()!r})"
+
+
+def check_queue_name(name: object, what: str) -> str:
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{what} must be a non-empty str, got {name!r}")
+    return name
+
+
+def is_queue_family(backend: object) -> bool:
+    """True if ``backend`` hands out one handle per queue name (``queue(name)``)."""
+    return callable(getattr(backend, "queue", None))
+
+
+def open_queue(backend: Any, name: str) -> tuple[Any, Callable[[], None] | None]:
+    """The handle serving queue ``name``, and how to close it if it was opened here.
+
+    A single-queue backend is its own handle. A queue family's handle that
+    already serves ``name`` (``queue_name == name``) is used as is; otherwise
+    ``backend.queue(name)`` opens one, and the caller closes it when done (a
+    JsonStorage file is released only once every handle on it is closed).
+    """
+    if not is_queue_family(backend) or getattr(backend, "queue_name", None) == name:
+        return backend, None
+    handle = backend.queue(name)
+    close = getattr(handle, "close", None)
+    return handle, close if callable(close) else None

@@ -1,0 +1,188 @@
+"""Pipe: feed a backend from an async iterable while workers consume it.
+
+apalis pipes a stream (a cron schedule, a message consumer) into a backend so
+that its items become tasks. A :class:`Pipe` is itself a backend, as in apalis
+("a pipe-based backend for a stream-to-backend pipeline")::
+
+    worker = WorkerBuilder("ticks").backend(Pipe(ticks(), storage)).build(handler)
+    await worker.run()  # runs the pipe and consumes storage, in one worker
+
+The worker takes, acknowledges and retries through the backend the pipe feeds
+(the pipe hands it that backend's own methods, so consuming costs nothing
+more), and runs the pipe beside its consumer loops for the whole run
+(:class:`~pyapalis.backends._protocols.RunsAlongside`):
+
+* when the source ends, the worker keeps consuming (the backend may be fed by
+  other producers too; stop the worker as usual);
+* an error from the source stops the worker with that error, raised from
+  ``run()`` after the tasks in flight have finished;
+* nothing pushed is lost: every item pushed before the error or the stop stays
+  in the backend for the next worker, and an item taken from the source whose
+  push was interrupted is pushed first when the pipe runs again.
+
+One worker runs a given pipe at a time. A pipe can also run on its own, in a
+nursery beside the workers::
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(pipe_to, ticks(), storage)
+        nursery.start_soon(worker.run)
+
+Each item is pushed (``await backend.push(item)``) before the next is
+requested, so a bounded backend (``MemoryStorage(maxsize=n)``) holds the
+source back. Nothing is dropped: an error from the source propagates from
+:meth:`Pipe.run` after every earlier item was pushed, and an item whose push
+was cancelled is kept and pushed first when the pipe runs again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from typing import Any, Protocol, runtime_checkable
+
+import trio
+
+from .._implementation import Task, TaskId
+from .._status import Status
+
+__all__ = ["Pipe", "PushTarget", "pipe_to"]
+
+
+@runtime_checkable
+class PushTarget(Protocol):
+    """What a pipe feeds: anything with ``await push(item)``."""
+
+    async def push(self, args: Any) -> TaskId: ...
+
+
+_NOTHING: Any = object()
+
+_DELEGATED = (
+    # The Backend protocol: present when the pipe feeds a backend a worker can consume.
+    "bind",
+    "take_nowait",
+    "take",
+    "ack",
+    "retry",
+    "release",
+    # Optional extras a worker looks for (fast paths, the heartbeat).
+    "ack_nowait",
+    "take_or_wake",
+    "wake_takers",
+    "register_worker",
+)
+
+
+class Pipe:
+    """Pushes the items of an async iterable into a backend; see the module docs.
+
+    ``await pipe.run()`` pushes until the source ends and returns how many
+    items this pipe has pushed in all (also :attr:`count`). Run it again
+    after a cancellation to carry on where it stopped.
+
+    As a worker's backend (``WorkerBuilder(...).backend(pipe)``), it lends
+    the worker the methods of the backend it feeds (``take_nowait``, ``take``,
+    ``ack``, ``retry``, ``release``, and ``bind``, ``ack_nowait``,
+    ``take_or_wake``, ``wake_takers``, ``register_worker`` when that backend
+    has them: the very same bound methods), and the worker runs
+    :meth:`run_alongside`.
+    """
+
+    # No __slots__: a delegated method must be an instance attribute, present
+    # only when the backend has it, for isinstance() against runtime-checkable
+    # protocols (SyncAck, RegisterWorker) to tell the truth.
+
+    bind: Callable[[], None]
+    take_nowait: Callable[[], Task | None]
+    take: Callable[[], Awaitable[Task]]
+    ack: Callable[[Task, Status, Any, BaseException | None], Awaitable[None]]
+    retry: Callable[[Task, float, BaseException], Awaitable[None]]
+    release: Callable[[Task], Awaitable[None]]
+    ack_nowait: Callable[[Task, Status, Any, BaseException | None], None]
+    take_or_wake: Callable[[], Awaitable[Task | None]]
+    wake_takers: Callable[[], None]
+    register_worker: Callable[[str], Awaitable[None]]
+
+    def __init__(self, source: AsyncIterable[Any], backend: PushTarget) -> None:
+        if not isinstance(source, AsyncIterable):
+            raise TypeError(f"Pipe: source must be an async iterable, got {type(source).__name__}")
+        if not callable(getattr(backend, "push", None)):
+            raise TypeError(
+                f"Pipe: backend must have an async push() method, got {type(backend).__name__}"
+            )
+        self._source = source
+        self._backend = backend
+        self._iterator: AsyncIterator[Any] | None = None
+        self._held: Any = _NOTHING  # an item taken from the source, not yet pushed
+        self._count = 0
+        self._running = False
+        # The backend's own methods, bound once: a worker consuming the pipe
+        # calls them directly. A method the backend lacks stays unset here too.
+        for name in _DELEGATED:
+            method = getattr(backend, name, None)
+            if callable(method):
+                setattr(self, name, method)
+
+    @property
+    def source(self) -> AsyncIterable[Any]:
+        """The async iterable items come from."""
+        return self._source
+
+    @property
+    def backend(self) -> PushTarget:
+        """The backend items go to."""
+        return self._backend
+
+    @property
+    def count(self) -> int:
+        """Items pushed so far."""
+        return self._count
+
+    async def run(self) -> int:
+        """Push every item until the source ends; returns the total pushed.
+
+        An error raised by the source propagates. Raises ``trio.BusyResourceError``
+        if this pipe is already running.
+        """
+        if self._running:
+            raise trio.BusyResourceError(
+                "Pipe.run: this pipe is already running (one worker or pipe_to() runs a "
+                "pipe at a time)"
+            )
+        self._running = True
+        try:
+            if self._iterator is None:
+                self._iterator = aiter(self._source)
+            push = self._backend.push
+            while True:
+                if self._held is _NOTHING:
+                    try:
+                        self._held = await anext(self._iterator)
+                    except StopAsyncIteration:
+                        return self._count
+                await push(self._held)
+                self._held = _NOTHING
+                self._count += 1
+        finally:
+            self._running = False
+
+    async def run_alongside(self) -> None:
+        """:meth:`run`, as a worker consuming this pipe runs it (see the module docs)."""
+        await self.run()
+
+    async def aclose(self) -> None:
+        """Close the source's iterator (an async generator's ``aclose``), if started."""
+        iterator, self._iterator = self._iterator, None
+        close = getattr(iterator, "aclose", None)
+        if close is not None:
+            await close()
+
+    def __repr__(self) -> str:
+        return f"Pipe(count={self._count}, backend={self._backend!r})"
+
+
+async def pipe_to(source: AsyncIterable[Any], backend: PushTarget) -> int:
+    """Push every item of ``source`` into ``backend``; returns the count.
+
+    ``nursery.start_soon(pipe_to, source, backend)`` runs it beside a worker.
+    """
+    return await Pipe(source, backend).run()
