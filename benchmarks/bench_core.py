@@ -2,7 +2,7 @@
 
 Every suite runs on both implementations, side by side: ``cython`` is the
 compiled ``pyapalis._core`` (what ships), ``python`` the pure-Python twin
-``pyapalis._twin._task`` (the specification and fallback). The ``cython`` rows are
+``pyapalis._twin`` (the specification and fallback). The ``cython`` rows are
 skipped when the extension is not built.
 
 Each timed call does a batch of ``BATCH`` operations so that the timer and the
@@ -46,9 +46,7 @@ def load_core(implementation: str) -> ModuleType:
             raise NotImplementedError(f"pyapalis._core is not built: {exc}") from exc
         return _core
     if implementation == "python":
-        from pyapalis._twin import _task as _pycore
-
-        return _pycore
+        return _twin
     raise ValueError(f"unknown implementation {implementation!r}")
 
 

@@ -1,8 +1,10 @@
-"""Chooses the implementation of the task core: compiled or pure Python.
+"""Chooses the implementation of the task core: compiled or pure Python, in one place.
 
 The compiled ``pyapalis._core`` is used unless ``PYAPALIS_NO_EXTENSIONS`` is
 set, the interpreter is not CPython, or the extension is missing (a source
-checkout that was never built). Type checkers read the typed twin, which the
+checkout that was never built); otherwise its pure-Python twin,
+:mod:`pyapalis._twin`, which exports the same names. Every other module imports
+the core's names from here. Type checkers read the typed twin, which the
 ``_core.pyi`` stub mirrors.
 """
 
@@ -13,9 +15,7 @@ import sys
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-from ._twin import _deque as _pyqueue
-from ._twin import _execution as _pyexecution
-from ._twin import _task as _pycore
+from . import _twin
 
 
 def _extensions_disabled() -> bool:
@@ -25,9 +25,7 @@ def _extensions_disabled() -> bool:
 
 NO_EXTENSIONS = _extensions_disabled()
 
-core: ModuleType = _pycore
-queue_module: ModuleType = _pyqueue
-execution_module: ModuleType = _pyexecution
+core: ModuleType = _twin
 if not NO_EXTENSIONS:
     try:
         from . import _core
@@ -35,32 +33,40 @@ if not NO_EXTENSIONS:
         pass
     else:
         core = _core
-        queue_module = _core
-        execution_module = _core
+
+# Kept for the modules that name the parts separately: one module serves them all.
+queue_module: ModuleType = core
+execution_module: ModuleType = core
 
 IMPLEMENTATION: str = core.IMPLEMENTATION
 
 if TYPE_CHECKING:
-    from ._twin._deque import OneShotValue as OneShotValue
-    from ._twin._deque import TaskQueue as TaskQueue
-    from ._twin._execution import begin_execution as begin_execution
-    from ._twin._execution import set_status as set_status
-    from ._twin._execution import undo_attempt as undo_attempt
-    from ._twin._task import Attempt as Attempt
-    from ._twin._task import Extensions as Extensions
-    from ._twin._task import Parts as Parts
-    from ._twin._task import Task as Task
-    from ._twin._task import TaskBuilder as TaskBuilder
-    from ._twin._task import TaskId as TaskId
+    from ._twin import TIMED as TIMED
+    from ._twin import AckRecorder as AckRecorder
+    from ._twin import Attempt as Attempt
+    from ._twin import Extensions as Extensions
+    from ._twin import OneShotValue as OneShotValue
+    from ._twin import Parts as Parts
+    from ._twin import Task as Task
+    from ._twin import TaskBuilder as TaskBuilder
+    from ._twin import TaskId as TaskId
+    from ._twin import TaskQueue as TaskQueue
+    from ._twin import begin_direct as begin_direct
+    from ._twin import begin_execution as begin_execution
+    from ._twin import set_status as set_status
+    from ._twin import undo_attempt as undo_attempt
 else:
+    TIMED = core.TIMED
+    AckRecorder = core.AckRecorder
     Attempt = core.Attempt
     Extensions = core.Extensions
+    OneShotValue = core.OneShotValue
     Parts = core.Parts
     Task = core.Task
     TaskBuilder = core.TaskBuilder
     TaskId = core.TaskId
-    OneShotValue = queue_module.OneShotValue
-    TaskQueue = queue_module.TaskQueue
-    begin_execution = execution_module.begin_execution
-    set_status = execution_module.set_status
-    undo_attempt = execution_module.undo_attempt
+    TaskQueue = core.TaskQueue
+    begin_direct = core.begin_direct
+    begin_execution = core.begin_execution
+    set_status = core.set_status
+    undo_attempt = core.undo_attempt

@@ -23,7 +23,7 @@ NO_EXTENSIONS = os.environ.get("PYAPALIS_NO_EXTENSIONS", "").strip().lower() in 
 }
 """True when the run is pure Python on purpose (``PYAPALIS_NO_EXTENSIONS=1``)."""
 
-_CORE_MODULES = {"cython": "pyapalis._core", "python": "pyapalis._twin._task"}
+_CORE_MODULES = {"cython": "pyapalis._core", "python": "pyapalis._twin"}
 
 
 @pytest.fixture(
@@ -56,7 +56,7 @@ def both_cores() -> tuple[ModuleType, ModuleType]:
         pytest.skip("PYAPALIS_NO_EXTENSIONS=1: the compiled core is disabled")
     return (
         importlib.import_module("pyapalis._core"),
-        importlib.import_module("pyapalis._twin._task"),
+        importlib.import_module("pyapalis._twin"),
     )
 
 

@@ -1,7 +1,7 @@
 """TaskQueue, the storage behind MemoryStorage: compiled and pure-Python twins.
 
 Every test runs on both implementations (``pyapalis._core.TaskQueue`` with the
-compiled ``Task``, ``pyapalis._twin._deque.TaskQueue`` with the pure-Python one).
+compiled ``Task``, ``pyapalis._twin.TaskQueue`` with the pure-Python one).
 The queue knows nothing of trio: a fake clock drives its schedule here.
 """
 
@@ -56,8 +56,8 @@ def impl(request: pytest.FixtureRequest) -> Impl:
     if request.param == "cython":
         core: ModuleType = importlib.import_module("pyapalis._core")
         return Impl("cython", core.TaskQueue, core.Task, core.TaskId, core.OneShotValue)
-    pycore = importlib.import_module("pyapalis._twin._task")
-    pyqueue = importlib.import_module("pyapalis._twin._deque")
+    pycore = importlib.import_module("pyapalis._twin")
+    pyqueue = importlib.import_module("pyapalis._twin")
     return Impl("python", pyqueue.TaskQueue, pycore.Task, pycore.TaskId, pyqueue.OneShotValue)
 
 

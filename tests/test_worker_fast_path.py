@@ -548,9 +548,7 @@ def impl(request: pytest.FixtureRequest) -> tuple[ModuleType, ModuleType]:
     if request.param == "cython":
         core = importlib.import_module("pyapalis._core")
         return core, core
-    return importlib.import_module("pyapalis._twin._task"), importlib.import_module(
-        "pyapalis._twin._execution"
-    )
+    return importlib.import_module("pyapalis._twin"), importlib.import_module("pyapalis._twin")
 
 
 def test_begin_direct(impl: tuple[ModuleType, ModuleType]) -> None:

@@ -16,7 +16,8 @@ from collections import deque
 from collections.abc import AsyncGenerator, Callable, Generator, Iterable, Sized
 from typing import Any, Generic, TypeVar, final
 
-from ._task import Task, TaskId
+from ._task import Task
+from ._ulid import TaskId
 
 __all__ = ["OneShotValue", "TaskQueue"]
 
