@@ -46,6 +46,8 @@ def load_core(implementation: str) -> ModuleType:
             raise NotImplementedError(f"pyapalis._core is not built: {exc}") from exc
         return _core
     if implementation == "python":
+        from pyapalis import _twin
+
         return _twin
     raise ValueError(f"unknown implementation {implementation!r}")
 

@@ -55,7 +55,7 @@ __all__ = [
 
 
 def _private(name: str) -> Any:
-    """A private pyapalis module of the implementation loaded now."""
+    """A pyapalis module of the implementation loaded now (it may have been reloaded)."""
     return importlib.import_module(f"pyapalis.{name}")
 
 
@@ -88,7 +88,7 @@ def _prometheus() -> list[Any]:
         raise NotImplementedError("prometheus_client is not installed")
     from prometheus_client import CollectorRegistry
 
-    return [_private("_layer_prometheus").PrometheusLayer(CollectorRegistry())]
+    return [_private("layers").PrometheusLayer(CollectorRegistry())]
 
 
 def _otel() -> list[Any]:
@@ -96,32 +96,32 @@ def _otel() -> list[Any]:
         raise NotImplementedError("opentelemetry-sdk is not installed")
     from opentelemetry.sdk.trace import TracerProvider
 
-    return [_private("_layer_otel").OpenTelemetryLayer(TracerProvider())]
+    return [_private("layers").OpenTelemetryLayer(TracerProvider())]
 
 
 LAYERS: dict[str, Callable[[], list[Any]]] = {
     "none": lambda: [],
     "passthrough": lambda: [_passthrough],
-    "event_listener": lambda: [_private("_layer_ack").EventListenerLayer(lambda ctx, ev: None)],
-    "acknowledge": lambda: [_private("_layer_ack").AcknowledgeLayer(lambda task, outcome: None)],
-    "circuit_breaker": lambda: [_private("_layer_circuit").CircuitBreakerLayer()],
-    "long_running": lambda: [_private("_layer_long_running").LongRunningLayer()],
+    "event_listener": lambda: [_private("layers").EventListenerLayer(lambda ctx, ev: None)],
+    "acknowledge": lambda: [_private("layers").AcknowledgeLayer(lambda task, outcome: None)],
+    "circuit_breaker": lambda: [_private("layers").CircuitBreakerLayer()],
+    "long_running": lambda: [_private("layers").LongRunningLayer()],
     "retry": lambda: [
-        _private("_layer_execution").RetryLayer(_private("_retry").RetryPolicy.retries(3))
+        _private("layers").RetryLayer(_private("_worker._retry").RetryPolicy.retries(3))
     ],
-    "timeout": lambda: [_private("_layer_execution").TimeoutLayer(3600)],
-    "catch_panic": lambda: [_private("_layer_execution").CatchPanicLayer()],
-    "concurrency_limit": lambda: [_private("_layer_limits").ConcurrencyLimitLayer(1)],
-    "rate_limit": lambda: [_private("_layer_limits").RateLimitLayer(10**9, 1)],
+    "timeout": lambda: [_private("layers").TimeoutLayer(3600)],
+    "catch_panic": lambda: [_private("layers").CatchPanicLayer()],
+    "concurrency_limit": lambda: [_private("layers").ConcurrencyLimitLayer(1)],
+    "rate_limit": lambda: [_private("layers").RateLimitLayer(10**9, 1)],
     "load_shed": lambda: [
-        _private("_layer_limits").LoadShedLayer(),
-        _private("_layer_limits").ConcurrencyLimitLayer(1),
+        _private("layers").LoadShedLayer(),
+        _private("layers").ConcurrencyLimitLayer(1),
     ],
     "tracing": lambda: [
-        _private("_layer_tracing").TracingLayer(_quiet_logger("bench.off", logging.WARNING))
+        _private("layers").TracingLayer(_quiet_logger("bench.off", logging.WARNING))
     ],
     "tracing-on": lambda: [
-        _private("_layer_tracing").TracingLayer(_quiet_logger("bench.on", logging.INFO))
+        _private("layers").TracingLayer(_quiet_logger("bench.on", logging.INFO))
     ],
     "prometheus": _prometheus,
     "otel": _otel,

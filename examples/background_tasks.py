@@ -8,16 +8,8 @@ from dataclasses import dataclass
 
 import trio
 
-from pyapalis import (
-    BackgroundTask,
-    BackoffMode,
-    CurrentTask,
-    JsonStorage,
-    QueueConfig,
-    RetentionMode,
-    TaskHash,
-    WorkerPool,
-)
+from pyapalis import BackgroundTask, BackoffMode, CurrentTask, JsonStorage, TaskHash, WorkerPool
+from pyapalis.typed import QueueConfig, RetentionMode
 
 
 @dataclass

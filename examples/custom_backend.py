@@ -10,16 +10,8 @@ import sqlite3
 
 import trio
 
-from pyapalis import (
-    BackendBuilder,
-    CustomConfig,
-    IntervalStrategy,
-    RetryAfterError,
-    Task,
-    TaskBuilder,
-    WorkerBuilder,
-    WorkerContext,
-)
+from pyapalis import RetryAfterError, Task, TaskBuilder, WorkerBuilder, WorkerContext
+from pyapalis.backends import BackendBuilder, CustomConfig, IntervalStrategy
 
 
 def open_database() -> sqlite3.Connection:

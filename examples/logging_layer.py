@@ -11,7 +11,8 @@ from typing import Any
 
 import trio
 
-from pyapalis import MemoryStorage, Service, Task, WorkerBuilder, WorkerContext
+from pyapalis import MemoryStorage, Task, WorkerBuilder, WorkerContext
+from pyapalis.layers import Service
 
 
 class LoggingService:

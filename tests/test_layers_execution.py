@@ -23,11 +23,11 @@ from pyapalis import (
     Task,
     TaskBuilder,
     TaskTimeoutError,
-    TestWorker,
     WorkerBuilder,
     WorkerContext,
 )
 from pyapalis.layers._execution import CatchPanicLayer, RetryLayer, TimeoutLayer
+from pyapalis.testing import TestWorker
 
 
 def failing_times(

@@ -24,7 +24,6 @@ from pyapalis import (
     BuildError,
     MemoryStorage,
     RetryPolicy,
-    Service,
     Status,
     Task,
     TaskBuilder,
@@ -33,6 +32,7 @@ from pyapalis import (
     WorkerContext,
 )
 from pyapalis._worker._service import NotReadyError, compose, readiness_checks, wraps_execution
+from pyapalis.layers import Service
 from pyapalis.layers._ack import AcknowledgeLayer, EventListenerLayer
 from pyapalis.layers._circuit import CircuitBreakerLayer
 from pyapalis.layers._execution import CatchPanicLayer, RetryLayer, TimeoutLayer

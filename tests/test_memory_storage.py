@@ -16,16 +16,8 @@ import pytest
 import trio
 import trio.testing
 
-from pyapalis import (
-    MemoryStorage,
-    MemoryStorageStatistics,
-    Status,
-    Task,
-    TaskBuilder,
-    TaskId,
-    WorkerBuilder,
-    WorkerContext,
-)
+from pyapalis import MemoryStorage, Status, Task, TaskBuilder, TaskId, WorkerBuilder, WorkerContext
+from pyapalis.backends import MemoryStorageStatistics
 from pyapalis.testing import WallClock
 
 

@@ -176,7 +176,8 @@ def test_nothing_shipped_points_at_notes_outside_the_project() -> None:
 
 
 def test_dead_code_is_gone() -> None:
-    from pyapalis import _capabilities, _memory
+    from pyapalis.backends import _capabilities
+    from pyapalis.backends._memory import _storage as _memory
 
     assert not hasattr(_memory.MemoryStorage, "_after_take")
     assert not hasattr(_capabilities, "unsupported")

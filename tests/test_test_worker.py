@@ -16,10 +16,10 @@ from pyapalis import (
     Status,
     Task,
     TaskId,
-    TestWorker,
     Worker,
     WorkerBuilder,
 )
+from pyapalis.testing import TestWorker
 
 
 async def test_execute_next_gives_values_and_errors(

@@ -7,7 +7,8 @@ import time
 import trio
 import trio.testing
 
-from pyapalis import JsonStorage, MemoryStorage, Status, TaskBuilder, dequeue_backend
+from pyapalis import JsonStorage, MemoryStorage, Status, TaskBuilder
+from pyapalis.backends import dequeue_backend
 from pyapalis.testing import WallClock
 
 

@@ -30,10 +30,10 @@ from pyapalis import (
     Task,
     TaskBuilder,
     TaskTimeoutError,
-    TestWorker,
     WorkerBuilder,
 )
 from pyapalis._worker._service import Service
+from pyapalis.testing import TestWorker
 
 sent: list[tuple[str, float]] = []
 

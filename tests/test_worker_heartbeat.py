@@ -26,13 +26,13 @@ from pyapalis import (
     EventKind,
     JsonStorage,
     MemoryStorage,
-    RegisterWorker,
     Status,
     Task,
     WorkerBuilder,
     WorkerContext,
 )
 from pyapalis._worker._worker import DEFAULT_HEARTBEAT
+from pyapalis.backends import RegisterWorker
 from pyapalis.backends._pipe import Pipe
 
 

@@ -15,16 +15,15 @@ from conftest import EventLog
 
 from pyapalis import (
     Attempt,
-    Layer,
     MemoryStorage,
     RetryPolicy,
-    Service,
     Status,
     Task,
     TaskBuilder,
     WorkerBuilder,
     WorkerContext,
 )
+from pyapalis.layers import Layer, Service
 
 
 class Recording:

@@ -19,17 +19,10 @@ import trio
 import trio.testing
 from conftest import EventLog
 
-from pyapalis import (
-    EventKind,
-    MemoryStorage,
-    Status,
-    Task,
-    TaskBuilder,
-    TestWorker,
-    WorkerBuilder,
-)
+from pyapalis import EventKind, MemoryStorage, Status, Task, TaskBuilder, WorkerBuilder
 from pyapalis._worker._pipeline import StrayCancelledError
 from pyapalis._worker._service import Service
+from pyapalis.testing import TestWorker
 
 
 async def caught_cancelled() -> trio.Cancelled:

@@ -1,1 +1,86 @@
-"""Backends."""
+"""Backends: where tasks wait, and the protocols between them and workers.
+
+For users: the built-in backends (``MemoryStorage``, ``JsonStorage``), codecs,
+pipes, and polling backends built with ``BackendBuilder``. For backend authors:
+the ``Backend`` protocol a worker consumes, the optional capability protocols
+(``FetchById``, ``WaitForCompletion`` ...) and ``TaskResult``/``WorkerInfo``.
+The common backends are also importable from :mod:`pyapalis` itself.
+"""
+
+from ._capabilities import FetchById as FetchById
+from ._capabilities import ListTasks as ListTasks
+from ._capabilities import ListWorkers as ListWorkers
+from ._capabilities import RegisterWorker as RegisterWorker
+from ._capabilities import Reschedule as Reschedule
+from ._capabilities import ResumeAbandoned as ResumeAbandoned
+from ._capabilities import ResumeById as ResumeById
+from ._capabilities import TaskResult as TaskResult
+from ._capabilities import TaskSink as TaskSink
+from ._capabilities import Update as Update
+from ._capabilities import Vacuum as Vacuum
+from ._capabilities import WaitForCompletion as WaitForCompletion
+from ._capabilities import WorkerInfo as WorkerInfo
+from ._codec import Codec as Codec
+from ._codec import JsonCodec as JsonCodec
+from ._custom import BackendBuilder as BackendBuilder
+from ._custom import CustomBackend as CustomBackend
+from ._custom import CustomConfig as CustomConfig
+from ._custom import dequeue_backend as dequeue_backend
+from ._json._journal import ReplayReport as ReplayReport
+from ._json._storage import JsonStorage as JsonStorage
+from ._memory._queues import MemoryQueues as MemoryQueues
+from ._memory._storage import MemoryStorage as MemoryStorage
+from ._memory._storage import MemoryStorageStatistics as MemoryStorageStatistics
+from ._pipe import Pipe as Pipe
+from ._pipe import PushTarget as PushTarget
+from ._pipe import pipe_to as pipe_to
+from ._poll import BackoffConfig as BackoffConfig
+from ._poll import FutureStrategy as FutureStrategy
+from ._poll import IntervalStrategy as IntervalStrategy
+from ._poll import MultiStrategy as MultiStrategy
+from ._poll import PollStrategy as PollStrategy
+from ._poll import PollTicker as PollTicker
+from ._poll import StreamStrategy as StreamStrategy
+from ._protocols import Backend as Backend
+from ._protocols import RunsAlongside as RunsAlongside
+from ._protocols import SyncAck as SyncAck
+
+__all__ = [
+    "Backend",
+    "BackendBuilder",
+    "BackoffConfig",
+    "Codec",
+    "CustomBackend",
+    "CustomConfig",
+    "FetchById",
+    "FutureStrategy",
+    "IntervalStrategy",
+    "JsonCodec",
+    "JsonStorage",
+    "ListTasks",
+    "ListWorkers",
+    "MemoryQueues",
+    "MemoryStorage",
+    "MemoryStorageStatistics",
+    "MultiStrategy",
+    "Pipe",
+    "PollStrategy",
+    "PollTicker",
+    "PushTarget",
+    "RegisterWorker",
+    "ReplayReport",
+    "Reschedule",
+    "ResumeAbandoned",
+    "ResumeById",
+    "RunsAlongside",
+    "StreamStrategy",
+    "SyncAck",
+    "TaskResult",
+    "TaskSink",
+    "Update",
+    "Vacuum",
+    "WaitForCompletion",
+    "WorkerInfo",
+    "dequeue_backend",
+    "pipe_to",
+]

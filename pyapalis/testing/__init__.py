@@ -1,5 +1,6 @@
 """Tools for testing code built on pyapalis, and backends written for it.
 
+:class:`TestWorker` runs a handler against a backend one execution at a time.
 ``pyapalis.testing.conformance`` is the suite every backend passes; see
 :class:`BackendConformance`. :class:`WallClock` makes ``time.time()`` follow
 trio's virtual clock. This package needs pytest and pytest-trio:
@@ -7,8 +8,9 @@ trio's virtual clock. This package needs pytest and pytest-trio:
 """
 
 from . import _requirements  # noqa: F401  (first: names the extra if pytest is missing)
+from ._test_worker import TestWorker as TestWorker
 from ._wall_clock import WallClock as WallClock
 from .conformance import BackendConformance as BackendConformance
 from .conformance import BackendHarness as BackendHarness
 
-__all__ = ["BackendConformance", "BackendHarness", "WallClock"]
+__all__ = ["BackendConformance", "BackendHarness", "TestWorker", "WallClock"]
