@@ -16,15 +16,23 @@ module that owns it. The public surface is split by audience, as trio's is:
 
 from ._errors import AbortError as AbortError
 from ._errors import BuildError as BuildError
+from ._errors import CircuitOpenError as CircuitOpenError
 from ._errors import CodecError as CodecError
 from ._errors import DeferredError as DeferredError
 from ._errors import MissingDataError as MissingDataError
+from ._errors import MonitorError as MonitorError
+from ._errors import NotReadyError as NotReadyError
+from ._errors import OperationTimeoutError as OperationTimeoutError
+from ._errors import OverloadedError as OverloadedError
 from ._errors import PyapalisError as PyapalisError
 from ._errors import RetryAfterError as RetryAfterError
+from ._errors import RuntimeStoppedError as RuntimeStoppedError
 from ._errors import StorageError as StorageError
+from ._errors import StrayCancelledError as StrayCancelledError
 from ._errors import TaskError as TaskError
 from ._errors import TaskFailedError as TaskFailedError
 from ._errors import TaskTimeoutError as TaskTimeoutError
+from ._errors import UnknownTaskError as UnknownTaskError
 from ._errors import WorkerStateError as WorkerStateError
 from ._implementation import Attempt as Attempt
 from ._implementation import Extensions as Extensions
@@ -33,7 +41,6 @@ from ._implementation import Task as Task
 from ._implementation import TaskBuilder as TaskBuilder
 from ._implementation import TaskId as TaskId
 from ._monitor import Monitor as Monitor
-from ._monitor import MonitorError as MonitorError
 from ._monitor import MonitorStatistics as MonitorStatistics
 from ._status import Status as Status
 from ._version import __version__ as __version__
@@ -43,26 +50,19 @@ from ._worker._events import Event as Event
 from ._worker._events import EventKind as EventKind
 from ._worker._handler import Data as Data
 from ._worker._handler import Meta as Meta
-from ._worker._pipeline import StrayCancelledError as StrayCancelledError
 from ._worker._retry import BackoffMode as BackoffMode
 from ._worker._retry import RetryPolicy as RetryPolicy
-from ._worker._service import NotReadyError as NotReadyError
 from ._worker._worker import EventStream as EventStream
 from ._worker._worker import Worker as Worker
 from ._worker._worker import WorkerBuilder as WorkerBuilder
 from .backends._json._storage import JsonStorage as JsonStorage
 from .backends._memory._storage import MemoryStorage as MemoryStorage
 from .backends._pipe import Pipe as Pipe
-from .embed._runtime import RuntimeStoppedError as RuntimeStoppedError
 from .embed._runtime import start_in_thread as start_in_thread
-from .layers._circuit import CircuitOpenError as CircuitOpenError
-from .layers._limits import OverloadedError as OverloadedError
-from .layers._long_running import OperationTimeoutError as OperationTimeoutError
 from .typed._pool import WorkerPool as WorkerPool
 from .typed._task import BackgroundTask as BackgroundTask
 from .typed._task import CurrentTask as CurrentTask
 from .typed._task import TaskHash as TaskHash
-from .typed._task import UnknownTaskError as UnknownTaskError
 
 __all__ = [  # noqa: RUF022 - grouped by topic, sorted within each group
     # The task core (compiled)

@@ -6,18 +6,29 @@ classes, so ``except MissingDataError`` works whichever implementation is loaded
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 __all__ = [
     "AbortError",
     "BuildError",
+    "CircuitOpenError",
     "CodecError",
     "DeferredError",
     "MissingDataError",
+    "MonitorError",
+    "NotReadyError",
+    "OperationTimeoutError",
+    "OverloadedError",
     "PyapalisError",
     "RetryAfterError",
+    "RuntimeStoppedError",
     "StorageError",
+    "StrayCancelledError",
     "TaskError",
     "TaskFailedError",
     "TaskTimeoutError",
+    "UnknownTaskError",
     "WorkerStateError",
 ]
 
@@ -125,3 +136,126 @@ class CodecError(PyapalisError, ValueError):
 
 class StorageError(PyapalisError, RuntimeError):
     """A persistent backend cannot be used: locked by another process, corrupt, closed."""
+
+
+class NotReadyError(PyapalisError):
+    """A service was called while it could not take a task (an open circuit).
+
+    Raised before the handler ran, it makes the worker hand the task back to
+    the backend unchanged (no attempt counted) and wait for the stack to be
+    ready again. A service that raises it must not report itself ready until
+    it can take a task, or the worker would pull the same task again at once.
+    """
+
+
+class CircuitOpenError(NotReadyError):
+    """The circuit could not admit a task (open, or its trial calls taken).
+
+    Raised only when a consumer loop got past ``ready()`` just before the
+    circuit opened, or just after another loop took the last trial: the
+    worker hands the task back unchanged (no attempt counted) and waits for
+    the circuit.
+    """
+
+
+class OverloadedError(PyapalisError):
+    """``LoadShedLayer`` rejected a task because the services inside it were not ready.
+
+    An ordinary failure before the handler: it counts as an attempt and the
+    task is retried through the backend while its attempt budget lasts.
+    """
+
+    def __init__(self, message: str = "overloaded: the task was shed by LoadShedLayer") -> None:
+        super().__init__(message)
+
+
+class OperationTimeoutError(PyapalisError, TimeoutError):
+    """A tracked operation ran past ``LongRunningConfig.max_duration`` (a retryable failure)."""
+
+    def __init__(self, max_duration: float) -> None:
+        self.max_duration = max_duration
+        super().__init__(f"tracked operation exceeded its maximum duration of {max_duration:g}s")
+
+
+class UnknownTaskError(PyapalisError, LookupError):
+    """A stored task names a task type that the worker pool has not registered.
+
+    The task fails at once (no retry: the name will not change) and the
+    worker goes on with the next task.
+    """
+
+
+class RuntimeStoppedError(PyapalisError, RuntimeError):
+    """The background runtime is stopping or has stopped: it takes no more tasks.
+
+    Also the exception of a submitted task's future when the runtime stopped
+    before that task finished (the task itself stays in its storage).
+    """
+
+
+class StrayCancelledError(RuntimeError):
+    """A ``trio.Cancelled`` reached the worker while nothing was cancelling it.
+
+    trio raises ``Cancelled`` only inside a cancel scope that was cancelled,
+    and that scope catches it again. One that escapes a handler while the
+    worker's own scopes are not cancelled was raised by the handler itself (a
+    ``Cancelled`` kept and re-raised outside its scope, say). Left alone it
+    would be caught by the first cancel scope the worker cancels on the way
+    out, and ``run()`` would return as if stopped, tasks handed back unnoticed;
+    instead the task fails with this error (the ``Cancelled`` is its cause).
+    """
+
+
+class MonitorError(PyapalisError, ExceptionGroup[Exception]):
+    """One or more workers of a :class:`Monitor` failed and were not restarted.
+
+    :attr:`errors` lists ``(worker name, exception)`` pairs in the order the
+    workers failed; the exceptions are the ones :meth:`Worker.run` raised,
+    unchanged. It is also an :class:`ExceptionGroup` of those exceptions, so
+    ``except* StorageError:`` picks out one kind, and ``except MonitorError``
+    (or ``except PyapalisError``) catches it whole.
+    """
+
+    errors: list[tuple[str, Exception]]
+
+    def __new__(cls, errors: Sequence[tuple[str, Exception]]) -> MonitorError:
+        pairs = _check_errors(errors)
+        self = super().__new__(cls, _describe(pairs), [error for _, error in pairs])
+        self.errors = pairs
+        return self
+
+    def __init__(self, errors: Sequence[tuple[str, Exception]]) -> None:
+        super().__init__(self.message, list(self.exceptions))
+
+    def derive(self, excs: Sequence[Exception]) -> ExceptionGroup[Exception]:  # type: ignore[override]
+        """The group ``split``/``subgroup`` build: a MonitorError while names can be kept."""
+        chosen = [pair for pair in self.errors if any(pair[1] is exc for exc in excs)]
+        if len(chosen) == len(excs):
+            return MonitorError(chosen)
+        return ExceptionGroup(self.message, list(excs))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.errors,))
+
+
+def _check_errors(errors: Sequence[tuple[str, Exception]]) -> list[tuple[str, Exception]]:
+    pairs = list(errors)
+    if not pairs:
+        raise ValueError("MonitorError: errors must list at least one (name, exception) pair")
+    for pair in pairs:
+        if (
+            not isinstance(pair, tuple)
+            or len(pair) != 2
+            or not isinstance(pair[0], str)
+            or not isinstance(pair[1], Exception)
+        ):
+            raise TypeError(
+                f"MonitorError: errors must be (worker name, Exception) pairs, got {pair!r}"
+            )
+    return pairs
+
+
+def _describe(pairs: list[tuple[str, Exception]]) -> str:
+    failed = "; ".join(f"{name!r}: {error!r}" for name, error in pairs)
+    noun = "worker" if len(pairs) == 1 else "workers"
+    return f"{len(pairs)} {noun} failed: {failed}"

@@ -20,13 +20,12 @@ import logging
 import math
 import signal
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
 
 import trio
 
-from ._errors import PyapalisError, WorkerStateError
+from ._errors import MonitorError, WorkerStateError
 from ._worker._context import EventCallback, WorkerContext, WorkerState
 from ._worker._events import Event
 from ._worker._retry import BackoffMode
@@ -51,61 +50,6 @@ RestartPredicate = Callable[[WorkerContext, Exception, int], object]
 
 DEFAULT_RESTART_BACKOFF = BackoffMode.exponential(1.0, factor=2.0, max_delay=60.0)
 """Before restart *k*: ``2^(k-1)`` seconds (1 s, 2 s, 4 s ...), at most 60 s."""
-
-
-class MonitorError(PyapalisError, ExceptionGroup[Exception]):
-    """One or more workers of a :class:`Monitor` failed and were not restarted.
-
-    :attr:`errors` lists ``(worker name, exception)`` pairs in the order the
-    workers failed; the exceptions are the ones :meth:`Worker.run` raised,
-    unchanged. It is also an :class:`ExceptionGroup` of those exceptions, so
-    ``except* StorageError:`` picks out one kind, and ``except MonitorError``
-    (or ``except PyapalisError``) catches it whole.
-    """
-
-    errors: list[tuple[str, Exception]]
-
-    def __new__(cls, errors: Sequence[tuple[str, Exception]]) -> MonitorError:
-        pairs = _check_errors(errors)
-        self = super().__new__(cls, _describe(pairs), [error for _, error in pairs])
-        self.errors = pairs
-        return self
-
-    def __init__(self, errors: Sequence[tuple[str, Exception]]) -> None:
-        super().__init__(self.message, list(self.exceptions))
-
-    def derive(self, excs: Sequence[Exception]) -> ExceptionGroup[Exception]:  # type: ignore[override]
-        """The group ``split``/``subgroup`` build: a MonitorError while names can be kept."""
-        chosen = [pair for pair in self.errors if any(pair[1] is exc for exc in excs)]
-        if len(chosen) == len(excs):
-            return MonitorError(chosen)
-        return ExceptionGroup(self.message, list(excs))
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.errors,))
-
-
-def _check_errors(errors: Sequence[tuple[str, Exception]]) -> list[tuple[str, Exception]]:
-    pairs = list(errors)
-    if not pairs:
-        raise ValueError("MonitorError: errors must list at least one (name, exception) pair")
-    for pair in pairs:
-        if (
-            not isinstance(pair, tuple)
-            or len(pair) != 2
-            or not isinstance(pair[0], str)
-            or not isinstance(pair[1], Exception)
-        ):
-            raise TypeError(
-                f"MonitorError: errors must be (worker name, Exception) pairs, got {pair!r}"
-            )
-    return pairs
-
-
-def _describe(pairs: list[tuple[str, Exception]]) -> str:
-    failed = "; ".join(f"{name!r}: {error!r}" for name, error in pairs)
-    noun = "worker" if len(pairs) == 1 else "workers"
-    return f"{len(pairs)} {noun} failed: {failed}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,7 +34,14 @@ from typing import Any
 
 import trio
 
-from .._errors import AbortError, DeferredError, RetryAfterError, TaskFailedError, TaskTimeoutError
+from .._errors import (
+    AbortError,
+    DeferredError,
+    RetryAfterError,
+    StrayCancelledError,
+    TaskFailedError,
+    TaskTimeoutError,
+)
 from .._implementation import Task, begin_execution, set_status
 from .._status import Status
 from ..backends._protocols import Backend
@@ -59,19 +66,6 @@ _FAILED = Status.Failed
 _KILLED = Status.Killed
 _QUEUED = Status.Queued
 _RUNNING = Status.Running
-
-
-class StrayCancelledError(RuntimeError):
-    """A ``trio.Cancelled`` reached the worker while nothing was cancelling it.
-
-    trio raises ``Cancelled`` only inside a cancel scope that was cancelled,
-    and that scope catches it again. One that escapes a handler while the
-    worker's own scopes are not cancelled was raised by the handler itself (a
-    ``Cancelled`` kept and re-raised outside its scope, say). Left alone it
-    would be caught by the first cancel scope the worker cancels on the way
-    out, and ``run()`` would return as if stopped, tasks handed back unnoticed;
-    instead the task fails with this error (the ``Cancelled`` is its cause).
-    """
 
 
 def stray_cancelled(cancelled: trio.Cancelled, source: str) -> StrayCancelledError | None:

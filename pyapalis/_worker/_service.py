@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import trio
 
-from .._errors import PyapalisError
+from .._errors import NotReadyError
 from .._implementation import Task
 
 if TYPE_CHECKING:
@@ -76,16 +76,6 @@ class Layer(Protocol):
 
 
 LayerLike = Layer | Callable[[Service], Service]
-
-
-class NotReadyError(PyapalisError):
-    """A service was called while it could not take a task (an open circuit).
-
-    Raised before the handler ran, it makes the worker hand the task back to
-    the backend unchanged (no attempt counted) and wait for the stack to be
-    ready again. A service that raises it must not report itself ready until
-    it can take a task, or the worker would pull the same task again at once.
-    """
 
 
 WORKER_NURSERY: ContextVar[trio.Nursery | None] = ContextVar(

@@ -5,8 +5,8 @@ own; any thread (or asyncio code) then pushes and submits tasks through the
 returned :class:`BackgroundRuntime`.
 """
 
+from .._errors import RuntimeStoppedError as RuntimeStoppedError
 from ._runtime import BackgroundRuntime as BackgroundRuntime
-from ._runtime import RuntimeStoppedError as RuntimeStoppedError
 from ._runtime import start_in_thread as start_in_thread
 
 __all__ = [

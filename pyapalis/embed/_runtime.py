@@ -43,7 +43,7 @@ from typing import Any, Protocol
 
 import trio
 
-from .._errors import PyapalisError, TaskError
+from .._errors import RuntimeStoppedError, TaskError
 from .._implementation import Task, TaskId
 from .._status import Status
 from ..backends._memory._storage import MemoryStorage
@@ -66,14 +66,6 @@ EXIT_JOIN_GRACE = 1.0
 cancelled tasks will not end (it is a daemon thread: the interpreter then leaves it)."""
 
 _DONE = Status.Done
-
-
-class RuntimeStoppedError(PyapalisError, RuntimeError):
-    """The background runtime is stopping or has stopped: it takes no more tasks.
-
-    Also the exception of a submitted task's future when the runtime stopped
-    before that task finished (the task itself stays in its storage).
-    """
 
 
 class Runnable(Protocol):

@@ -20,6 +20,7 @@ from typing import Any, cast
 
 import trio
 
+from .._errors import CircuitOpenError
 from .._implementation import Task
 from .._worker._service import NotReadyError, Service, ready_nowait_of
 from ._common import check_count, check_seconds
@@ -52,16 +53,6 @@ class CircuitState(enum.Enum):
 _CLOSED = CircuitState.Closed
 _OPEN = CircuitState.Open
 _HALF_OPEN = CircuitState.HalfOpen
-
-
-class CircuitOpenError(NotReadyError):
-    """The circuit could not admit a task (open, or its trial calls taken).
-
-    Raised only when a consumer loop got past ``ready()`` just before the
-    circuit opened, or just after another loop took the last trial: the
-    worker hands the task back unchanged (no attempt counted) and waits for
-    the circuit.
-    """
 
 
 @dataclass(frozen=True, slots=True)

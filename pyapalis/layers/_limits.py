@@ -22,7 +22,7 @@ from typing import Any
 
 import trio
 
-from .._errors import PyapalisError
+from .._errors import OverloadedError
 from .._implementation import Task
 from .._worker._service import Service, always_ready, ready_nowait_of
 from ._common import check_count, check_seconds
@@ -30,17 +30,6 @@ from ._common import check_count, check_seconds
 __all__ = ["ConcurrencyLimitLayer", "LoadShedLayer", "OverloadedError", "RateLimitLayer"]
 
 _current_task = trio.lowlevel.current_task
-
-
-class OverloadedError(PyapalisError):
-    """``LoadShedLayer`` rejected a task because the services inside it were not ready.
-
-    An ordinary failure before the handler: it counts as an attempt and the
-    task is retried through the backend while its attempt budget lasts.
-    """
-
-    def __init__(self, message: str = "overloaded: the task was shed by LoadShedLayer") -> None:
-        super().__init__(message)
 
 
 # -- concurrency ------------------------------------------------------------------

@@ -28,7 +28,7 @@ from typing import Any, ClassVar, cast
 
 import trio
 
-from .._errors import MissingDataError, PyapalisError
+from .._errors import MissingDataError, OperationTimeoutError
 from .._implementation import Task
 from .._worker._service import WORKER_NURSERY, Service, always_ready
 from ._common import check_callable, check_seconds
@@ -40,14 +40,6 @@ __all__ = [
     "OperationTimeoutError",
     "Runner",
 ]
-
-
-class OperationTimeoutError(PyapalisError, TimeoutError):
-    """A tracked operation ran past ``LongRunningConfig.max_duration`` (a retryable failure)."""
-
-    def __init__(self, max_duration: float) -> None:
-        self.max_duration = max_duration
-        super().__init__(f"tracked operation exceeded its maximum duration of {max_duration:g}s")
 
 
 @dataclass(frozen=True, slots=True)

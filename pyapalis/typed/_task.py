@@ -39,7 +39,7 @@ from typing import Any, ClassVar, dataclass_transform
 
 import orjson
 
-from .._errors import CodecError, PyapalisError
+from .._errors import CodecError, UnknownTaskError
 from .._implementation import Task, TaskBuilder, TaskId
 from .._worker._retry import BackoffMode
 from ..backends._codec import dumps_finite, non_finite, non_finite_message
@@ -50,14 +50,6 @@ __all__ = ["BackgroundTask", "CurrentTask", "TaskHash", "UnknownTaskError"]
 
 _CONFIG = ("TASK_NAME", "QUEUE", "MAX_RETRIES", "BACKOFF_MODE", "TIMEOUT")
 _DATACLASS_OPTIONS = frozenset({"eq", "frozen", "kw_only", "match_args", "order", "repr"})
-
-
-class UnknownTaskError(PyapalisError, LookupError):
-    """A stored task names a task type that the worker pool has not registered.
-
-    The task fails at once (no retry: the name will not change) and the
-    worker goes on with the next task.
-    """
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
