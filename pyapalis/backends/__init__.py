@@ -42,8 +42,8 @@ from ._poll import PollStrategy as PollStrategy
 from ._poll import PollTicker as PollTicker
 from ._poll import StreamStrategy as StreamStrategy
 from ._protocols import Backend as Backend
-from ._protocols import RunsAlongside as RunsAlongside
-from ._protocols import SyncAck as SyncAck
+from ._worker_protocols import RunsAlongside as RunsAlongside
+from ._worker_protocols import SyncAck as SyncAck
 
 __all__ = [
     "Backend",
