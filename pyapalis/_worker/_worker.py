@@ -332,8 +332,6 @@ class Worker:
             else:
                 async with self._sessions.session(identity) as session:
                     await self._run_on(TaskSource.of(session))
-        except BaseExceptionGroup as group:
-            raise single_exception(group) from None
         finally:
             context.control.finish()
             context.emit(STOP)
@@ -372,6 +370,8 @@ class Worker:
                     nursery.start_soon(self._beat, source.register, self._companion())
                 if source.alongside is not None:
                     nursery.start_soon(self._run_alongside, source.alongside, self._companion())
+        except BaseExceptionGroup as group:
+            raise single_exception(group) from None  # (a session sees the same)
         finally:
             self._companion_scopes.clear()
             if source.wake_takers is not None:
