@@ -6,7 +6,8 @@ scheduler turn and checkpoints every :data:`CHECKPOINT_EVERY` tasks so
 cancellation and fairness stay intact. A loop stops pulling while the worker
 is paused or shutting down, or while a layer is not ready.
 
-A task goes one of two ways, chosen at build (:class:`Dispatch`):
+A task goes one of two ways, chosen at build
+(:class:`~pyapalis._worker._pipeline.Dispatch`):
 
 * without layers, the loop itself starts the execution (the compiled
   ``Invoker.begin``: attempt counted, task Running, handler called with its
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import trio
@@ -29,11 +29,10 @@ import trio
 from .._implementation import Task
 from ._context import WorkerContext, WorkerState
 from ._events import IDLE
-from ._pipeline import Layered, stray_cancelled, task_failure
-from ._recorder import Recorder
+from ._pipeline import Dispatch, failure_of
 from ._source import TaskSource
 
-__all__ = ["CHECKPOINT_EVERY", "Consumers", "Dispatch"]
+__all__ = ["CHECKPOINT_EVERY", "Consumers"]
 
 CHECKPOINT_EVERY = 64
 """A consumer loop yields to the scheduler at least once per this many tasks."""
@@ -42,23 +41,6 @@ logger = logging.getLogger("pyapalis.worker")
 
 _RUNNING = WorkerState.Running
 _PAUSED = WorkerState.Paused
-
-
-@dataclass(frozen=True, slots=True)
-class Dispatch:
-    """How a worker runs each task it pulls (built once, at ``build()``)."""
-
-    begin: Callable[[Task], Awaitable[Any]]
-    """The invoker's ``begin``: starts an execution of the handler."""
-    handler: str
-    """The handler's name (a stray ``Cancelled`` out of it names it)."""
-    recorder: Recorder
-    layered: Layered | None
-    """The stack of layers, or None: the loop runs the handler itself."""
-    readiness: Sequence[Callable[[], Awaitable[None]]]
-    """The layers' ``ready()`` to await before a pull."""
-    ready_now: Sequence[Callable[[], bool]] | None
-    """Their ``ready_nowait()`` (None unless every one has it)."""
 
 
 class Consumers:
@@ -142,7 +124,7 @@ class Consumers:
                         try:
                             result = await begin(task)
                         except BaseException as raised:
-                            failure = task_failure(raised, handler)
+                            failure = failure_of(raised, handler)
                             if failure is None:
                                 await recorder.release(task)
                                 raise
@@ -156,14 +138,12 @@ class Consumers:
                 if not budget:
                     budget = CHECKPOINT_EVERY
                     await checkpoint()
-        except Exception as exc:
-            self._on_failure(exc)
-        except trio.Cancelled as cancelled:
+        except BaseException as raised:
             # A handler's own Cancelled failed its task already; this one escaped a layer.
-            stray = stray_cancelled(cancelled, f"a layer of worker {context.name!r}")
-            if stray is None:
+            failure = failure_of(raised, f"a layer of worker {context.name!r}")
+            if failure is None:
                 raise
-            self._on_failure(stray)
+            self._on_failure(failure)
         finally:
             self._live -= 1
             if not self._live:

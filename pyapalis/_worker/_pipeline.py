@@ -31,28 +31,40 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import trio
 
-from .._errors import StrayCancelledError, TaskTimeoutError
+from .._errors import BuildError, StrayCancelledError, TaskTimeoutError
 from .._implementation import Invoker, Judge, Task, set_status
 from .._status import Status
+from ._context import WorkerContext
 from ._handler import PLAIN_RESULTS, RETURNS_LATER, Handler, finish_returned
 from ._recorder import Recorder
-from ._service import AlwaysReady, Service
+from ._service import (
+    AlwaysReady,
+    LayerLike,
+    Service,
+    Zone,
+    compose,
+    readiness_checks,
+    readiness_nowait,
+    zone_of,
+)
 
 __all__ = [
     "Acknowledge",
     "BackendFailure",
+    "Dispatch",
     "Execute",
     "Layered",
     "StrayCancelledError",
+    "assemble",
     "call_timed",
+    "failure_of",
     "invoker_for",
-    "stray_cancelled",
-    "task_failure",
 ]
 
 logger = logging.getLogger("pyapalis.worker")
@@ -93,38 +105,32 @@ async def call_timed(invoker: Invoker, task: Task, seconds: float) -> Any:
     return result
 
 
-def stray_cancelled(cancelled: trio.Cancelled, source: str) -> StrayCancelledError | None:
-    """A :class:`StrayCancelledError` for ``cancelled`` if it is not for the current task.
+def failure_of(raised: BaseException, source: str | None) -> Exception | None:
+    """The failure that ``raised`` is, or None if it interrupts what was running.
 
-    None if the current task is being cancelled (a real cancellation: let it
-    propagate). ``source`` says what raised it ("handler 'send'").
+    An ``Exception`` is the failure itself. A ``trio.Cancelled`` raised by
+    ``source`` ("handler 'send'", "a layer of worker 'w'") while the current
+    task is not being cancelled is stray — raised outside the scope that was
+    cancelled — and becomes a :class:`StrayCancelledError` naming ``source``,
+    caused by it. Any other ``BaseException`` (a real cancellation,
+    ``KeyboardInterrupt``, any ``Cancelled`` when ``source`` is None)
+    interrupts: the task is handed back and the exception propagates.
     """
-    if trio.current_effective_deadline() == -math.inf:
+    if isinstance(raised, Exception):
+        return raised
+    if (
+        source is None
+        or not isinstance(raised, trio.Cancelled)
+        or trio.current_effective_deadline() == -math.inf  # a real cancellation
+    ):
         return None
     error = StrayCancelledError(
         f"{source} raised trio.Cancelled while the worker was not being cancelled; a "
         f"Cancelled must not be raised outside the cancel scope that was cancelled "
         f"(catch it only to re-raise it at once)"
     )
-    error.__cause__ = cancelled
+    error.__cause__ = raised
     return error
-
-
-def task_failure(raised: BaseException, handler: str | None) -> Exception | None:
-    """The task's failure that ``raised`` is, or None if it interrupts the execution.
-
-    An ``Exception`` is the failure itself. A ``trio.Cancelled`` raised by
-    ``handler`` (its name) while the worker is not being cancelled is a
-    :class:`StrayCancelledError` (see :func:`stray_cancelled`); any other
-    ``BaseException`` (a real cancellation, ``KeyboardInterrupt``, a
-    ``Cancelled`` out of a layer, for which ``handler`` is None) interrupts
-    the execution: the task is handed back and the exception propagates.
-    """
-    if isinstance(raised, Exception):
-        return raised
-    if handler is not None and isinstance(raised, trio.Cancelled):
-        return stray_cancelled(raised, f"handler {handler!r}")
-    return None
 
 
 # -- a stack of layers ------------------------------------------------------------------
@@ -147,8 +153,9 @@ class BackendFailure(BaseException):
 class Execute(AlwaysReady):
     """The innermost service under execution layers: one execution, its failure raised.
 
-    ``Execute(invoker, judge, handler)``; ``handler`` names the handler in the
-    :class:`StrayCancelledError` a stray ``Cancelled`` out of it becomes.
+    ``Execute(invoker, judge, handler)``; ``handler`` ("handler 'send'") is
+    named by the :class:`StrayCancelledError` a stray ``Cancelled`` out of it
+    becomes.
     """
 
     __slots__ = ("_begin", "_handler", "_judge")
@@ -162,7 +169,7 @@ class Execute(AlwaysReady):
         try:
             result = await self._begin(task)
         except BaseException as raised:
-            failure = task_failure(raised, self._handler)
+            failure = failure_of(raised, self._handler)
             if failure is None or failure is raised:
                 raise
             raise failure from raised
@@ -178,7 +185,7 @@ class Acknowledge(AlwaysReady):
     ``Acknowledge(inner, recorder, handler)``: ``inner`` is the execution
     layers over :class:`Execute`, or, without execution layers, the invoker's
     ``begin`` itself, when ``handler`` names the handler so a stray
-    ``Cancelled`` out of it fails the task (see :func:`task_failure`). A
+    ``Cancelled`` out of it fails the task (see :func:`failure_of`). A
     backend error while recording is raised as :class:`BackendFailure`.
     """
 
@@ -199,7 +206,7 @@ class Acknowledge(AlwaysReady):
         try:
             result = await self._inner(task)
         except BaseException as raised:
-            failure = task_failure(raised, self._handler)
+            failure = failure_of(raised, self._handler)
             if failure is None:
                 await recorder.release(task)
                 raise
@@ -262,3 +269,72 @@ class Layered:
         else:
             if task.parts.status is _QUEUED:
                 await recorder.settle(task, result, None)
+
+
+# -- how a worker runs each task --------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Dispatch:
+    """How a worker runs each task it pulls (built once, at ``build()``)."""
+
+    begin: Callable[[Task], Awaitable[Any]]
+    """The invoker's ``begin``: starts an execution of the handler."""
+    handler: str
+    """``handler 'name'``: what a stray ``Cancelled`` out of the handler names."""
+    recorder: Recorder
+    layered: Layered | None
+    """The stack of layers, or None: the loop runs the handler itself."""
+    readiness: Sequence[Callable[[], Awaitable[None]]]
+    """The layers' ``ready()`` to await before a pull."""
+    ready_now: Sequence[Callable[[], bool]] | None
+    """Their ``ready_nowait()`` (None unless every one has it)."""
+
+
+def assemble(
+    handler: Handler,
+    name: str,
+    timeout: float | None,
+    judge: Judge,
+    layers: Sequence[LayerLike],
+    context: WorkerContext,
+) -> Dispatch:
+    """How a worker built with ``layers`` runs ``handler`` (named ``name``, "handler 'f'").
+
+    The stack is ``task layers -> Acknowledge -> execution layers -> Execute``;
+    when no layer adds a service, the consumer loops run the handler
+    themselves (``layered`` None). A handler taking a type that only a layer
+    supplies (:class:`~pyapalis._worker._handler.LayerProvided`) without that
+    execution layer is a :class:`BuildError`.
+    """
+    execution_layers = [layer for layer in layers if zone_of(layer) is Zone.Execution]
+    task_layers = [layer for layer in layers if zone_of(layer) is Zone.Task]
+    for needed in handler.layer_provided:
+        if not any(needed.provided_by(layer) for layer in execution_layers):
+            raise BuildError(
+                "MissingLayer",
+                f"{name} takes a {needed.__qualname__}, which only {needed.missing_layer()}",
+            )
+    recorder = Recorder(judge, context)
+    invoker = invoker_for(handler, timeout)
+    execute = Execute(invoker, judge, name)
+    inner, execution_services = compose(execution_layers, execute, context)
+    acknowledged: Service
+    if inner is execute:
+        # No execution layer added a service: the acknowledgement starts the
+        # execution itself, and judges what the handler raised.
+        acknowledged, execution_services = Acknowledge(invoker.begin, recorder, name), []
+    else:
+        acknowledged = Acknowledge(inner, recorder, None)
+    stack, task_services = compose(task_layers, acknowledged, context)
+    services = [*task_services, *execution_services]
+    checks = readiness_checks(services)
+    in_loop = stack is acknowledged and inner is execute
+    return Dispatch(
+        begin=invoker.begin,
+        handler=name,
+        recorder=recorder,
+        layered=None if in_loop else Layered(stack, recorder, context.name),
+        readiness=checks,
+        ready_now=readiness_nowait(services) if checks else None,
+    )

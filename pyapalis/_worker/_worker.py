@@ -38,22 +38,11 @@ from ..backends._worker_protocols import WorkerIdentity, WorkerSessions
 from ..layers._shortcuts import LayerShortcuts
 from ._context import EventCallback, WorkerContext
 from ._events import HEARTBEAT, START, STOP
-from ._handler import Handler, handler_name, resolve_handler
-from ._loop import CHECKPOINT_EVERY, Consumers, Dispatch
-from ._pipeline import Acknowledge, Execute, Layered, invoker_for, stray_cancelled
-from ._recorder import Recorder
+from ._handler import handler_name, resolve_handler
+from ._loop import CHECKPOINT_EVERY, Consumers
+from ._pipeline import Dispatch, assemble, failure_of
 from ._retry import RetryPolicy
-from ._service import (
-    WORKER_NURSERY,
-    Layer,
-    LayerLike,
-    Service,
-    Zone,
-    compose,
-    readiness_checks,
-    readiness_nowait,
-    zone_of,
-)
+from ._service import WORKER_NURSERY, Layer, LayerLike
 from ._source import TaskSource, check_backend
 from ._stream import EventStream
 
@@ -199,37 +188,15 @@ class WorkerBuilder(LayerShortcuts):
         context = WorkerContext(self._name)
         for listener in self._listeners:
             context.add_listener(listener)
-        resolved = resolve_handler(handler, context, self._data)
-        execution_layers = [layer for layer in self._layers if zone_of(layer) is Zone.Execution]
-        task_layers = [layer for layer in self._layers if zone_of(layer) is Zone.Task]
-        _check_layer_provided(resolved, handler, execution_layers)
         policy = self._retry
         judge = Judge(policy.max_attempts, policy.backoff) if policy is not None else Judge()
-        recorder = Recorder(judge, context)
-        invoker = invoker_for(resolved, self._timeout)
-        name = handler_name(handler)
-        execute = Execute(invoker, judge, name)
-        inner, execution_services = compose(execution_layers, execute, context)
-        acknowledged: Service
-        if inner is execute:
-            # No execution layer added a service: the acknowledgement starts the
-            # execution itself, and judges what the handler raised.
-            acknowledged, execution_services = Acknowledge(invoker.begin, recorder, name), []
-        else:
-            acknowledged = Acknowledge(inner, recorder, None)
-        stack, task_services = compose(task_layers, acknowledged, context)
-        services = [*task_services, *execution_services]
-        checks = readiness_checks(services)
-        dispatch = Dispatch(
-            begin=invoker.begin,
-            handler=name,
-            recorder=recorder,
-            # No layer added a service: the consumer loops run the handler themselves.
-            layered=None
-            if stack is acknowledged and inner is execute
-            else Layered(stack, recorder, self._name),
-            readiness=checks,
-            ready_now=readiness_nowait(services) if checks else None,
+        dispatch = assemble(
+            resolve_handler(handler, context, self._data),
+            f"handler {handler_name(handler)!r}",
+            self._timeout,
+            judge,
+            self._layers,
+            context,
         )
         return Worker(context, backend, self._concurrency, dispatch, self._heartbeat)
 
@@ -240,19 +207,6 @@ def _positive_seconds(name: str, seconds: float) -> float:
     if math.isnan(seconds) or seconds <= 0:
         raise ValueError(f"{name}: must be > 0 seconds, got {seconds!r}")
     return float(seconds)
-
-
-def _check_layer_provided(
-    resolved: Handler, handler: Callable[..., Any], execution_layers: list[LayerLike]
-) -> None:
-    """A handler that takes a type only a layer supplies needs that layer: say so at build()."""
-    for needed in resolved.layer_provided:
-        if not any(needed.provided_by(layer) for layer in execution_layers):
-            raise BuildError(
-                "MissingLayer",
-                f"handler {getattr(handler, '__qualname__', handler)!r} takes a "
-                f"{needed.__qualname__}, which only {needed.missing_layer()}",
-            )
 
 
 class Worker:
@@ -452,10 +406,8 @@ class Worker:
         with scope:
             try:
                 await alongside()
-            except Exception as exc:
-                self._backend_failed(exc)
-            except trio.Cancelled as cancelled:
-                stray = stray_cancelled(cancelled, f"the backend of worker {self.name!r}")
-                if stray is None:
+            except BaseException as raised:
+                failure = failure_of(raised, f"the backend of worker {self.name!r}")
+                if failure is None:
                     raise
-                self._backend_failed(stray)
+                self._backend_failed(failure)
