@@ -20,7 +20,6 @@ A task goes one of two ways, chosen at build
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -36,8 +35,6 @@ __all__ = ["CHECKPOINT_EVERY", "Consumers"]
 
 CHECKPOINT_EVERY = 64
 """A consumer loop yields to the scheduler at least once per this many tasks."""
-
-logger = logging.getLogger("pyapalis.worker")
 
 _RUNNING = WorkerState.Running
 _PAUSED = WorkerState.Paused

@@ -10,7 +10,7 @@ raised is judged by the worker's ``Judge`` and recorded by its
 A worker without layers does all of that in its consumer loop (see
 :mod:`pyapalis._worker._loop`). With layers, its stack is ``task layers ->
 Acknowledge -> execution layers -> Execute`` (the zones are described in
-:mod:`pyapalis._worker._service`), run by :class:`Layered`:
+:mod:`pyapalis._worker._service`), run by :class:`Layered` and put together by :func:`assemble`:
 
 * :class:`Execute` (only under execution layers) starts the execution and
   raises its failure, so the execution layers see a handler's ``False`` as a
@@ -24,7 +24,7 @@ worker that silently stops: a plain ``def`` handler's returned awaitable is
 awaited (a returned generator fails the task; see
 :func:`~pyapalis._worker._handler.finish_returned`), and a ``trio.Cancelled`` that
 escapes a handler while the worker is not being cancelled fails the task with
-:class:`StrayCancelledError` (see :func:`task_failure`).
+:class:`StrayCancelledError` (see :func:`failure_of`).
 """
 
 from __future__ import annotations
