@@ -19,7 +19,7 @@ import trio
 from .._errors import WorkerStateError
 from ._events import Event
 
-__all__ = ["EventCallback", "WorkerContext", "WorkerControl", "WorkerState"]
+__all__ = ["EventCallback", "LoopMark", "WorkerContext", "WorkerControl", "WorkerState"]
 
 logger = logging.getLogger("pyapalis.worker")
 
@@ -41,14 +41,28 @@ class WorkerState(enum.Enum):
     """Drained and finished."""
 
 
+class LoopMark:
+    """Whether one consumer loop is running a task now (``WorkerContext.task_count`` adds them up).
+
+    A loop sets ``busy`` around each task: two stores, cheaper per task than
+    counting up and down in a shared attribute.
+    """
+
+    __slots__ = ("busy",)
+
+    def __init__(self) -> None:
+        self.busy = False
+
+
 class WorkerControl:
     """The side of a :class:`WorkerContext` that its worker drives.
 
     ``state`` is read by the consumer loops before each pull; ``listeners``
     is the list events go to (the worker checks it is empty to skip building
     events); ``idle_scopes`` and ``idle_wakers`` are the waits of idle loops
-    that ``stop()`` and ``pause()`` interrupt; ``worker_id`` is the id of the
-    current (or last) run.
+    that ``stop()`` and ``pause()`` interrupt; ``loops`` holds a
+    :class:`LoopMark` per running consumer loop; ``worker_id`` is the id of
+    the current (or last) run.
     """
 
     __slots__ = (
@@ -57,6 +71,7 @@ class WorkerControl:
         "idle_scopes",
         "idle_wakers",
         "listeners",
+        "loops",
         "name",
         "state",
         "worker_id",
@@ -72,6 +87,7 @@ class WorkerControl:
         # Or, for backends that can interrupt their own waits, their wake-up
         # calls (cheaper than a cancel scope per idle wait).
         self.idle_wakers: list[Callable[[], None]] = []
+        self.loops: list[LoopMark] = []
         self.worker_id: str | None = None
         self._resumed: trio.Event | None = None
         self._stopped: trio.Event | None = None
@@ -160,12 +176,10 @@ class WorkerContext:
     :class:`WorkerStateError`.
     """
 
-    __slots__ = ("control", "name", "task_count")
+    __slots__ = ("control", "name")
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.task_count = 0
-        """Tasks executing right now."""
         self.control = WorkerControl(name)
         """The worker's side of this context (see :class:`WorkerControl`)."""
 
@@ -195,6 +209,11 @@ class WorkerContext:
     def is_stopped(self) -> bool:
         """The run is over and in-flight work drained."""
         return self.control.state is WorkerState.Stopped
+
+    @property
+    def task_count(self) -> int:
+        """Tasks executing right now."""
+        return sum(loop.busy for loop in self.control.loops)
 
     @property
     def worker_id(self) -> str | None:

@@ -26,7 +26,7 @@ from typing import Any
 import trio
 
 from .._implementation import Task
-from ._context import WorkerContext, WorkerState
+from ._context import LoopMark, WorkerContext, WorkerState
 from ._events import IDLE
 from ._pipeline import Dispatch, failure_of
 from ._source import TaskSource
@@ -89,6 +89,8 @@ class Consumers:
         checkpoint = trio.lowlevel.checkpoint
         budget = CHECKPOINT_EVERY
         result: Any = None
+        mark = LoopMark()
+        control.loops.append(mark)
         try:
             while True:
                 if control.state is not _RUNNING:
@@ -113,7 +115,7 @@ class Consumers:
                     if task is None:
                         continue
                     budget = CHECKPOINT_EVERY
-                context.task_count += 1
+                mark.busy = True
                 try:
                     if layered is not None:
                         await layered(task)
@@ -130,7 +132,7 @@ class Consumers:
                             if not done_nowait(task, result):
                                 await settle(task, result, None)
                 finally:
-                    context.task_count -= 1
+                    mark.busy = False
                 budget -= 1
                 if not budget:
                     budget = CHECKPOINT_EVERY
@@ -142,6 +144,7 @@ class Consumers:
                 raise
             self._on_failure(failure)
         finally:
+            control.loops.remove(mark)
             self._live -= 1
             if not self._live:
                 self._on_last_exit()
