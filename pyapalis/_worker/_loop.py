@@ -28,7 +28,7 @@ import trio
 from .._implementation import Task
 from ._context import LoopMark, WorkerContext, WorkerState
 from ._events import IDLE
-from ._pipeline import Dispatch, failure_of
+from ._pipeline import Dispatch, FailureStops, failure_of
 from ._source import TaskSource
 
 __all__ = ["CHECKPOINT_EVERY", "Consumers"]
@@ -92,57 +92,54 @@ class Consumers:
         mark = LoopMark()
         control.loops.append(mark)
         try:
-            while True:
-                if control.state is not _RUNNING:
-                    if control.state is _PAUSED:
-                        result = None  # hold nothing of the last task while paused
-                        await control.wait_resumed()
-                        continue
-                    return
-                # All ready now (the usual case): no await and no cancel scope.
-                if readiness and (ready_now is None or not _all_ready(ready_now)):
-                    await self._wait_ready(readiness)
+            # What escapes the loop stops the worker: a backend failure, or a stray
+            # Cancelled out of a layer (a handler's own failed its task already).
+            with FailureStops(f"a layer of worker {context.name!r}", self._on_failure):
+                while True:
                     if control.state is not _RUNNING:
-                        continue
-                task = take_nowait()
-                if task is None:
-                    # Idle: wait for the backend (inlined for the push-to-handler latency).
-                    result = None  # hold nothing of the last task while idle
-                    if take_or_wake is not None and not listeners:
-                        task = await take_or_wake()  # nobody to tell that we idle
-                    else:
-                        task = await self._wait_idle()
+                        if control.state is _PAUSED:
+                            result = None  # hold nothing of the last task while paused
+                            await control.wait_resumed()
+                            continue
+                        return
+                    # All ready now (the usual case): no await and no cancel scope.
+                    if readiness and (ready_now is None or not _all_ready(ready_now)):
+                        await self._wait_ready(readiness)
+                        if control.state is not _RUNNING:
+                            continue
+                    task = take_nowait()
                     if task is None:
-                        continue
-                    budget = CHECKPOINT_EVERY
-                mark.busy = True
-                try:
-                    if layered is not None:
-                        await layered(task)
-                    else:
-                        try:
-                            result = await begin(task)
-                        except BaseException as raised:
-                            failure = failure_of(raised, handler)
-                            if failure is None:
-                                await recorder.release(task)
-                                raise
-                            await settle(task, None, failure)
+                        # Idle: wait for the backend (inlined for the push-to-handler latency).
+                        result = None  # hold nothing of the last task while idle
+                        if take_or_wake is not None and not listeners:
+                            task = await take_or_wake()  # nobody to tell that we idle
                         else:
-                            if not done_nowait(task, result):
-                                await settle(task, result, None)
-                finally:
-                    mark.busy = False
-                budget -= 1
-                if not budget:
-                    budget = CHECKPOINT_EVERY
-                    await checkpoint()
-        except BaseException as raised:
-            # A handler's own Cancelled failed its task already; this one escaped a layer.
-            failure = failure_of(raised, f"a layer of worker {context.name!r}")
-            if failure is None:
-                raise
-            self._on_failure(failure)
+                            task = await self._wait_idle()
+                        if task is None:
+                            continue
+                        budget = CHECKPOINT_EVERY
+                    mark.busy = True
+                    try:
+                        if layered is not None:
+                            await layered(task)
+                        else:
+                            try:
+                                result = await begin(task)
+                            except BaseException as raised:
+                                failure = failure_of(raised, handler)
+                                if failure is None:
+                                    await recorder.release(task)
+                                    raise
+                                await settle(task, None, failure)
+                            else:
+                                if not done_nowait(task, result):
+                                    await settle(task, result, None)
+                    finally:
+                        mark.busy = False
+                    budget -= 1
+                    if not budget:
+                        budget = CHECKPOINT_EVERY
+                        await checkpoint()
         finally:
             control.loops.remove(mark)
             self._live -= 1

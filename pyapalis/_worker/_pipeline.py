@@ -33,6 +33,7 @@ import logging
 import math
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from types import TracebackType
 from typing import Any
 
 import trio
@@ -59,6 +60,7 @@ __all__ = [
     "BackendFailure",
     "Dispatch",
     "Execute",
+    "FailureStops",
     "Layered",
     "StrayCancelledError",
     "assemble",
@@ -131,6 +133,39 @@ def failure_of(raised: BaseException, source: str | None) -> Exception | None:
     )
     error.__cause__ = raised
     return error
+
+
+class FailureStops:
+    """``with FailureStops(source, stop):`` — what the block raises stops the worker.
+
+    A failure (see :func:`failure_of`, ``source`` naming what runs in the
+    block for a stray ``Cancelled``) is handed to ``stop(failure)`` and
+    swallowed; an interruption propagates. Around a consumer loop (a failure
+    that escapes it is the backend's or a layer's) and the backend's own task.
+    """
+
+    __slots__ = ("_source", "_stop")
+
+    def __init__(self, source: str, stop: Callable[[Exception], None]) -> None:
+        self._source = source
+        self._stop = stop
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        if exc is None:
+            return False
+        failure = failure_of(exc, self._source)
+        if failure is None:
+            return False
+        self._stop(failure)
+        return True
 
 
 # -- a stack of layers ------------------------------------------------------------------

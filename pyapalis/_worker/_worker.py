@@ -40,7 +40,7 @@ from ._context import EventCallback, WorkerContext
 from ._events import HEARTBEAT, START, STOP
 from ._handler import handler_name, resolve_handler
 from ._loop import CHECKPOINT_EVERY, Consumers
-from ._pipeline import Dispatch, assemble, failure_of
+from ._pipeline import Dispatch, FailureStops, assemble
 from ._retry import RetryPolicy
 from ._service import WORKER_NURSERY, Layer, LayerLike
 from ._source import TaskSource, check_backend
@@ -403,11 +403,5 @@ class Worker:
         self, alongside: Callable[[], Awaitable[None]], scope: trio.CancelScope
     ) -> None:
         """The backend's own task: returning is fine, an error stops the worker."""
-        with scope:
-            try:
-                await alongside()
-            except BaseException as raised:
-                failure = failure_of(raised, f"the backend of worker {self.name!r}")
-                if failure is None:
-                    raise
-                self._backend_failed(failure)
+        with scope, FailureStops(f"the backend of worker {self.name!r}", self._backend_failed):
+            await alongside()
