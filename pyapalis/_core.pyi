@@ -21,7 +21,6 @@ from pyapalis._twin import Invoker as Invoker
 from pyapalis._twin import Judge as Judge
 from pyapalis._twin import OneShotValue as OneShotValue
 from pyapalis._twin import Parts as Parts
-from pyapalis._twin import Ready as Ready
 from pyapalis._twin import Step as Step
 from pyapalis._twin import SyncDone as SyncDone
 from pyapalis._twin import Task as Task
@@ -29,6 +28,7 @@ from pyapalis._twin import TaskBuilder as TaskBuilder
 from pyapalis._twin import TaskId as TaskId
 from pyapalis._twin import TaskQueue as TaskQueue
 from pyapalis._twin import Verdict as Verdict
+from pyapalis._twin import ready as ready
 from pyapalis._twin import retry_delay as retry_delay
 from pyapalis._twin import set_status as set_status
 from pyapalis._twin import undo_attempt as undo_attempt

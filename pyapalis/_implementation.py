@@ -58,7 +58,6 @@ if TYPE_CHECKING:
     from ._twin import Judge as Judge
     from ._twin import OneShotValue as OneShotValue
     from ._twin import Parts as Parts
-    from ._twin import Ready as Ready
     from ._twin import Step as Step
     from ._twin import SyncDone as SyncDone
     from ._twin import Task as Task
@@ -87,7 +86,6 @@ else:
     Judge = core.Judge
     OneShotValue = core.OneShotValue
     Parts = core.Parts
-    Ready = core.Ready
     Step = core.Step
     SyncDone = core.SyncDone
     Task = core.Task

@@ -3,11 +3,13 @@
 ``Invoker`` (the handler called with the arguments its plan resolves),
 ``Judge`` (the one rule for what an outcome means), ``retry_delay`` (the one
 place a retry delay is chosen), ``SyncDone`` (a success recorded without
-awaiting) and ``Ready``. Every test runs on both cores (the ``core`` fixture).
+awaiting) and ``ready`` (a plain def's result as an awaitable). Every test runs
+on both cores (the ``core`` fixture).
 """
 
 from __future__ import annotations
 
+import inspect
 import random
 from collections.abc import Awaitable, Callable, Generator
 from types import ModuleType
@@ -153,7 +155,7 @@ def test_a_plain_def_result_is_ready_unless_it_returns_later(core: ModuleType) -
     made = invoker(core, handler, [core.Step(core.STEP_ARGS)], is_async=False)
     for i, expected in enumerate(["value", None, 7, [1]]):
         ready = made.begin(core.Task(i))
-        assert isinstance(ready, core.Ready)
+        assert inspect.isawaitable(ready)
         assert run(ready) == expected
     assert run(made.begin(core.Task(4))) == ("finished", "later")
 
@@ -192,9 +194,10 @@ def test_invoker_and_step_refuse_bad_plans(core: ModuleType) -> None:
 
 
 def test_ready_is_an_awaitable_of_its_value(core: ModuleType) -> None:
-    assert run(core.Ready((1, 2))) == (1, 2)
-    assert run(core.Ready(None)) is None
-    assert core.Ready("v").value == "v"
+    assert run(core.ready((1, 2))) == (1, 2)
+    assert run(core.ready(None)) is None
+    error = ValueError("a value, not raised")
+    assert run(core.ready(error)) is error
 
 
 # -- Judge and retry_delay -------------------------------------------------------------------

@@ -28,10 +28,10 @@ from ._invoke import STEP_TASK as STEP_TASK
 from ._invoke import STEP_TASK_ID as STEP_TASK_ID
 from ._invoke import Invoker as Invoker
 from ._invoke import Judge as Judge
-from ._invoke import Ready as Ready
 from ._invoke import Step as Step
 from ._invoke import SyncDone as SyncDone
 from ._invoke import Verdict as Verdict
+from ._invoke import ready as ready
 from ._invoke import retry_delay as retry_delay
 from ._task import Parts as Parts
 from ._task import Task as Task
@@ -59,7 +59,6 @@ __all__ = [
     "Judge",
     "OneShotValue",
     "Parts",
-    "Ready",
     "Step",
     "SyncDone",
     "Task",
@@ -67,6 +66,7 @@ __all__ = [
     "TaskId",
     "TaskQueue",
     "Verdict",
+    "ready",
     "retry_delay",
     "set_status",
     "undo_attempt",

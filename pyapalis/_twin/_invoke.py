@@ -8,7 +8,7 @@ records a success that the backend acknowledges synchronously.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Collection, Generator, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Any, Final, Protocol
 
 from .._errors import AbortError, DeferredError, RetryAfterError, TaskFailedError
@@ -28,10 +28,10 @@ __all__ = [
     "STEP_TASK_ID",
     "Invoker",
     "Judge",
-    "Ready",
     "Step",
     "SyncDone",
     "Verdict",
+    "ready",
     "retry_delay",
 ]
 
@@ -202,20 +202,9 @@ class SyncDone:
 # -- calling the handler ---------------------------------------------------------
 
 
-class Ready:
-    """An awaitable that is already done: ``await Ready(value)`` is ``value``.
-
-    What :meth:`Invoker.call` returns for a plain ``def`` handler's result.
-    """
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: Any) -> None:
-        self.value = value
-
-    def __await__(self) -> Generator[Any, None, Any]:
-        return self.value
-        yield  # a generator: done at its first step
+async def ready(value: Any) -> Any:
+    """``await ready(value)`` is ``value``: a plain ``def`` handler's result as an awaitable."""
+    return value
 
 
 class Step:
@@ -277,7 +266,7 @@ class Invoker:
     ``timed(invoker, task, seconds)`` for a task limited by its own timeout or
     the worker's ``timeout``, which calls :meth:`call` inside its limit.
     :meth:`call` calls the handler: for a plain ``def``, its result comes back
-    as an awaitable — :class:`Ready` for a value, ``finish_returned(result,
+    as an awaitable — :func:`ready` for a value, ``finish_returned(result,
     function)`` for a result that is ``returns_later`` and not of a type in
     ``plain_results``.
     """
@@ -357,5 +346,5 @@ class Invoker:
         if self._is_async:
             return result  # type: ignore[no-any-return]
         if type(result) in self._plain_results or not isinstance(result, self._returns_later):
-            return Ready(result)
+            return ready(result)
         return self._finish_returned(result, self._function)
