@@ -24,9 +24,11 @@ runs measure speed, and the table shows their median and best.
 
 Contenders: a raw trio memory channel (the yardstick every ratio refers to),
 ``asyncio.Queue``, pyapalis (``MemoryStorage`` and a worker, concurrency 1 and
-100), huey ``MemoryHuey`` with a consumer, taskiq ``InMemoryBroker``, dramatiq
-``StubBroker`` with a worker. Peers that are not installed are skipped with a
-note (``pip install -e '.[bench]'`` installs them).
+100; at concurrency 1 also with handlers that take a ``WorkerContext``, an
+``Attempt`` and a ``TaskId``, or a ``Data[T]``), huey ``MemoryHuey`` with a
+consumer, taskiq ``InMemoryBroker``, dramatiq ``StubBroker`` with a worker.
+Peers that are not installed are skipped with a note (``pip install -e
+'.[bench]'`` installs them).
 """
 
 from __future__ import annotations
@@ -72,19 +74,29 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 YARDSTICK = "trio"
 """The contender every ratio refers to."""
 
-#: (contender, peer, minimum ratio of tasks/s): the speed targets of issues 3 and 6.
+SHAPES = ("pyapalis-context-c1", "pyapalis-attempt-c1", "pyapalis-data-c1")
+"""Contenders whose handlers take more than the args (see ``benchmarks.peers.pyapalis_shapes``)."""
+
+#: (contender, peer, minimum ratio of tasks/s): the speed targets of issues 3, 6 and 13
+#: (every handler shape at least 6x the channel and 0.9x the args-only handler).
 TARGETS: tuple[tuple[str, str, float], ...] = (
-    ("pyapalis-c1", "trio", 5.0),
+    ("pyapalis-c1", "trio", 6.0),
     ("pyapalis-c100", "trio", 3.0),
     ("pyapalis-bulk-c1", "trio", 5.0),
     ("pyapalis-bulk-c100", "trio", 3.0),
     ("pyapalis-c1", "huey", 15.0),
     ("pyapalis-c1", "taskiq", 30.0),
     ("pyapalis-c1", "dramatiq", 50.0),
+    *((shape, "trio", 6.0) for shape in SHAPES),
+    *((shape, "pyapalis-c1", 0.9) for shape in SHAPES),
 )
 
-#: (contender, peer, maximum ratio of idle latency p50): the latency target of issue 3.
-LATENCY_TARGETS: tuple[tuple[str, str, float], ...] = (("pyapalis-c1", "trio", 1.0),)
+#: (contender, peer, maximum ratio of idle latency p50): the latency targets of issues 3
+#: and 13 (a handler that injects parameters reaches it as soon as the channel's does).
+LATENCY_TARGETS: tuple[tuple[str, str, float], ...] = (
+    ("pyapalis-c1", "trio", 1.0),
+    *((shape, "trio", 1.0) for shape in SHAPES),
+)
 
 WORKLOAD = (
     "throughput: N tasks pushed up front, one by one, through each framework's push API, "

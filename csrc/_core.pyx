@@ -2,9 +2,9 @@
 """The compiled core of pyapalis: tasks, attempts, ids, extensions, the deque.
 
 One extension module assembled from one ``.pxi`` per part (the uvloop layout)
-so every ``cdef`` call between parts stays a C call. The pure-Python twin in
-``pyapalis/_pycore.py`` is the readable specification of the same behaviour;
-both pass the same tests.
+so every ``cdef`` call between parts stays a C call. The pure-Python twin,
+``pyapalis/_twin/`` (one module per part), is the readable specification of
+the same behaviour; both pass the same tests.
 
 This module imports nothing from the trio layer: it owns data, not waiting.
 """
@@ -18,7 +18,13 @@ import datetime as _datetime
 import os as _os
 import weakref as _weakref
 
-from pyapalis._errors import MissingDataError
+from pyapalis._errors import (
+    AbortError,
+    DeferredError,
+    MissingDataError,
+    RetryAfterError,
+    TaskFailedError,
+)
 from pyapalis._status import Status
 
 IMPLEMENTATION = "cython"
@@ -30,3 +36,4 @@ include "_extensions.pxi"
 include "_task.pxi"
 include "_deque.pxi"
 include "_execution.pxi"
+include "_invoke.pxi"

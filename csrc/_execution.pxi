@@ -1,20 +1,6 @@
-# Hot-path helpers the worker calls once per execution: one C call instead of
-# several attribute lookups and property setters.
-
-
-cdef object _RUNNING = Status.Running
-
-
-def begin_execution(Task task not None):
-    """Count an execution and mark the task Running.
-
-    Returns the task's own timeout in seconds, or None: the worker needs it
-    next, and handing it back here saves a property lookup per task.
-    """
-    cdef Parts parts = task.parts
-    parts._attempt._count += 1
-    parts._status = _RUNNING
-    return None if parts._timeout < 0 else parts._timeout
+# Helpers backends call on the tasks they take back or finish: one C call
+# instead of several attribute lookups and property setters. (What a worker does
+# per execution is in _invoke.pxi.)
 
 
 def undo_attempt(Task task not None):
@@ -30,23 +16,6 @@ def set_status(Task task not None, status):
 
 
 cdef object _DONE = Status.Done
-cdef object _TIMED = object()
-TIMED = _TIMED
-
-
-def begin_direct(Task task not None):
-    """:func:`begin_execution` for a worker that calls its handler itself.
-
-    Counts an execution and marks the task Running, then returns the task's
-    args, or :data:`TIMED` if the task sets a timeout of its own (the worker
-    then takes its timed path).
-    """
-    cdef Parts parts = task.parts
-    parts._attempt._count += 1
-    parts._status = _RUNNING
-    if parts._timeout < 0:
-        return task.args
-    return _TIMED
 
 
 cdef class AckRecorder:

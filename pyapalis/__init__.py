@@ -52,7 +52,7 @@ from ._worker._handler import Data as Data
 from ._worker._handler import Meta as Meta
 from ._worker._retry import BackoffMode as BackoffMode
 from ._worker._retry import RetryPolicy as RetryPolicy
-from ._worker._worker import EventStream as EventStream
+from ._worker._stream import EventStream as EventStream
 from ._worker._worker import Worker as Worker
 from ._worker._worker import WorkerBuilder as WorkerBuilder
 from .backends._json._storage import JsonStorage as JsonStorage

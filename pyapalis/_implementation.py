@@ -41,32 +41,58 @@ execution_module: ModuleType = core
 IMPLEMENTATION: str = core.IMPLEMENTATION
 
 if TYPE_CHECKING:
-    from ._twin import TIMED as TIMED
+    from ._twin import DONE as DONE
+    from ._twin import STEP_ARGS as STEP_ARGS
+    from ._twin import STEP_ATTEMPT as STEP_ATTEMPT
+    from ._twin import STEP_CALL as STEP_CALL
+    from ._twin import STEP_CONSTANT as STEP_CONSTANT
+    from ._twin import STEP_DATA as STEP_DATA
+    from ._twin import STEP_EXTENSIONS as STEP_EXTENSIONS
+    from ._twin import STEP_PARTS as STEP_PARTS
+    from ._twin import STEP_TASK as STEP_TASK
+    from ._twin import STEP_TASK_ID as STEP_TASK_ID
     from ._twin import AckRecorder as AckRecorder
     from ._twin import Attempt as Attempt
     from ._twin import Extensions as Extensions
+    from ._twin import Invoker as Invoker
+    from ._twin import Judge as Judge
     from ._twin import OneShotValue as OneShotValue
     from ._twin import Parts as Parts
+    from ._twin import Step as Step
+    from ._twin import SyncDone as SyncDone
     from ._twin import Task as Task
     from ._twin import TaskBuilder as TaskBuilder
     from ._twin import TaskId as TaskId
     from ._twin import TaskQueue as TaskQueue
-    from ._twin import begin_direct as begin_direct
-    from ._twin import begin_execution as begin_execution
+    from ._twin import Verdict as Verdict
+    from ._twin import retry_delay as retry_delay
     from ._twin import set_status as set_status
     from ._twin import undo_attempt as undo_attempt
 else:
-    TIMED = core.TIMED
+    DONE = core.DONE
+    STEP_ARGS = core.STEP_ARGS
+    STEP_ATTEMPT = core.STEP_ATTEMPT
+    STEP_CALL = core.STEP_CALL
+    STEP_CONSTANT = core.STEP_CONSTANT
+    STEP_DATA = core.STEP_DATA
+    STEP_EXTENSIONS = core.STEP_EXTENSIONS
+    STEP_PARTS = core.STEP_PARTS
+    STEP_TASK = core.STEP_TASK
+    STEP_TASK_ID = core.STEP_TASK_ID
     AckRecorder = core.AckRecorder
     Attempt = core.Attempt
     Extensions = core.Extensions
+    Invoker = core.Invoker
+    Judge = core.Judge
     OneShotValue = core.OneShotValue
     Parts = core.Parts
+    Step = core.Step
+    SyncDone = core.SyncDone
     Task = core.Task
     TaskBuilder = core.TaskBuilder
     TaskId = core.TaskId
     TaskQueue = core.TaskQueue
-    begin_direct = core.begin_direct
-    begin_execution = core.begin_execution
+    Verdict = core.Verdict
+    retry_delay = core.retry_delay
     set_status = core.set_status
     undo_attempt = core.undo_attempt

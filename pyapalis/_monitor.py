@@ -26,10 +26,11 @@ from dataclasses import dataclass
 import trio
 
 from ._errors import MonitorError, WorkerStateError
+from ._groups import single_exception
 from ._worker._context import EventCallback, WorkerContext, WorkerState
 from ._worker._events import Event
 from ._worker._retry import BackoffMode
-from ._worker._worker import Worker, _single
+from ._worker._worker import Worker
 
 __all__ = [
     "DEFAULT_RESTART_BACKOFF",
@@ -430,7 +431,7 @@ class Monitor:
                 self._nursery = None
                 helpers.cancel_scope.cancel()
         except BaseExceptionGroup as group:
-            raise _single(group) from None
+            raise single_exception(group) from None
         finally:
             self._nursery = None
             self._run_phase = _RunPhase.Finished
@@ -462,9 +463,7 @@ class Monitor:
                 else:
                     return
                 finally:
-                    listeners = worker.context._listeners
-                    if self._dispatch in listeners:
-                        listeners.remove(self._dispatch)
+                    worker.context.remove_listener(self._dispatch)
                 if not await self._restart(registration, worker, failure):
                     return
         finally:
@@ -602,9 +601,8 @@ class Monitor:
     # -- internals: events -----------------------------------------------------
 
     def _attach(self, worker: Worker) -> None:
-        listeners = worker.context._listeners
-        if self._dispatch not in listeners:
-            listeners.append(self._dispatch)
+        if self._dispatch not in worker.context.listeners:
+            worker.context.add_listener(self._dispatch)
 
     def _dispatch(self, context: WorkerContext, event: Event) -> None:
         for callback in self._listeners:

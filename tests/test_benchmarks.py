@@ -36,6 +36,9 @@ BUILT_INS = [
     "pyapalis-c100",
     "pyapalis-bulk-c1",
     "pyapalis-bulk-c100",
+    "pyapalis-context-c1",
+    "pyapalis-attempt-c1",
+    "pyapalis-data-c1",
 ]
 PEERS = [c.key for c in CONTENDERS if c.requires]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -143,7 +146,7 @@ def test_targets_are_ratios_of_median_tasks_per_second() -> None:
         {
             "contender": "pyapalis-c1",
             "peer": "trio",
-            "required": 5.0,
+            "required": 6.0,
             "ratio": 6.0,
             "ratio_of_best": 4.5,
             "met": True,

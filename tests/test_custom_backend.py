@@ -20,6 +20,7 @@ from pyapalis._errors import BuildError, RetryAfterError
 from pyapalis._implementation import Attempt, Task, TaskBuilder, TaskId
 from pyapalis._status import Status
 from pyapalis._worker._worker import WorkerBuilder
+from pyapalis.backends import Backend, SyncAck
 from pyapalis.backends._capabilities import CAPABILITIES, TaskSink, feature_table
 from pyapalis.backends._custom import BackendBuilder, CustomBackend, CustomConfig, dequeue_backend
 from pyapalis.backends._poll import (
@@ -28,7 +29,6 @@ from pyapalis.backends._poll import (
     MultiStrategy,
     StreamStrategy,
 )
-from pyapalis.backends._protocols import Backend, SyncAck
 from pyapalis.testing import BackendConformance, BackendHarness, WallClock
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"

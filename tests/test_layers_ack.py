@@ -218,7 +218,7 @@ async def test_event_listener_layer_receives_the_workers_events(storage: MemoryS
     await storage.push(1)
     layer = EventListenerLayer(lambda ctx, ev: seen.append((ctx.name, ev.kind.value)))
     worker = WorkerBuilder("listened").backend(storage).layer(layer).build(handler)
-    assert worker._stack is None  # no service added: nothing to pay per task
+    assert worker.dispatch.layered is None  # no service added: nothing to pay per task
     await worker.run()
     assert seen == [("listened", "Start"), ("listened", "Success"), ("listened", "Stop")]
 

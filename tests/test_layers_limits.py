@@ -229,7 +229,7 @@ async def test_load_shed_rejects_what_the_limit_cannot_take(
         .layer(ConcurrencyLimitLayer(1))
         .on_event(event_log)
     ).build(recording(starts, 1, duration=5))
-    assert worker._readiness == []  # nothing below LoadShed is awaited
+    assert worker.dispatch.readiness == []  # nothing below LoadShed is awaited
     await worker.run()
     assert starts == [(0.0, "a")]
     # b and c were shed at once: a failed attempt each (no retry budget: Failed).

@@ -27,11 +27,12 @@ from pyapalis import (
     Status,
     Task,
     TaskBuilder,
+    TaskFailedError,
     TaskTimeoutError,
     WorkerBuilder,
     WorkerContext,
 )
-from pyapalis._worker._service import NotReadyError, compose, readiness_checks, wraps_execution
+from pyapalis._worker._service import NotReadyError, Zone, compose, readiness_checks, zone_of
 from pyapalis.layers import Service
 from pyapalis.layers._ack import AcknowledgeLayer, EventListenerLayer
 from pyapalis.layers._circuit import CircuitBreakerLayer
@@ -178,13 +179,60 @@ async def test_an_execution_layer_answering_without_the_handler_settles_once(
     assert [e.result for e in event_log.of("Success")] == ["cached"]
 
 
-def test_wraps_execution_marks() -> None:
-    assert wraps_execution(AcknowledgeLayer(lambda task, outcome: None))
-    assert wraps_execution(CatchPanicLayer())
-    assert wraps_execution(LongRunningLayer())
-    assert not wraps_execution(CircuitBreakerLayer())
-    assert not wraps_execution(RateLimitLayer(1, 1))
-    assert not wraps_execution(lambda inner: inner)
+@pytest.mark.parametrize(
+    ("zone", "calls_inner"), [("task", False), ("execution", False), ("execution", True)]
+)
+async def test_false_from_a_layer_is_a_failure_like_false_from_the_handler(
+    zone: str,
+    calls_inner: bool,
+    storage: MemoryStorage,
+    autojump_clock: trio.testing.MockClock,
+    event_log: EventLog,
+) -> None:
+    """One rule judges every value the acknowledgement records: ``False`` is a failure
+    ("Task returned false"), retried while attempts last, whoever returned it: the
+    handler, an execution layer that turned the handler's value into ``False``, or a
+    layer that answered in the handler's place (an attempt counted all the same)."""
+
+    def answer_false(inner: Service) -> Service:
+        async def service(task: Task) -> Any:
+            if calls_inner:
+                await inner(task)
+            return False
+
+        return service
+
+    if zone == "execution":
+        answer_false.wraps_execution = True  # type: ignore[attr-defined]
+    task = TaskBuilder("x").attempts(2).build()
+    await storage.push_task(task)
+    handled: list[str] = []
+    worker = (
+        WorkerBuilder("w")
+        .backend(storage)
+        .layer(answer_false)
+        .on_event(event_log)
+        .build(handled.append)
+    )
+    with trio.move_on_after(1):
+        await worker.run()
+    assert handled == (["x", "x"] if calls_inner else [])
+    assert task.parts.status is Status.Failed
+    assert task.parts.attempt.current() == 2
+    errors = [e.error for e in event_log.of("Error")]  # type: ignore[attr-defined]
+    assert [str(error) for error in errors] == ["Task returned false"] * 2
+    assert all(isinstance(error, TaskFailedError) for error in errors)
+    assert event_log.of("Success") == []
+
+
+def test_layers_declare_their_zone() -> None:
+    assert zone_of(AcknowledgeLayer(lambda task, outcome: None)) is Zone.Execution
+    assert zone_of(CatchPanicLayer()) is Zone.Execution
+    assert zone_of(LongRunningLayer()) is Zone.Execution
+    assert zone_of(CircuitBreakerLayer()) is Zone.Task
+    assert zone_of(RateLimitLayer(1, 1)) is Zone.Task
+    assert zone_of(lambda inner: inner) is Zone.Task
+    assert zone_of(Recording("r", [], execution=False)) is Zone.Task  # declared, and false
 
 
 # -- zero cost when no service is added ---------------------------------------------------
@@ -192,8 +240,8 @@ def test_wraps_execution_marks() -> None:
 
 def test_a_worker_without_layers_runs_the_one_frame_path() -> None:
     worker = WorkerBuilder("w").backend(MemoryStorage()).build(lambda item: None)
-    assert worker._stack is None
-    assert worker._readiness == []
+    assert worker.dispatch.layered is None
+    assert worker.dispatch.readiness == []
 
 
 def test_layers_that_add_no_service_keep_the_one_frame_path() -> None:
@@ -205,8 +253,8 @@ def test_layers_that_add_no_service_keep_the_one_frame_path() -> None:
         .layer(lambda inner: inner)
         .build(lambda item: None)
     )
-    assert worker._stack is None
-    assert worker._readiness == []
+    assert worker.dispatch.layered is None
+    assert worker.dispatch.readiness == []
 
 
 def test_built_in_services_that_never_wait_are_not_awaited_per_task() -> None:
@@ -218,8 +266,8 @@ def test_built_in_services_that_never_wait_are_not_awaited_per_task() -> None:
         .long_running()
         .build(lambda item: None)
     )
-    assert worker._stack is not None
-    assert worker._readiness == []
+    assert worker.dispatch.layered is not None
+    assert worker.dispatch.readiness == []
 
 
 def test_compose_skips_layers_that_return_their_inner_service() -> None:

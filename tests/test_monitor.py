@@ -472,7 +472,7 @@ async def test_a_failing_run_until_function_and_a_failing_worker(
     with pytest.raises(MonitorError) as info:
         await monitor.run_until(signal)
     # The worker failed at 1 and shut everything down: the function was cancelled.
-    assert info.value.errors == [("b", worker._backend.error)]  # type: ignore[attr-defined]
+    assert info.value.errors == [("b", worker.source.backend.error)]  # type: ignore[attr-defined]
     assert info.value.__cause__ is None
 
     async def failing_soon() -> None:
@@ -676,7 +676,7 @@ async def test_the_terminator_starts_with_any_shutdown(
     with pytest.raises(MonitorError) as info:
         await failing.run()
     # b failed at 1, which began the shutdown; the terminator stopped "long" at 3.
-    assert info.value.errors == [("b", broken._backend.error)]  # type: ignore[attr-defined]
+    assert info.value.errors == [("b", broken.source.backend.error)]  # type: ignore[attr-defined]
     assert calls == [("started", start + 1), ("returned", start + 3)]
     assert trio.current_time() - start == 3.0
     assert failing.statistics().shutdown_forced
@@ -729,7 +729,7 @@ async def test_a_failing_terminator_stops_in_flight_tasks_then_raises(
     with pytest.raises(MonitorError) as info:
         await monitor.run()
     assert trio.current_time() - start == 3.0
-    assert info.value.errors == [("b", broken._backend.error)]  # type: ignore[attr-defined]
+    assert info.value.errors == [("b", broken.source.backend.error)]  # type: ignore[attr-defined]
     assert isinstance(info.value.__cause__, ValueError)
     assert str(info.value.__cause__) == "deadline service down"
     assert len(drain(storage)) == 1
@@ -930,8 +930,8 @@ async def test_monitor_error_lists_each_failed_worker(
     error = info.value
     by_name = dict(error.errors)
     assert by_name == {
-        "a": first._backend.error,  # type: ignore[attr-defined]
-        "b": second._backend.error,  # type: ignore[attr-defined]
+        "a": first.source.backend.error,  # type: ignore[attr-defined]
+        "b": second.source.backend.error,  # type: ignore[attr-defined]
     }
     assert len(error.errors) == 2
     assert list(error.exceptions) == [e for _, e in error.errors]  # the exceptions themselves
@@ -986,7 +986,7 @@ async def test_a_failed_worker_shuts_the_others_down_gracefully(
     assert trio.current_time() - start == 3.0
     assert finished == [("long", start + 3)]
     assert [t.args for t in drain(storage)] == ["queued"]
-    assert info.value.errors == [("broken", broken._backend.error)]  # type: ignore[attr-defined]
+    assert info.value.errors == [("broken", broken.source.backend.error)]  # type: ignore[attr-defined]
 
 
 # -- events ----------------------------------------------------------------------------
@@ -1041,7 +1041,7 @@ async def test_on_event_receives_every_workers_events_and_chains(
         ]
     assert own == ["Start", "Success", "Idle", "Stop"]  # the worker's own listener still works
     # The monitor's dispatcher leaves each worker once its run is over.
-    assert all(len(w.context._listeners) == (w.name == "numbers") for w in monitor.workers)
+    assert all(len(w.context.listeners) == (w.name == "numbers") for w in monitor.workers)
 
 
 async def test_without_callbacks_the_workers_emit_nothing(
@@ -1051,7 +1051,7 @@ async def test_without_callbacks_the_workers_emit_nothing(
     listener_counts: list[int] = []
 
     async def task(item: int, worker: WorkerContext) -> None:
-        listener_counts.append(len(worker._listeners))
+        listener_counts.append(len(worker.listeners))
         worker.stop()
 
     await Monitor().register(WorkerBuilder("w").backend(storage).build(task)).run()

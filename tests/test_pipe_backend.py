@@ -18,9 +18,9 @@ import trio.testing
 from conftest import EventLog
 
 from pyapalis import MemoryStorage, Status, Task, TaskId, WorkerBuilder, WorkerContext
+from pyapalis.backends import Backend, RunsAlongside, SyncAck
 from pyapalis.backends._custom import dequeue_backend
 from pyapalis.backends._pipe import Pipe, pipe_to
-from pyapalis.backends._protocols import Backend, RunsAlongside, SyncAck
 
 
 async def numbers(count: int, period: float = 1.0) -> AsyncIterator[int]:
@@ -68,7 +68,8 @@ async def test_the_pipe_lends_the_worker_its_backends_own_methods(
     assert pipe.ack_nowait == storage.ack_nowait
     assert pipe.take_or_wake == storage.take_or_wake
     worker = WorkerBuilder("piped").backend(pipe).build(_noop)
-    assert worker._take_or_wake is not None  # the idle fast path is kept
+    assert worker.source is not None
+    assert worker.source.take_or_wake is not None  # the idle fast path is kept
     # A backend lacking an optional method leaves it out of the pipe too.
     polled = dequeue_backend(1)
     assert not hasattr(polled, "take_or_wake")

@@ -520,7 +520,7 @@ def test_stopping_restores_the_storage() -> None:
     assert storage._outcome_listeners == ()
     assert not storage._ack_attention
     assert "ack" not in vars(storage)
-    assert worker.context._listeners == []
+    assert worker.context.listeners == ()
 
 
 # -- monitors --------------------------------------------------------------------

@@ -149,7 +149,7 @@ async def test_one_builder_for_two_test_workers_keeps_their_results_apart(
         assert scope.cancelled_caught  # nothing of the second worker's
     # The builder was left as it was given (its backend aside).
     worker = builder.build(handler)
-    assert worker.context._listeners == []
+    assert worker.context.listeners == ()
 
 
 def test_a_bad_backend_is_refused() -> None:

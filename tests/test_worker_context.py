@@ -135,7 +135,7 @@ def test_emit_without_listeners_and_outside_a_run() -> None:
     ctx = WorkerContext("w")
     ctx.emit(Event.custom("nobody listens"))  # no error
     seen: list[object] = []
-    ctx._listeners.append(lambda c, e: seen.append((c, e.value)))
+    ctx.add_listener(lambda c, e: seen.append((c, e.value)))
     ctx.emit(Event.custom(1))
     assert seen == [(ctx, 1)]
 

@@ -1,16 +1,18 @@
-"""The worker's direct path must behave exactly like its general path.
+"""Every way a worker runs a task must behave exactly alike.
 
-A worker without layers, whose handler is an ``async def`` of the args alone,
-with no worker timeout, on a backend with ``ack_nowait`` (MemoryStorage), runs
-the handler and acknowledges it inline in its consumer loop
-(``Execute.direct_handler``). Every scenario here runs once on that path and
-once on each general path: a no-op task layer, a no-op execution layer, and a
-backend without ``ack_nowait`` (``Execute.settle_begun``); the records
-(events, instants, attempts seen, final statuses, stored results, task_count,
-what was handed back) must be identical, and are checked against the contract.
+A worker without layers runs the handler in its consumer loop (the compiled
+``Invoker`` starts the execution, the ``Recorder`` records it: a success on a
+backend with ``ack_nowait`` in compiled code). Every scenario here runs once on
+that path with a handler of the args alone (``direct``), with a handler that
+injects ``WorkerContext``, ``Attempt`` and ``TaskId`` (``injecting``), under a
+worker timeout that never fires (``worker-timeout``), on a backend without
+``ack_nowait`` (its success awaited), and on the layered path (a no-op task
+layer, a no-op execution layer); the records (events, instants, attempts seen,
+final statuses, stored results, task_count, what was handed back) must be
+identical, and are checked against the contract.
 
-Also: the compiled helpers of that path (``begin_direct``, ``AckRecorder``)
-and their pure-Python twins behave alike.
+Also: ``AckRecorder`` (MemoryStorage's compiled ack) and its pure-Python twin
+behave alike.
 """
 
 from __future__ import annotations
@@ -54,8 +56,9 @@ from pyapalis._worker._worker import CHECKPOINT_EVERY
 
 NO_EXTENSIONS = importlib.import_module("conftest").NO_EXTENSIONS
 
-MODES = ["direct", "task-layer", "execution-layer", "no-ack-nowait"]
-"""``direct`` is the inline path; the others go through the general pipeline."""
+MODES = ["direct", "injecting", "worker-timeout", "no-ack-nowait", "task-layer", "execution-layer"]
+"""The first four run in the consumer loop; the layer modes go through the stack."""
+LAYERED = {"task-layer", "execution-layer"}
 
 
 class Passthrough:
@@ -97,7 +100,11 @@ def build(
 ) -> Worker:
     backend: Any = WithoutAckNowait(storage) if mode == "no-ack-nowait" else storage
     builder = WorkerBuilder(f"fast-path-{mode}").backend(backend).concurrency(concurrency)
-    if mode == "task-layer":
+    if mode == "injecting":
+        handler = injecting(handler)
+    elif mode == "worker-timeout":
+        builder.timeout(1_000_000)  # every execution runs under a limit that never fires
+    elif mode == "task-layer":
         builder.layer(Passthrough())
     elif mode == "execution-layer":
         builder.layer(ExecutionPassthrough())
@@ -106,9 +113,20 @@ def build(
     if listener is not None:
         builder.on_event(listener)
     worker = builder.build(handler)
-    direct = worker._execute.direct_handler is not None and worker._stack is None
-    assert direct is (mode == "direct"), f"{mode}: the worker took the wrong path"
+    layered = worker.dispatch.layered is not None
+    assert layered is (mode in LAYERED), f"{mode}: the worker took the wrong path"
     return worker
+
+
+def injecting(handler: Callable[..., Any]) -> Callable[..., Any]:
+    """``handler`` as a handler that also takes a WorkerContext, an Attempt and a TaskId."""
+
+    async def injected(item: Any, ctx: WorkerContext, attempt: Attempt, task_id: TaskId) -> Any:
+        assert isinstance(ctx, WorkerContext) and isinstance(attempt, Attempt)
+        assert isinstance(task_id, TaskId)
+        return await handler(item)
+
+    return injected
 
 
 class Run:
@@ -496,10 +514,10 @@ async def test_a_task_pushed_while_idle_takes_the_same_path(
     assert [at for at, *_ in calls] == [5.0, 10.0, 15.0]
 
 
-# -- which workers take the direct path --------------------------------------------------
+# -- which workers run the handler in the loop ----------------------------------------------
 
 
-async def test_only_eligible_workers_take_the_direct_path() -> None:
+async def test_every_worker_without_layers_runs_the_handler_in_its_loop() -> None:
     storage = MemoryStorage()
 
     async def args_only(item: int) -> None:
@@ -508,28 +526,29 @@ async def test_only_eligible_workers_take_the_direct_path() -> None:
     async def with_context(item: int, ctx: WorkerContext) -> None:
         pass
 
-    async def with_attempt(item: int, attempt: Attempt) -> None:
+    async def with_attempt(item: int, attempt: Attempt, task_id: TaskId) -> None:
         pass
 
     def sync(item: int) -> None:
         pass
 
-    def direct(worker: Worker) -> bool:
-        return worker._stack is None and worker._execute.direct_handler is not None
+    def in_loop(builder: WorkerBuilder, handler: Callable[..., Any]) -> bool:
+        return builder.build(handler).dispatch.layered is None
 
-    assert direct(WorkerBuilder("w").backend(storage).build(args_only))
-    assert direct(WorkerBuilder("w").backend(storage).concurrency(5).build(args_only))
-    retrying = WorkerBuilder("w").backend(storage).retry(RetryPolicy.retries(2))
-    assert direct(retrying.build(args_only))
-    assert not direct(WorkerBuilder("w").backend(storage).build(with_context))
-    assert not direct(WorkerBuilder("w").backend(storage).build(with_attempt))
-    assert not direct(WorkerBuilder("w").backend(storage).build(sync))
-    assert not direct(WorkerBuilder("w").backend(storage).timeout(5).build(args_only))
-    assert not direct(WorkerBuilder("w").backend(storage).layer(Passthrough()).build(args_only))
-    assert not direct(WorkerBuilder("w").backend(WithoutAckNowait(storage)).build(args_only))
+    def builder() -> WorkerBuilder:
+        return WorkerBuilder("w").backend(storage)
+
+    for handler in (args_only, with_context, with_attempt, sync):
+        assert in_loop(builder(), handler)
+        assert in_loop(builder().concurrency(5), handler)
+        assert in_loop(builder().retry(RetryPolicy.retries(2)), handler)
+        assert in_loop(builder().timeout(5), handler)
+        assert in_loop(WorkerBuilder("w").backend(WithoutAckNowait(storage)), handler)
+        assert not in_loop(builder().layer(Passthrough()), handler)
+        assert not in_loop(builder().layer(ExecutionPassthrough()), handler)
 
 
-# -- the helpers, compiled and pure Python ---------------------------------------------
+# -- MemoryStorage's compiled ack, and its twin ---------------------------------------------
 
 
 @pytest.fixture(
@@ -549,29 +568,6 @@ def impl(request: pytest.FixtureRequest) -> tuple[ModuleType, ModuleType]:
         core = importlib.import_module("pyapalis._core")
         return core, core
     return importlib.import_module("pyapalis._twin"), importlib.import_module("pyapalis._twin")
-
-
-def test_begin_direct(impl: tuple[ModuleType, ModuleType]) -> None:
-    core, execution = impl
-    task = core.Task({"a": 1})
-    args = execution.begin_direct(task)
-    assert args is task.args
-    assert task.parts.attempt.current() == 1
-    assert task.parts.status is Status.Running
-    assert execution.begin_direct(task) is task.args
-    assert task.parts.attempt.current() == 2
-
-    timed = core.TaskBuilder("x").timeout(3).build()
-    assert execution.begin_direct(timed) is execution.TIMED
-    assert timed.parts.attempt.current() == 1
-    assert timed.parts.status is Status.Running
-    assert timed.parts.timeout == 3.0
-    # begin_execution agrees: the timeout, or None.
-    other = core.TaskBuilder("y").timeout(3).build()
-    assert execution.begin_execution(other) == 3.0
-    assert execution.begin_execution(core.Task("z")) is None
-    with pytest.raises((TypeError, AttributeError)):  # the twin: AttributeError
-        execution.begin_direct(None)
 
 
 class Owner:

@@ -132,11 +132,12 @@ async def test_a_backend_without_the_capability_runs_no_heartbeat(
     storage = MemoryStorage()
     assert not isinstance(storage, RegisterWorker)
     worker = WorkerBuilder("plain").backend(storage).on_event(event_log).build(_noop)
-    assert worker._register is None
+    assert worker.source is not None
+    assert worker.source.register is None
+    assert worker.source.alongside is None  # no task beside the loops
 
     async def watch() -> None:
         await trio.sleep(100)
-        assert worker._companion_scopes == []  # no task beside the loops
         worker.context.stop()
 
     async with trio.open_nursery() as nursery:

@@ -26,7 +26,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import channels, dramatiq_worker, huey_consumer, pyapalis_worker, taskiq_broker
+from . import (
+    channels,
+    dramatiq_worker,
+    huey_consumer,
+    pyapalis_shapes,
+    pyapalis_worker,
+    taskiq_broker,
+)
 from ._probe import Probe, Timing
 
 __all__ = [
@@ -104,6 +111,27 @@ CONTENDERS: tuple[Contender, ...] = (
         setup="as c=1, push_bulk with .concurrency(100)",
         throughput=pyapalis_worker.bulk_throughput_c100,
         latency=pyapalis_worker.latency_c100,
+    ),
+    Contender(
+        key="pyapalis-context-c1",
+        name="pyapalis c=1, ctx: WorkerContext",
+        setup="as c=1, the handler also takes ctx: WorkerContext (and stops through it)",
+        throughput=pyapalis_shapes.throughput("context"),
+        latency=pyapalis_shapes.latency("context"),
+    ),
+    Contender(
+        key="pyapalis-attempt-c1",
+        name="pyapalis c=1, Attempt + TaskId",
+        setup="as c=1, the handler also takes attempt: Attempt and task_id: TaskId",
+        throughput=pyapalis_shapes.throughput("attempt"),
+        latency=pyapalis_shapes.latency("attempt"),
+    ),
+    Contender(
+        key="pyapalis-data-c1",
+        name="pyapalis c=1, Data[T]",
+        setup="as c=1, the handler also takes a Data[Counter] given to WorkerBuilder.data()",
+        throughput=pyapalis_shapes.throughput("data"),
+        latency=pyapalis_shapes.latency("data"),
     ),
     Contender(
         key="huey",

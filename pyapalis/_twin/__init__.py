@@ -12,13 +12,27 @@ between them, in one place.
 from ._attempt import Attempt as Attempt
 from ._deque import OneShotValue as OneShotValue
 from ._deque import TaskQueue as TaskQueue
-from ._execution import TIMED as TIMED
 from ._execution import AckRecorder as AckRecorder
-from ._execution import begin_direct as begin_direct
-from ._execution import begin_execution as begin_execution
 from ._execution import set_status as set_status
 from ._execution import undo_attempt as undo_attempt
 from ._extensions import Extensions as Extensions
+from ._invoke import DONE as DONE
+from ._invoke import STEP_ARGS as STEP_ARGS
+from ._invoke import STEP_ATTEMPT as STEP_ATTEMPT
+from ._invoke import STEP_CALL as STEP_CALL
+from ._invoke import STEP_CONSTANT as STEP_CONSTANT
+from ._invoke import STEP_DATA as STEP_DATA
+from ._invoke import STEP_EXTENSIONS as STEP_EXTENSIONS
+from ._invoke import STEP_PARTS as STEP_PARTS
+from ._invoke import STEP_TASK as STEP_TASK
+from ._invoke import STEP_TASK_ID as STEP_TASK_ID
+from ._invoke import Invoker as Invoker
+from ._invoke import Judge as Judge
+from ._invoke import Step as Step
+from ._invoke import SyncDone as SyncDone
+from ._invoke import Verdict as Verdict
+from ._invoke import ready as ready
+from ._invoke import retry_delay as retry_delay
 from ._task import Parts as Parts
 from ._task import Task as Task
 from ._task import TaskBuilder as TaskBuilder
@@ -27,19 +41,33 @@ from ._ulid import TaskId as TaskId
 IMPLEMENTATION = "python"
 
 __all__ = [
+    "DONE",
     "IMPLEMENTATION",
-    "TIMED",
+    "STEP_ARGS",
+    "STEP_ATTEMPT",
+    "STEP_CALL",
+    "STEP_CONSTANT",
+    "STEP_DATA",
+    "STEP_EXTENSIONS",
+    "STEP_PARTS",
+    "STEP_TASK",
+    "STEP_TASK_ID",
     "AckRecorder",
     "Attempt",
     "Extensions",
+    "Invoker",
+    "Judge",
     "OneShotValue",
     "Parts",
+    "Step",
+    "SyncDone",
     "Task",
     "TaskBuilder",
     "TaskId",
     "TaskQueue",
-    "begin_direct",
-    "begin_execution",
+    "Verdict",
+    "ready",
+    "retry_delay",
     "set_status",
     "undo_attempt",
 ]

@@ -1,46 +1,17 @@
-"""The pure-Python twin of ``csrc/_execution.pxi``: per-execution helpers."""
+"""The pure-Python twin of ``csrc/_execution.pxi``: helpers backends call on tasks."""
 
 from __future__ import annotations
 
 import weakref
 from collections.abc import Callable
-from typing import Any, Final, Protocol
+from typing import Any, Protocol
 
 from .._status import Status
 from ._task import Task
 
-__all__ = [
-    "TIMED",
-    "AckRecorder",
-    "begin_direct",
-    "begin_execution",
-    "set_status",
-    "undo_attempt",
-]
+__all__ = ["AckRecorder", "set_status", "undo_attempt"]
 
 _DONE = Status.Done
-
-
-class _Timed:
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "TIMED"
-
-
-TIMED: Final[Any] = _Timed()
-"""What :func:`begin_direct` returns for a task with a timeout of its own."""
-
-
-def begin_execution(task: Task) -> float | None:
-    """Count an execution and mark the task Running.
-
-    Returns the task's own timeout in seconds, or None: the worker needs it
-    next, and handing it back here saves a property lookup per task.
-    """
-    task.parts.attempt.increment()
-    task.parts.status = Status.Running
-    return task.parts.timeout
 
 
 def undo_attempt(task: Task) -> None:
@@ -53,21 +24,6 @@ def undo_attempt(task: Task) -> None:
 def set_status(task: Task, status: Status) -> None:
     """Set a task's status."""
     task.parts.status = status
-
-
-def begin_direct(task: Task) -> Any:
-    """:func:`begin_execution` for a worker that calls its handler itself.
-
-    Counts an execution and marks the task Running, then returns the task's
-    args, or :data:`TIMED` if the task sets a timeout of its own (the worker
-    then takes its timed path).
-    """
-    parts = task.parts
-    parts.attempt.increment()
-    parts.status = Status.Running
-    if parts.timeout is None:
-        return task.args
-    return TIMED
 
 
 class _SlowAcker(Protocol):

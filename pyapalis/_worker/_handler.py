@@ -1,8 +1,12 @@
-"""Turning a user's handler into a call that takes a task.
+"""Resolving a user's handler once, at build: where each of its arguments comes from.
 
 A handler's first parameter receives the task's args; every other parameter is
-resolved once, at ``WorkerBuilder.build()``, from its annotation. A parameter
-nothing can supply is a :class:`BuildError` naming it, not a runtime surprise.
+resolved once, at ``WorkerBuilder.build()``, from its annotation, into a
+:class:`~pyapalis._twin.Step` of the plan the compiled ``Invoker`` follows per
+execution (a part of the task, the worker's context, a ``Data[T]`` lookup, a
+``from_request`` call): injecting costs next to nothing at run time. A
+parameter nothing can supply is a :class:`BuildError` naming it, not a runtime
+surprise.
 
 A handler is an ``async def`` or a plain ``def`` returning its result. A
 generator function or an async generator function is refused at build: calling
@@ -19,17 +23,35 @@ import types
 import typing
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Protocol, TypeVar, cast, runtime_checkable
 
 from .._errors import BuildError, MissingDataError
-from .._implementation import Attempt, Extensions, Parts, Task, TaskId
+from .._implementation import (
+    STEP_ARGS,
+    STEP_ATTEMPT,
+    STEP_CALL,
+    STEP_CONSTANT,
+    STEP_DATA,
+    STEP_EXTENSIONS,
+    STEP_PARTS,
+    STEP_TASK,
+    STEP_TASK_ID,
+    Attempt,
+    Extensions,
+    Parts,
+    Step,
+    Task,
+    TaskId,
+)
 from ._context import WorkerContext
 
 __all__ = [
     "PLAIN_RESULTS",
     "RETURNS_LATER",
     "Data",
+    "FromRequest",
     "Handler",
+    "LayerProvided",
     "Meta",
     "finish_returned",
     "resolve_handler",
@@ -64,15 +86,55 @@ Resolver = Callable[[Task], Any]
 
 @dataclass(frozen=True, slots=True)
 class Handler:
-    """A resolved handler: how the worker calls it."""
+    """A resolved handler: what to call, and where each of its arguments comes from."""
 
     function: Callable[..., Any]
+    """What the worker calls per execution (the handler, or an adapter awaiting
+    ``async`` ``from_request`` resolvers before calling it)."""
     is_async: bool
-    args_only: bool
-    """True when the handler takes nothing but the args (the fastest path)."""
-    call: Callable[[Task], Any]
-    """``call(task)``: a coroutine when ``is_async``, else what the handler returned
-    (check it against :data:`RETURNS_LATER`)."""
+    """Whether calling ``function`` returns a coroutine."""
+    steps: tuple[Step, ...]
+    """One :class:`Step` per positional argument of ``function``."""
+    keywords: tuple[tuple[str, Step], ...] = ()
+    """The keyword-only arguments of ``function`` and their steps."""
+    layer_provided: tuple[type[LayerProvided], ...] = ()
+    """The parameter types of the handler that only a layer supplies."""
+
+    @property
+    def args_only(self) -> bool:
+        """True when the handler takes nothing but the args."""
+        return len(self.steps) == 1 and not self.keywords and self.steps[0].kind == STEP_ARGS
+
+
+@runtime_checkable
+class FromRequest(Protocol):
+    """A handler parameter type that makes its value from the task: ``from_request(task)``.
+
+    The classmethod may be ``async``; the worker awaits it then.
+    """
+
+    @classmethod
+    def from_request(cls, task: Task) -> Any: ...
+
+
+@runtime_checkable
+class LayerProvided(FromRequest, Protocol):
+    """A handler parameter type that only a layer supplies, as ``Runner`` (``LongRunningLayer``).
+
+    Declared by the type: the worker refuses at build a handler that takes
+    one when none of its execution layers ``provided_by()`` it, with the
+    type's ``missing_layer()`` advice.
+    """
+
+    @classmethod
+    def provided_by(cls, layer: object) -> bool:
+        """Whether ``layer`` supplies this type to the handlers it wraps."""
+        ...
+
+    @classmethod
+    def missing_layer(cls) -> str:
+        """What to add to a builder that lacks the layer ("a LongRunningLayer; add ...")."""
+        ...
 
 
 RETURNS_LATER: tuple[type, ...] = (
@@ -129,7 +191,7 @@ def _missing_meta(cls: type, name: str) -> MissingDataError:
     return error
 
 
-def _data_resolver(cls: type, name: str, worker_data: Extensions, default: Any) -> Resolver:
+def _data_step(cls: type, name: str, worker_data: Extensions, default: Any) -> Step:
     fallback = worker_data.get(cls)
     if fallback is None and default is inspect.Parameter.empty:
         raise BuildError(
@@ -138,14 +200,7 @@ def _data_resolver(cls: type, name: str, worker_data: Extensions, default: Any) 
             f"WorkerBuilder.data(); add one, or give the parameter a default to rely on "
             f"values set per task with TaskBuilder.data()",
         )
-    if fallback is None:
-        fallback = default
-
-    def resolve(task: Task) -> Any:
-        value = task.parts.data.get(cls)
-        return fallback if value is None else value
-
-    return resolve
+    return Step(STEP_DATA, cls, default if fallback is None else fallback)
 
 
 def _meta_resolver(cls: type, name: str, default: Any) -> Resolver:
@@ -179,36 +234,39 @@ def _meta_resolver(cls: type, name: str, default: Any) -> Resolver:
     return resolve
 
 
-def _resolver_for(
+_FIXED_STEPS: dict[Any, int] = {
+    Attempt: STEP_ATTEMPT,
+    TaskId: STEP_TASK_ID,
+    Parts: STEP_PARTS,
+    Task: STEP_TASK,
+    Extensions: STEP_EXTENSIONS,
+}
+"""Annotations whose value is a part of the task."""
+
+
+def _step_for(
     name: str,
     annotation: Any,
     default: Any,
     context: WorkerContext,
     worker_data: Extensions,
-) -> tuple[Resolver, bool]:
-    """A function giving the parameter's value for a task, and whether it is async."""
+) -> tuple[Step, bool]:
+    """Where the parameter's value comes from, and whether producing it must be awaited."""
     if typing.get_origin(annotation) is Annotated:
         inner, *markers = typing.get_args(annotation)
         if _DATA in markers:
-            return _data_resolver(inner, name, worker_data, default), False
+            return _data_step(inner, name, worker_data, default), False
         if _META in markers:
-            return _meta_resolver(inner, name, default), False
+            return Step(STEP_CALL, _meta_resolver(inner, name, default)), False
         annotation = inner
     if annotation is WorkerContext:
-        return (lambda _task: context), False
-    if annotation is Attempt:
-        return (lambda task: task.parts.attempt), False
-    if annotation is TaskId:
-        return (lambda task: task.parts.task_id), False
-    if annotation is Parts:
-        return (lambda task: task.parts), False
-    if annotation is Task:
-        return (lambda task: task), False
-    if annotation is Extensions:
-        return (lambda task: task.parts.data), False
-    from_request = getattr(annotation, "from_request", None)
-    if isinstance(annotation, type) and callable(from_request):
-        return from_request, inspect.iscoroutinefunction(from_request)
+        return Step(STEP_CONSTANT, context), False
+    kind = _FIXED_STEPS.get(annotation) if isinstance(annotation, type) else None
+    if kind is not None:
+        return Step(kind), False
+    if isinstance(annotation, type) and isinstance(annotation, FromRequest):
+        from_request = annotation.from_request
+        return Step(STEP_CALL, from_request), inspect.iscoroutinefunction(from_request)
     if annotation is inspect.Parameter.empty:
         problem = "has no annotation"
     else:
@@ -245,7 +303,7 @@ def _is_async(function: Callable[..., Any]) -> bool:
 def resolve_handler(
     function: Callable[..., Any], context: WorkerContext, worker_data: Extensions
 ) -> Handler:
-    """Inspect ``function`` once and build the per-task call for the worker."""
+    """Inspect ``function`` once: where each of its arguments comes from, per task."""
     if not callable(function):
         raise BuildError("InvalidHandler", f"handler must be callable, got {function!r}")
     kind = _generator_kind(function)
@@ -279,58 +337,50 @@ def resolve_handler(
             f"handler {getattr(function, '__qualname__', function)!r} must take the task's "
             f"args as its first positional parameter",
         )
-    positional: list[Resolver] = []
-    keyword: dict[str, Resolver] = {}
+    positional: list[Step] = [Step(STEP_ARGS)]
+    keyword: list[tuple[str, Step]] = []
+    layer_provided: list[type[LayerProvided]] = []
     has_async = False
     for param in params[1:]:
         if param.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
             continue
         annotation = hints.get(param.name, param.annotation)
-        resolver, is_async = _resolver_for(
-            param.name, annotation, param.default, context, worker_data
-        )
+        if isinstance(annotation, type) and isinstance(annotation, LayerProvided):
+            layer_provided.append(cast("type[LayerProvided]", annotation))
+        step, is_async = _step_for(param.name, annotation, param.default, context, worker_data)
         has_async = has_async or is_async
         if param.kind is inspect.Parameter.KEYWORD_ONLY:
-            keyword[param.name] = resolver
+            keyword.append((param.name, step))
         else:
-            positional.append(resolver)
-
-    is_async = _is_async(function)
-    args_only = not positional and not keyword
-    call = _make_call(function, positional, keyword, is_async, has_async, args_only)
-    return Handler(function, is_async or has_async, args_only, call)
-
-
-def _make_call(
-    function: Callable[..., Any],
-    positional: list[Resolver],
-    keyword: dict[str, Resolver],
-    is_async: bool,
-    has_async: bool,
-    args_only: bool,
-) -> Callable[[Task], Any]:
-    if args_only:
-        return lambda task: function(task.args)
+            positional.append(step)
     if has_async:
-
-        async def call_with_async_resolvers(task: Task) -> Any:
-            values = [await _maybe_await(r(task)) for r in positional]
-            named = {name: await _maybe_await(r(task)) for name, r in keyword.items()}
-            result = function(task.args, *values, **named)
-            if is_async:
-                return await result
-            if type(result) not in PLAIN_RESULTS and isinstance(result, RETURNS_LATER):
-                return await finish_returned(result, function)  # a plain def's awaitable
-            return result
-
-        return call_with_async_resolvers
-    if not keyword:
-        return lambda task: function(task.args, *[r(task) for r in positional])
-    return lambda task: function(
-        task.args,
-        *[r(task) for r in positional],
-        **{name: r(task) for name, r in keyword.items()},
+        return _awaiting_resolvers(function, positional, keyword, tuple(layer_provided))
+    return Handler(
+        function, _is_async(function), tuple(positional), tuple(keyword), tuple(layer_provided)
     )
+
+
+def _awaiting_resolvers(
+    function: Callable[..., Any],
+    positional: list[Step],
+    keyword: list[tuple[str, Step]],
+    layer_provided: tuple[type[LayerProvided], ...],
+) -> Handler:
+    """A handler some of whose ``from_request`` resolvers are ``async``: an adapter
+    of the task awaits them, then calls the handler (and awaits what it returns)."""
+    is_async = _is_async(function)
+
+    async def call_with_async_resolvers(task: Task) -> Any:
+        values = [await _maybe_await(step.value_for(task)) for step in positional]
+        named = {name: await _maybe_await(step.value_for(task)) for name, step in keyword}
+        result = function(*values, **named)
+        if is_async:
+            return await result
+        if type(result) not in PLAIN_RESULTS and isinstance(result, RETURNS_LATER):
+            return await finish_returned(result, function)  # a plain def's awaitable
+        return result
+
+    return Handler(call_with_async_resolvers, True, (Step(STEP_TASK),), (), layer_provided)
 
 
 async def _maybe_await(value: Any) -> Any:

@@ -1,334 +1,174 @@
-"""What happens to one task inside a worker: attempt tracking, the handler, the ack.
+"""What happens to one task inside a worker: the execution, its time limit, the acknowledgement.
 
-The worker's stack is ``task layers -> Acknowledge -> execution layers -> Execute
--> handler`` (see :mod:`pyapalis._worker._service` for the two zones of layers):
+Per execution the compiled :class:`~pyapalis._twin.Invoker` counts the
+attempt, marks the task Running and calls the handler with the arguments
+resolved at build (:func:`invoker_for`); a task limited by its own timeout or
+the worker's runs through :func:`call_timed`. What the execution returned or
+raised is judged by the worker's ``Judge`` and recorded by its
+:class:`~pyapalis._worker._recorder.Recorder`.
 
-* ``Execute`` counts the attempt (a first run sees 1), marks the task Running,
-  applies the timeout, calls the handler and turns ``False`` into a failure.
-* ``Acknowledge`` reports the outcome of the execution layers to the backend
-  through a :class:`Settler` (done, retry later, failed, killed), then passes
+A worker without layers does all of that in its consumer loop (see
+:mod:`pyapalis._worker._loop`). With layers, its stack is ``task layers ->
+Acknowledge -> execution layers -> Execute`` (the zones are described in
+:mod:`pyapalis._worker._service`), run by :class:`Layered` and put together by :func:`assemble`:
+
+* :class:`Execute` (only under execution layers) starts the execution and
+  raises its failure, so the execution layers see a handler's ``False`` as a
+  :class:`TaskFailedError`.
+* :class:`Acknowledge` records the outcome of what is inside it, then passes
   the result or the exception on unchanged so task layers see what happened.
-  Without execution layers, :class:`SettlingExecute` does both in one frame.
-
-Without layers the worker calls :meth:`Execute.settle_begun`, which does
-both in one frame: the layer machinery costs nothing when unused. When, in
-addition, the handler is an ``async def`` of the args alone, the worker sets no
-timeout and the backend has ``ack_nowait``, the worker's loop runs those same
-steps inline (see :attr:`Execute.direct_handler`); a task with its own timeout
-still goes through :meth:`Execute.settle_begun`.
+  Without execution layers it starts the execution itself.
 
 Two handler mistakes get a clear outcome instead of a false ``Done`` or a
 worker that silently stops: a plain ``def`` handler's returned awaitable is
 awaited (a returned generator fails the task; see
 :func:`~pyapalis._worker._handler.finish_returned`), and a ``trio.Cancelled`` that
 escapes a handler while the worker is not being cancelled fails the task with
-:class:`StrayCancelledError` (see :func:`stray_cancelled`). Both checks sit off
-the hot path: the first on the plain-``def`` path only, the second in
-exception handlers.
+:class:`StrayCancelledError` (see :func:`failure_of`).
 """
 
 from __future__ import annotations
 
+import logging
 import math
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from types import TracebackType
 from typing import Any
 
 import trio
 
-from .._errors import (
-    AbortError,
-    DeferredError,
-    RetryAfterError,
-    StrayCancelledError,
-    TaskFailedError,
-    TaskTimeoutError,
-)
-from .._implementation import Task, begin_execution, set_status
+from .._errors import BuildError, StrayCancelledError, TaskTimeoutError
+from .._implementation import Invoker, Judge, Task, set_status
 from .._status import Status
-from ..backends._protocols import Backend
 from ._context import WorkerContext
-from ._events import Event, EventKind
-from ._handler import PLAIN_RESULTS, RETURNS_LATER, Handler, finish_returned, handler_name
-from ._retry import RetryPolicy
-from ._service import NotReadyError, Service, always_ready
+from ._handler import PLAIN_RESULTS, RETURNS_LATER, Handler, finish_returned
+from ._recorder import Recorder
+from ._service import (
+    AlwaysReady,
+    LayerLike,
+    Service,
+    Zone,
+    compose,
+    readiness_checks,
+    readiness_nowait,
+    zone_of,
+)
 
 __all__ = [
     "Acknowledge",
     "BackendFailure",
+    "Dispatch",
     "Execute",
-    "Settler",
-    "SettlingExecute",
+    "FailureStops",
+    "Layered",
     "StrayCancelledError",
-    "stray_cancelled",
+    "assemble",
+    "call_timed",
+    "failure_of",
+    "invoker_for",
 ]
 
+logger = logging.getLogger("pyapalis.worker")
+
 _DONE = Status.Done
-_FAILED = Status.Failed
-_KILLED = Status.Killed
 _QUEUED = Status.Queued
-_RUNNING = Status.Running
 
 
-def stray_cancelled(cancelled: trio.Cancelled, source: str) -> StrayCancelledError | None:
-    """A :class:`StrayCancelledError` for ``cancelled`` if it is not for the current task.
+# -- the execution ------------------------------------------------------------------
 
-    None if the current task is being cancelled (a real cancellation: let it
-    propagate). ``source`` says what raised it ("handler 'send'").
+
+def invoker_for(handler: Handler, timeout: float | None) -> Invoker:
+    """The compiled invoker of ``handler``, with the worker's ``timeout`` (None: none)."""
+    return Invoker(
+        handler.function,
+        handler.steps,
+        handler.keywords,
+        is_async=handler.is_async,
+        timeout=timeout,
+        timed=call_timed,
+        plain_results=PLAIN_RESULTS,
+        returns_later=RETURNS_LATER,
+        finish_returned=finish_returned,
+    )
+
+
+async def call_timed(invoker: Invoker, task: Task, seconds: float) -> Any:
+    """The handler's call for ``task``, limited to ``seconds`` (``TaskTimeoutError`` past it).
+
+    What :meth:`Invoker.begin` returns for a task with a time limit: its own
+    ``timeout``, else the worker's.
     """
-    if trio.current_effective_deadline() == -math.inf:
+    result: Any = None
+    with trio.move_on_after(seconds) as scope:
+        result = await invoker.call(task)
+    if scope.cancelled_caught:
+        raise TaskTimeoutError(seconds)
+    return result
+
+
+def failure_of(raised: BaseException, source: str | None) -> Exception | None:
+    """The failure that ``raised`` is, or None if it interrupts what was running.
+
+    An ``Exception`` is the failure itself. A ``trio.Cancelled`` raised by
+    ``source`` ("handler 'send'", "a layer of worker 'w'") while the current
+    task is not being cancelled is stray — raised outside the scope that was
+    cancelled — and becomes a :class:`StrayCancelledError` naming ``source``,
+    caused by it. Any other ``BaseException`` (a real cancellation,
+    ``KeyboardInterrupt``, any ``Cancelled`` when ``source`` is None)
+    interrupts: the task is handed back and the exception propagates.
+    """
+    if isinstance(raised, Exception):
+        return raised
+    if (
+        source is None
+        or not isinstance(raised, trio.Cancelled)
+        or trio.current_effective_deadline() == -math.inf  # a real cancellation
+    ):
         return None
     error = StrayCancelledError(
         f"{source} raised trio.Cancelled while the worker was not being cancelled; a "
         f"Cancelled must not be raised outside the cancel scope that was cancelled "
         f"(catch it only to re-raise it at once)"
     )
-    error.__cause__ = cancelled
+    error.__cause__ = raised
     return error
 
 
-class Settler:
-    """Decides a task's fate after an execution and tells the backend.
+class FailureStops:
+    """``with FailureStops(source, stop):`` — what the block raises stops the worker.
 
-    The attempt budget is the task's ``max_attempts``, else the worker's
-    retry policy (``retries + 1``), else one execution. ``AbortError`` is
-    never retried (Killed); ``RetryAfterError`` waits its delay, ``DeferredError``
-    none, other errors the policy's backoff; each retry needs an attempt left.
+    A failure (see :func:`failure_of`, ``source`` naming what runs in the
+    block for a stray ``Cancelled``) is handed to ``stop(failure)`` and
+    swallowed; an interruption propagates. Around a consumer loop (a failure
+    that escapes it is the backend's or a layer's) and the backend's own task.
     """
 
-    __slots__ = ("_ack_nowait", "_backend", "_backoff", "_context", "_default_attempts")
+    __slots__ = ("_source", "_stop")
 
-    def __init__(self, backend: Backend, policy: RetryPolicy | None, context: WorkerContext):
-        self._backend = backend
-        self._ack_nowait = getattr(backend, "ack_nowait", None)
-        self._default_attempts = policy.max_attempts if policy is not None else 1
-        self._backoff = policy.backoff if policy is not None else None
-        self._context = context
+    def __init__(self, source: str, stop: Callable[[Exception], None]) -> None:
+        self._source = source
+        self._stop = stop
 
-    def emit_success(self, task: Task, result: Any) -> None:
-        self._context.emit(Event(EventKind.Success, task.parts.task_id, result=result))
+    def __enter__(self) -> None:
+        return None
 
-    async def success(self, task: Task, result: Any) -> None:
-        if self._ack_nowait is not None:
-            self._ack_nowait(task, _DONE, result, None)
-        else:
-            await self._backend.ack(task, _DONE, result, None)
-        if self._context._listeners:
-            self.emit_success(task, result)
-
-    async def failure(self, task: Task, error: Exception) -> None:
-        parts = task.parts
-        if isinstance(error, AbortError):
-            await self._backend.ack(task, _KILLED, None, error)
-        else:
-            attempt = parts.attempt.current()
-            budget = parts.max_attempts or self._default_attempts
-            if attempt < budget:
-                if isinstance(error, RetryAfterError):
-                    delay = error.delay
-                elif isinstance(error, DeferredError) or self._backoff is None:
-                    delay = 0.0
-                else:
-                    delay = self._backoff.delay(max(attempt, 1))
-                await self._backend.retry(task, delay, error)
-            else:
-                await self._backend.ack(task, _FAILED, None, error)
-        if self._context._listeners:
-            self._context.emit(Event(EventKind.Error, parts.task_id, error=error))
-
-    async def interrupted(self, task: Task) -> None:
-        """Hand an interrupted task back to the backend, even while being cancelled."""
-        with trio.CancelScope(shield=True):
-            await self._backend.release(task)
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        if exc is None:
+            return False
+        failure = failure_of(exc, self._source)
+        if failure is None:
+            return False
+        self._stop(failure)
+        return True
 
 
-class Execute:
-    """The innermost service: attempt tracking, timeout, the handler."""
-
-    __slots__ = (
-        "_ack_nowait",
-        "_call",
-        "_function",
-        "_handler",
-        "_is_async",
-        "_settler",
-        "_timeout",
-        "direct_handler",
-    )
-
-    def __init__(self, handler: Handler, timeout: float | None, settler: Settler) -> None:
-        self._settler = settler
-        self._ack_nowait = settler._ack_nowait
-        self._handler = handler.function
-        self._call = handler.call
-        # The handler itself when it takes only the args: called without the adapter.
-        self._function = handler.function if handler.args_only else None
-        self._is_async = handler.is_async
-        self._timeout = timeout
-        self.direct_handler: Any = (
-            self._function
-            if self._function is not None
-            and self._is_async
-            and timeout is None
-            and self._ack_nowait is not None
-            else None
-        )
-        """The handler, when a worker without layers may run it itself.
-
-        Set when the handler is an ``async def`` taking only the args, the
-        worker sets no timeout and the backend acknowledges with
-        ``ack_nowait``: then :meth:`settle_begun` comes down to ``await
-        handler(task.args)``, ``False`` made a failure, and ``ack_nowait``, and
-        the worker's loop does exactly that inline (one coroutine frame less
-        per task). A task with its own timeout still goes through
-        :meth:`settle_begun`. None otherwise.
-        """
-
-    async def __call__(self, task: Task) -> Any:
-        timeout = begin_execution(task) or self._timeout
-        try:
-            if timeout is not None:
-                result = await self._call_with_timeout(task, timeout)
-            elif not self._is_async:
-                result = self._call(task)
-                if type(result) not in PLAIN_RESULTS and isinstance(result, RETURNS_LATER):
-                    result = await finish_returned(result, self._handler)
-            elif self._function is not None:
-                result = await self._function(task.args)
-            else:
-                result = await self._call(task)
-        except trio.Cancelled as cancelled:
-            stray = self.stray(cancelled)
-            if stray is None:
-                raise
-            raise stray from cancelled
-        if result is False:
-            raise TaskFailedError()
-        return result
-
-    async def _call_with_timeout(self, task: Task, timeout: float) -> Any:
-        result: Any = None
-        with trio.move_on_after(timeout) as scope:
-            if self._is_async:
-                result = await self._call(task)
-            else:
-                result = self._call(task)
-                if type(result) not in PLAIN_RESULTS and isinstance(result, RETURNS_LATER):
-                    result = await finish_returned(result, self._handler)
-        if scope.cancelled_caught:
-            raise TaskTimeoutError(timeout)
-        return result
-
-    def stray(self, cancelled: trio.Cancelled) -> StrayCancelledError | None:
-        """:func:`stray_cancelled` for a ``Cancelled`` out of this handler."""
-        return stray_cancelled(cancelled, f"handler {handler_name(self._handler)!r}")
-
-    @always_ready
-    async def ready(self) -> None:
-        """Always ready."""
-
-    async def settle_begun(self, task: Task, timeout: float | None) -> None:
-        """``Acknowledge(self)`` in one frame, for a task ``begin_execution`` began.
-
-        The path of a worker without layers: the worker begins the execution
-        itself (``begin_execution``, or ``begin_direct`` on its inline path, see
-        :attr:`direct_handler`) and passes on the task's own timeout, or None.
-        """
-        # The steps of __call__ after begin_execution, written out again on
-        # purpose: calling it from here would cost one more coroutine frame
-        # per task on the hot path.
-        settler = self._settler
-        timeout = timeout or self._timeout
-        try:
-            if timeout is not None:
-                result = await self._call_with_timeout(task, timeout)
-            elif not self._is_async:
-                result = self._call(task)
-                if type(result) not in PLAIN_RESULTS and isinstance(result, RETURNS_LATER):
-                    result = await finish_returned(result, self._handler)
-            elif self._function is not None:
-                result = await self._function(task.args)
-            else:
-                result = await self._call(task)
-            if result is False:
-                raise TaskFailedError()
-        except Exception as exc:
-            await settler.failure(task, exc)
-        except trio.Cancelled as cancelled:
-            stray = self.stray(cancelled)
-            if stray is None:
-                await settler.interrupted(task)
-                raise
-            await settler.failure(task, stray)
-        except BaseException:
-            await settler.interrupted(task)
-            raise
-        else:
-            if self._ack_nowait is None:
-                await settler.success(task, result)
-            else:
-                self._ack_nowait(task, _DONE, result, None)
-                if settler._context._listeners:
-                    settler.emit_success(task, result)
-
-    async def call_and_settle(self, task: Task) -> Any:
-        """``Acknowledge(self)`` in one frame, for a stack without execution layers.
-
-        Settles like :meth:`settle_begun`, then returns the result or raises
-        the task's exception so task layers see it; a backend failure while
-        settling is raised as :class:`BackendFailure`.
-        """
-        # The steps of __call__ once more, for the frame it saves per task.
-        settler = self._settler
-        timeout = begin_execution(task) or self._timeout
-        try:
-            try:
-                if timeout is not None:
-                    result = await self._call_with_timeout(task, timeout)
-                elif not self._is_async:
-                    result = self._call(task)
-                    if type(result) not in PLAIN_RESULTS and isinstance(result, RETURNS_LATER):
-                        result = await finish_returned(result, self._handler)
-                elif self._function is not None:
-                    result = await self._function(task.args)
-                else:
-                    result = await self._call(task)
-            except trio.Cancelled as cancelled:
-                stray = self.stray(cancelled)
-                if stray is None:
-                    raise
-                raise stray from cancelled
-            if result is False:
-                raise TaskFailedError()
-        except Exception as exc:
-            try:
-                await settler.failure(task, exc)
-            except Exception as backend_error:
-                raise BackendFailure(backend_error) from backend_error
-            raise
-        except BaseException:
-            await settler.interrupted(task)
-            raise
-        try:
-            if self._ack_nowait is None:
-                await settler.success(task, result)
-            else:
-                self._ack_nowait(task, _DONE, result, None)
-                if settler._context._listeners:
-                    settler.emit_success(task, result)
-        except Exception as backend_error:
-            raise BackendFailure(backend_error) from backend_error
-        return result
-
-
-class SettlingExecute(Execute):
-    """An :class:`Execute` whose call settles the outcome too (see :meth:`call_and_settle`).
-
-    The innermost service of a stack without execution layers: one coroutine
-    frame per task less than ``Acknowledge(Execute)``.
-    """
-
-    __slots__ = ()
-
-    __call__ = Execute.call_and_settle
+# -- a stack of layers ------------------------------------------------------------------
 
 
 class BackendFailure(BaseException):
@@ -345,61 +185,191 @@ class BackendFailure(BaseException):
         self.error = error
 
 
-class Acknowledge:
-    """Reports each outcome of the services inside it to the backend, then passes it on.
+class Execute(AlwaysReady):
+    """The innermost service under execution layers: one execution, its failure raised.
 
-    When the services inside answered or failed without running the handler
-    (the task is still ``Queued``), a failure still counts as an attempt, so an
-    execution layer that always refuses cannot bounce a task forever; a
-    :class:`~pyapalis._worker._service.NotReadyError` hands the task back instead.
+    ``Execute(invoker, judge, handler)``; ``handler`` ("handler 'send'") is
+    named by the :class:`StrayCancelledError` a stray ``Cancelled`` out of it
+    becomes.
     """
 
-    __slots__ = ("_inner", "_settler")
+    __slots__ = ("_begin", "_handler", "_judge")
 
-    def __init__(self, inner: Service, settler: Settler) -> None:
-        self._inner = inner
-        self._settler = settler
+    def __init__(self, invoker: Invoker, judge: Judge, handler: str) -> None:
+        self._begin = invoker.begin
+        self._handler = handler
+        self._judge = judge
 
     async def __call__(self, task: Task) -> Any:
-        settler = self._settler
+        try:
+            result = await self._begin(task)
+        except BaseException as raised:
+            failure = failure_of(raised, self._handler)
+            if failure is None or failure is raised:
+                raise
+            raise failure from raised
+        false = self._judge.failure(result, None)  # a TaskFailedError for False
+        if false is not None:
+            raise false
+        return result
+
+
+class Acknowledge(AlwaysReady):
+    """Records the outcome of the services inside it, then passes it on unchanged.
+
+    ``Acknowledge(inner, recorder, handler)``: ``inner`` is the execution
+    layers over :class:`Execute`, or, without execution layers, the invoker's
+    ``begin`` itself, when ``handler`` names the handler so a stray
+    ``Cancelled`` out of it fails the task (see :func:`failure_of`). A
+    backend error while recording is raised as :class:`BackendFailure`.
+    """
+
+    __slots__ = ("_handler", "_inner", "_recorder")
+
+    def __init__(
+        self,
+        inner: Service | Callable[[Task], Awaitable[Any]],
+        recorder: Recorder,
+        handler: str | None,
+    ) -> None:
+        self._inner = inner
+        self._recorder = recorder
+        self._handler = handler
+
+    async def __call__(self, task: Task) -> Any:
+        recorder = self._recorder
         try:
             result = await self._inner(task)
-        except Exception as exc:
+        except BaseException as raised:
+            failure = failure_of(raised, self._handler)
+            if failure is None:
+                await recorder.release(task)
+                raise
             try:
-                if task.parts.status is not _QUEUED:
-                    await settler.failure(task, exc)
-                else:
-                    # The handler never ran: count the attempt it did not.
-                    task.parts.attempt.increment()
-                    set_status(task, _RUNNING)
-                    if isinstance(exc, NotReadyError):
-                        await settler.interrupted(task)  # handed back, un-counted
-                    else:
-                        await settler.failure(task, exc)
+                await recorder.settle(task, None, failure)
             except Exception as backend_error:
                 raise BackendFailure(backend_error) from backend_error
-            raise
-        except BaseException:
-            if task.parts.status is _QUEUED:
-                # release() un-counts the execution it interrupts: count it first.
-                task.parts.attempt.increment()
-                set_status(task, _RUNNING)
-            await settler.interrupted(task)
-            raise
-        if task.parts.status is _QUEUED:
-            set_status(task, _RUNNING)  # settled here: the worker must not settle it again
+            if failure is raised:
+                raise
+            raise failure from raised
         try:
-            ack_nowait = settler._ack_nowait
-            if ack_nowait is None:
-                await settler.success(task, result)
-            else:
-                ack_nowait(task, _DONE, result, None)
-                if settler._context._listeners:
-                    settler.emit_success(task, result)
+            # A task still Queued was answered in the handler's place: settle()
+            # marks it, so the worker does not settle it again.
+            if task.parts.status is _QUEUED or not recorder.done_nowait(task, result):
+                await recorder.settle(task, result, None)
         except Exception as backend_error:
             raise BackendFailure(backend_error) from backend_error
         return result
 
-    @always_ready
-    async def ready(self) -> None:
-        """Always ready."""
+
+class Layered:
+    """A task's trip through the worker's stack of layers.
+
+    The task is marked ``Queued`` first, so that what the layers did not
+    settle shows: a task layer that answered or refused without calling the
+    services inside (the task still ``Queued``) has its outcome recorded here.
+    A layer that raises after the task succeeded is logged (the task stays
+    Done). A :class:`BackendFailure` is unwrapped and raised: the worker stops.
+    """
+
+    __slots__ = ("_recorder", "_stack", "_worker")
+
+    def __init__(self, stack: Service, recorder: Recorder, worker: str) -> None:
+        self._stack = stack
+        self._recorder = recorder
+        self._worker = worker
+
+    async def __call__(self, task: Task) -> None:
+        recorder = self._recorder
+        set_status(task, _QUEUED)
+        try:
+            result = await self._stack(task)
+        except BackendFailure as failure:
+            raise failure.error from None  # the backend broke: stop the worker
+        except Exception as exc:
+            status = task.parts.status
+            if status is _QUEUED:
+                await recorder.settle(task, None, exc)
+            elif status is _DONE:
+                logger.error(
+                    "a layer of worker %r raised after task %s succeeded (it stays Done)",
+                    self._worker,
+                    task.parts.task_id,
+                    exc_info=exc,
+                )
+        except BaseException:
+            if task.parts.status is _QUEUED:
+                await recorder.release(task)
+            raise
+        else:
+            if task.parts.status is _QUEUED:
+                await recorder.settle(task, result, None)
+
+
+# -- how a worker runs each task --------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Dispatch:
+    """How a worker runs each task it pulls (built once, at ``build()``)."""
+
+    begin: Callable[[Task], Awaitable[Any]]
+    """The invoker's ``begin``: starts an execution of the handler."""
+    handler: str
+    """``handler 'name'``: what a stray ``Cancelled`` out of the handler names."""
+    recorder: Recorder
+    layered: Layered | None
+    """The stack of layers, or None: the loop runs the handler itself."""
+    readiness: Sequence[Callable[[], Awaitable[None]]]
+    """The layers' ``ready()`` to await before a pull."""
+    ready_now: Sequence[Callable[[], bool]] | None
+    """Their ``ready_nowait()`` (None unless every one has it)."""
+
+
+def assemble(
+    handler: Handler,
+    name: str,
+    timeout: float | None,
+    judge: Judge,
+    layers: Sequence[LayerLike],
+    context: WorkerContext,
+) -> Dispatch:
+    """How a worker built with ``layers`` runs ``handler`` (named ``name``, "handler 'f'").
+
+    The stack is ``task layers -> Acknowledge -> execution layers -> Execute``;
+    when no layer adds a service, the consumer loops run the handler
+    themselves (``layered`` None). A handler taking a type that only a layer
+    supplies (:class:`~pyapalis._worker._handler.LayerProvided`) without that
+    execution layer is a :class:`BuildError`.
+    """
+    execution_layers = [layer for layer in layers if zone_of(layer) is Zone.Execution]
+    task_layers = [layer for layer in layers if zone_of(layer) is Zone.Task]
+    for needed in handler.layer_provided:
+        if not any(needed.provided_by(layer) for layer in execution_layers):
+            raise BuildError(
+                "MissingLayer",
+                f"{name} takes a {needed.__qualname__}, which only {needed.missing_layer()}",
+            )
+    recorder = Recorder(judge, context)
+    invoker = invoker_for(handler, timeout)
+    execute = Execute(invoker, judge, name)
+    inner, execution_services = compose(execution_layers, execute, context)
+    acknowledged: Service
+    if inner is execute:
+        # No execution layer added a service: the acknowledgement starts the
+        # execution itself, and judges what the handler raised.
+        acknowledged, execution_services = Acknowledge(invoker.begin, recorder, name), []
+    else:
+        acknowledged = Acknowledge(inner, recorder, None)
+    stack, task_services = compose(task_layers, acknowledged, context)
+    services = [*task_services, *execution_services]
+    checks = readiness_checks(services)
+    in_loop = stack is acknowledged and inner is execute
+    return Dispatch(
+        begin=invoker.begin,
+        handler=name,
+        recorder=recorder,
+        layered=None if in_loop else Layered(stack, recorder, context.name),
+        readiness=checks,
+        ready_now=readiness_nowait(services) if checks else None,
+    )

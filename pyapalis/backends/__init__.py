@@ -2,8 +2,10 @@
 
 For users: the built-in backends (``MemoryStorage``, ``JsonStorage``), codecs,
 pipes, and polling backends built with ``BackendBuilder``. For backend authors:
-the ``Backend`` protocol a worker consumes, the optional capability protocols
-(``FetchById``, ``WaitForCompletion`` ...) and ``TaskResult``/``WorkerInfo``.
+the ``Backend`` protocol a worker consumes, the optional extras a worker uses
+(``SyncAck``, ``Wakeable``, ``Bindable``, ``RunsAlongside``, ``WorkerSessions``
+with ``WorkerIdentity``), the optional capability protocols (``FetchById``,
+``WaitForCompletion`` ...) and ``TaskResult``/``WorkerInfo``.
 The common backends are also importable from :mod:`pyapalis` itself.
 """
 
@@ -42,13 +44,19 @@ from ._poll import PollStrategy as PollStrategy
 from ._poll import PollTicker as PollTicker
 from ._poll import StreamStrategy as StreamStrategy
 from ._protocols import Backend as Backend
-from ._protocols import RunsAlongside as RunsAlongside
-from ._protocols import SyncAck as SyncAck
+from ._worker_protocols import Bindable as Bindable
+from ._worker_protocols import RunsAlongside as RunsAlongside
+from ._worker_protocols import SyncAck as SyncAck
+from ._worker_protocols import Wakeable as Wakeable
+from ._worker_protocols import WorkerIdentity as WorkerIdentity
+from ._worker_protocols import WorkerSession as WorkerSession
+from ._worker_protocols import WorkerSessions as WorkerSessions
 
 __all__ = [
     "Backend",
     "BackendBuilder",
     "BackoffConfig",
+    "Bindable",
     "Codec",
     "CustomBackend",
     "CustomConfig",
@@ -80,7 +88,11 @@ __all__ = [
     "Update",
     "Vacuum",
     "WaitForCompletion",
+    "Wakeable",
+    "WorkerIdentity",
     "WorkerInfo",
+    "WorkerSession",
+    "WorkerSessions",
     "dequeue_backend",
     "pipe_to",
 ]

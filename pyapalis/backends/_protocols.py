@@ -6,9 +6,9 @@ reports every execution's end with :meth:`Backend.ack` (final), :meth:`Backend.r
 (run again later) or :meth:`Backend.release` (handed back unfinished). Backends
 never import the worker: data flows producer -> backend -> worker -> ack.
 
-Two optional extras, each found once when the worker is built: :class:`SyncAck`
-(acknowledge without awaiting) and :class:`RunsAlongside` (a task the worker
-runs beside its consumer loops, as a ``Pipe`` needs).
+The optional extras a worker uses (acknowledging without awaiting, an idle
+wait it can interrupt, a task beside its loops, a session per run) are
+declared in :mod:`pyapalis.backends._worker_protocols`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any, Protocol, runtime_checkable
 from .._implementation import Task
 from .._status import Status
 
-__all__ = ["Backend", "RunsAlongside", "SyncAck"]
+__all__ = ["Backend"]
 
 
 @runtime_checkable
@@ -55,33 +55,3 @@ class Backend(Protocol):
 
         The interrupted execution does not count as an attempt.
         """
-
-
-@runtime_checkable
-class SyncAck(Protocol):
-    """Optional: a backend that can record a final outcome without awaiting.
-
-    The worker uses it on the hot path when present (MemoryStorage does).
-    """
-
-    def ack_nowait(
-        self, task: Task, status: Status, result: Any, error: BaseException | None
-    ) -> None:
-        """Like :meth:`Backend.ack`, synchronously."""
-
-
-@runtime_checkable
-class RunsAlongside(Protocol):
-    """Optional: a backend that needs a task of its own running beside the worker.
-
-    A ``Pipe`` is one: it feeds the backend it wraps while the worker consumes
-    that backend. A worker whose backend has this method starts ``await
-    backend.run_alongside()`` in its run's nursery together with its consumer
-    loops, and cancels it once the last loop has ended (after ``stop()``, a
-    backend failure, or a cancelled run). Returning early is fine: the worker
-    keeps consuming. An exception stops the worker as a backend failure does:
-    pulling stops, in-flight tasks finish, and ``run()`` raises it.
-    """
-
-    async def run_alongside(self) -> None:
-        """Run for as long as the worker runs (see the class)."""

@@ -10,7 +10,7 @@ import outcome
 
 from .._implementation import Task
 from .._worker._context import EventCallback, WorkerContext
-from .._worker._service import Service, always_ready
+from .._worker._service import AlwaysReady, Service
 from ._common import check_callable
 
 __all__ = ["AcknowledgeLayer", "Acknowledger", "EventListenerLayer"]
@@ -51,7 +51,7 @@ class AcknowledgeLayer:
         return f"AcknowledgeLayer({self._acknowledger!r})"
 
 
-class _AcknowledgeService:
+class _AcknowledgeService(AlwaysReady):
     __slots__ = ("_acknowledger", "_inner", "_is_async")
 
     def __init__(self, inner: Service, acknowledger: Acknowledger) -> None:
@@ -84,10 +84,6 @@ class _AcknowledgeService:
         if returned is not None and inspect.isawaitable(returned):
             await returned
 
-    @always_ready
-    async def ready(self) -> None:
-        """Always ready (the worker awaits the inner services' readiness itself)."""
-
 
 class EventListenerLayer:
     """Calls ``callback(ctx, event)`` for every event of the worker it is built into.
@@ -105,7 +101,7 @@ class EventListenerLayer:
         return inner
 
     def layer_for_worker(self, inner: Service, worker: WorkerContext) -> Service:
-        worker._listeners.append(self._callback)
+        worker.add_listener(self._callback)
         return inner
 
     def __repr__(self) -> str:

@@ -11,12 +11,12 @@ from typing import Any, ClassVar
 
 import trio
 
-from .._errors import AbortError, DeferredError, PyapalisError, RetryAfterError, TaskTimeoutError
-from .._implementation import Task
+from .._errors import AbortError, PyapalisError, TaskTimeoutError
+from .._implementation import Task, retry_delay
 from .._worker._context import WorkerContext
 from .._worker._events import Event, EventKind
 from .._worker._retry import RetryPolicy
-from .._worker._service import Service, always_ready
+from .._worker._service import AlwaysReady, Service
 from ._common import check_seconds
 
 __all__ = ["CatchPanicLayer", "RetryLayer", "TimeoutLayer"]
@@ -58,7 +58,7 @@ class RetryLayer:
         return f"RetryLayer({self.policy!r})"
 
 
-class _RetryService:
+class _RetryService(AlwaysReady):
     __slots__ = ("_backoff", "_inner", "_max_retries", "_worker")
 
     def __init__(self, inner: Service, policy: RetryPolicy, worker: WorkerContext | None) -> None:
@@ -82,21 +82,11 @@ class _RetryService:
                 ):
                     raise
                 retries += 1
-                worker = self._worker
-                if worker is not None and worker._listeners:
-                    worker.emit(Event(EventKind.Error, parts.task_id, error=error))
-                if isinstance(error, RetryAfterError):
-                    delay = error.delay
-                elif isinstance(error, DeferredError):
-                    delay = 0.0
-                else:
-                    delay = self._backoff.delay(retries)
+                if self._worker is not None:
+                    self._worker.emit(Event(EventKind.Error, parts.task_id, error=error))
+                delay = retry_delay(error, retries, self._backoff)
                 if delay > 0:
                     await trio.sleep(delay)
-
-    @always_ready
-    async def ready(self) -> None:
-        """Always ready."""
 
 
 class TimeoutLayer:
@@ -121,7 +111,7 @@ class TimeoutLayer:
         return f"TimeoutLayer({self.seconds!r})"
 
 
-class _TimeoutService:
+class _TimeoutService(AlwaysReady):
     __slots__ = ("_inner", "_seconds")
 
     def __init__(self, inner: Service, seconds: float) -> None:
@@ -135,10 +125,6 @@ class _TimeoutService:
         if scope.cancelled_caught:
             raise TaskTimeoutError(self._seconds)
         return result
-
-    @always_ready
-    async def ready(self) -> None:
-        """Always ready."""
 
 
 class CatchPanicLayer:
@@ -171,7 +157,7 @@ class CatchPanicLayer:
         return f"CatchPanicLayer(retryable={self.retryable!r})"
 
 
-class _CatchPanicService:
+class _CatchPanicService(AlwaysReady):
     __slots__ = ("_expected", "_inner")
 
     def __init__(self, inner: Service, expected: tuple[type[BaseException], ...]) -> None:
@@ -187,7 +173,3 @@ class _CatchPanicService:
             abort = AbortError(error)
             abort.args = (f"{type(error).__name__}: {error}",)
             raise abort from error
-
-    @always_ready
-    async def ready(self) -> None:
-        """Always ready."""

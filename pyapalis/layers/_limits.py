@@ -24,7 +24,7 @@ import trio
 
 from .._errors import OverloadedError
 from .._implementation import Task
-from .._worker._service import Service, always_ready, ready_nowait_of
+from .._worker._service import AlwaysReady, Service, ready_nowait_of
 from ._common import check_count, check_seconds
 
 __all__ = ["ConcurrencyLimitLayer", "LoadShedLayer", "OverloadedError", "RateLimitLayer"]
@@ -246,7 +246,7 @@ class LoadShedLayer:
         return "LoadShedLayer()"
 
 
-class _LoadShedService:
+class _LoadShedService(AlwaysReady):
     __slots__ = ("_inner", "_inner_nowait", "shed_total")
 
     polls_inner_readiness = True
@@ -255,10 +255,6 @@ class _LoadShedService:
         self._inner = inner
         self._inner_nowait = ready_nowait_of(inner)
         self.shed_total = 0
-
-    @always_ready
-    async def ready(self) -> None:
-        """Always ready: this layer rejects instead of waiting."""
 
     def ready_nowait(self) -> bool:
         """Always ready."""

@@ -20,7 +20,6 @@ nursery per task; outside one, in a nursery of the call.)
 
 from __future__ import annotations
 
-import typing
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -30,7 +29,7 @@ import trio
 
 from .._errors import MissingDataError, OperationTimeoutError
 from .._implementation import Task
-from .._worker._service import WORKER_NURSERY, Service, always_ready
+from .._worker._service import WORKER_NURSERY, AlwaysReady, Service
 from ._common import check_callable, check_seconds
 
 __all__ = [
@@ -116,6 +115,16 @@ class Runner:
             )
             raise error
         return runner
+
+    @classmethod
+    def provided_by(cls, layer: object) -> bool:
+        """Whether ``layer`` gives handlers a runner (a :class:`LongRunningLayer` does)."""
+        return isinstance(layer, LongRunningLayer)
+
+    @classmethod
+    def missing_layer(cls) -> str:
+        """The advice for a builder whose handler takes a Runner without the layer."""
+        return "a LongRunningLayer provides; add .long_running() to the builder"
 
     def execute(self, async_fn: Callable[..., Awaitable[Any]], *args: Any) -> Operation:
         """Start ``await async_fn(*args)`` as tracked sub-work of the task."""
@@ -218,7 +227,7 @@ class LongRunningLayer:
         return f"LongRunningLayer({self.config!r})"
 
 
-class _LongRunningService:
+class _LongRunningService(AlwaysReady):
     __slots__ = ("_inner", "_max_duration")
 
     def __init__(self, inner: Service, max_duration: float | None) -> None:
@@ -274,17 +283,3 @@ class _LongRunningService:
         if failure is not None:
             raise failure
         return result
-
-    @always_ready
-    async def ready(self) -> None:
-        """Always ready."""
-
-
-def wants_runner(hints: dict[str, Any]) -> bool:
-    """Whether a handler's type hints ask for a :class:`Runner`."""
-    for annotation in hints.values():
-        if typing.get_origin(annotation) is typing.Annotated:
-            annotation = typing.get_args(annotation)[0]
-        if annotation is Runner:
-            return True
-    return False

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._implementation import Task
 from .._worker._context import WorkerContext
-from .._worker._service import Service, always_ready
+from .._worker._service import AlwaysReady, Service
 from ._common import outcome_label
 
 if TYPE_CHECKING:
@@ -72,7 +72,7 @@ class OpenTelemetryLayer:
         return f"OpenTelemetryLayer(queue={self.queue!r})"
 
 
-class _SpanService:
+class _SpanService(AlwaysReady):
     __slots__ = ("_attributes", "_consumer", "_inner", "_name", "_status", "_tracer")
 
     def __init__(self, inner: Service, config: OpenTelemetryLayer, worker: str) -> None:
@@ -115,7 +115,3 @@ class _SpanService:
             span.record_exception(error)
             status, code = self._status
             span.set_status(status(code, f"{type(error).__name__}: {error}"))
-
-    @always_ready
-    async def ready(self) -> None:
-        """Always ready."""

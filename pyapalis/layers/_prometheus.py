@@ -13,7 +13,7 @@ import trio
 
 from .._implementation import Task
 from .._worker._context import WorkerContext
-from .._worker._service import Service, always_ready
+from .._worker._service import AlwaysReady, Service
 from ._common import outcome_label
 
 if TYPE_CHECKING:
@@ -148,7 +148,7 @@ class PrometheusLayer:
         return f"PrometheusLayer(namespace={self.namespace!r})"
 
 
-class _PrometheusService:
+class _PrometheusService(AlwaysReady):
     __slots__ = ("_by_status", "_duration", "_in_flight", "_inner", "_retries")
 
     def __init__(self, inner: Service, metrics: _Metrics, worker: str) -> None:
@@ -185,7 +185,3 @@ class _PrometheusService:
             self._retries.inc()
         else:
             self._by_status[outcome].inc()
-
-    @always_ready
-    async def ready(self) -> None:
-        """Always ready."""

@@ -9,7 +9,7 @@ import trio
 
 from .._implementation import Task
 from .._worker._context import WorkerContext
-from .._worker._service import Service, always_ready
+from .._worker._service import AlwaysReady, Service
 from ._common import outcome_label
 
 __all__ = ["TracingLayer"]
@@ -67,7 +67,7 @@ class TracingLayer:
         return f"TracingLayer({self.logger.name!r}, level={self.level!r})"
 
 
-class _TracingService:
+class _TracingService(AlwaysReady):
     __slots__ = ("_inner", "_level", "_logger", "_started", "_worker")
 
     def __init__(self, inner: Service, config: TracingLayer, worker: str) -> None:
@@ -122,7 +122,3 @@ class _TracingService:
                 "worker": self._worker,
             },
         )
-
-    @always_ready
-    async def ready(self) -> None:
-        """Always ready."""

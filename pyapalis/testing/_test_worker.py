@@ -42,12 +42,9 @@ class TestWorker:
         self._send = send
         self._receive = receive
         builder = builder if builder is not None else WorkerBuilder("test-worker")
-        builder.backend(backend).on_event(self._record)
-        try:
-            self._worker: Worker = builder.build(handler)
-        finally:
-            # The builder may build other workers: they must not report to us.
-            builder._listeners.remove(self._record)
+        # Listening on this worker's context only: the builder may build others.
+        self._worker: Worker = builder.backend(backend).build(handler)
+        self._worker.context.add_listener(self._record)
         self._nursery_manager: Any = None
 
     @property

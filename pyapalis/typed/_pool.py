@@ -31,7 +31,7 @@ from .._errors import (
 from .._implementation import Task, TaskId
 from .._status import Status
 from .._worker._context import EventCallback
-from .._worker._service import Service, always_ready
+from .._worker._service import AlwaysReady, Service
 from .._worker._worker import Worker, WorkerBuilder
 from ..backends._memory._queues import MemoryQueues, check_queue_name, is_queue_family, open_queue
 from ..backends._memory._storage import MemoryStorage
@@ -506,7 +506,7 @@ class _RetentionLayer:
         return _RetentionService(inner, self._mode, self._delete)
 
 
-class _RetentionService:
+class _RetentionService(AlwaysReady):
     __slots__ = ("_delete", "_inner", "_mode")
 
     def __init__(
@@ -537,10 +537,6 @@ class _RetentionService:
         if status is None:
             return False
         return self._mode is RetentionMode.RemoveAll or status is Status.Done
-
-    @always_ready
-    async def ready(self) -> None:
-        """Always ready."""
 
 
 def _final_status(task: Task, error: Exception | None) -> Status | None:
