@@ -41,6 +41,16 @@ from ..._implementation import (
 )
 from ..._status import Status
 from .._capabilities import TaskResult
+from .._kit._args import (
+    check_count,
+    check_delay,
+    check_limit,
+    check_page,
+    check_status_filter,
+    check_task,
+    check_task_id,
+    check_task_ids,
+)
 
 if TYPE_CHECKING:
     from ..._twin._execution import AckRecorder
@@ -136,12 +146,8 @@ class MemoryStorage:
     """
 
     def __init__(self, maxsize: int | None = None, *, results: int = 10_000) -> None:
-        if maxsize is not None and (
-            isinstance(maxsize, bool) or not isinstance(maxsize, int) or maxsize < 1
-        ):
-            raise ValueError(f"MemoryStorage: maxsize must be an int >= 1 or None, got {maxsize!r}")
-        if isinstance(results, bool) or not isinstance(results, int) or results < 0:
-            raise ValueError(f"MemoryStorage: results must be an int >= 0, got {results!r}")
+        maxsize = check_limit(maxsize, "MemoryStorage: maxsize")
+        results = check_count(results, "MemoryStorage: results")
         self._queue = TaskQueue(trio.current_time, maxsize or 0)
         self._maxsize = maxsize
         # The worker's hot path calls this bound C method directly.
@@ -271,9 +277,7 @@ class MemoryStorage:
 
     def _prepare_pushed(self, task: Task, method: str) -> TaskId:
         """Check a task given to ``method`` and make it a new Pending one with an id."""
-        if not isinstance(task, Task):
-            raise TypeError(f"{method}: expected Task, got {type(task).__name__}")
-        parts = task.parts
+        parts = check_task(task, f"{method}: task").parts
         task_id = parts.task_id
         if task_id is None:
             task_id = parts.task_id = TaskId.generate()
@@ -614,17 +618,11 @@ class MemoryStorage:
         A queued task with the same id is taken out first (a task is not
         queued twice); a finished one runs again, its attempts kept.
         """
-        if not isinstance(task, Task):
-            raise TypeError(f"reschedule: task must be a Task, got {type(task).__name__}")
-        if isinstance(delay, bool) or not isinstance(delay, (int, float)):
-            raise TypeError(
-                f"reschedule: delay must be a number of seconds, got {type(delay).__name__}"
-            )
-        if not delay >= 0:
-            raise ValueError(f"reschedule: delay must be >= 0 seconds, got {delay!r}")
+        check_task(task, "reschedule: task")
+        seconds = check_delay(delay, "reschedule: delay")
         self._unqueue(task)
         self._details.pop(task, None)
-        self.reschedule_nowait(task, float(delay))
+        self.reschedule_nowait(task, seconds)
         await trio.lowlevel.checkpoint()
 
     def _unqueue(self, task: Task) -> None:
@@ -667,7 +665,7 @@ class MemoryStorage:
         None also for a task in flight (not tracked) or finished and forgotten.
         The task returned is the stored object itself, not a copy.
         """
-        key = _task_id_arg(task_id, "fetch_by_id: task_id")
+        key = check_task_id(task_id, "fetch_by_id: task_id")
         await trio.lowlevel.checkpoint()
         for kept_id, task in self._kept_newest_first():
             if kept_id == key:
@@ -686,9 +684,9 @@ class MemoryStorage:
         ones, then scheduled ones by due time), then the kept finished tasks,
         oldest first. Tasks in flight are not tracked, so never listed.
         """
-        wanted = _status_arg(status, "list_tasks: status")
-        _page_arg(page, "list_tasks: page")
-        _page_arg(page_size, "list_tasks: page_size")
+        wanted = check_status_filter(status, "list_tasks: status")
+        check_page(page, "list_tasks: page")
+        check_page(page_size, "list_tasks: page_size")
         await trio.lowlevel.checkpoint()
         start = (page - 1) * page_size
         return list(itertools.islice(self._listed(wanted), start, start + page_size))
@@ -722,7 +720,7 @@ class MemoryStorage:
         the kept finished tasks is reported ``Running``: in flight, as far as
         this storage can tell (it may also be unknown, or finished and forgotten).
         """
-        keys = _task_ids_arg(task_ids, "check_status: task_ids")
+        keys = check_task_ids(task_ids, "check_status: task_ids")
         await trio.lowlevel.checkpoint()
         found = self._final_results(set(keys))
         missing = {key for key in keys if key not in found}
@@ -744,7 +742,7 @@ class MemoryStorage:
         waited for, as it may be in flight: an id this storage never sees
         finish waits forever (wrap the call in ``trio.fail_after``).
         """
-        key = _task_id_arg(task_id, "wait_for_single: task_id")
+        key = check_task_id(task_id, "wait_for_single: task_id")
         found = self._final_results({key})
         if key in found:
             await trio.lowlevel.checkpoint()
@@ -767,7 +765,7 @@ class MemoryStorage:
         :meth:`wait_for_single`. Results arriving while the caller is busy
         with an earlier one are not lost.
         """
-        keys = list(dict.fromkeys(_task_ids_arg(task_ids, "wait_for: task_ids")))
+        keys = list(dict.fromkeys(check_task_ids(task_ids, "wait_for: task_ids")))
         await trio.lowlevel.checkpoint()
         found = self._final_results(set(keys))
         waiter = _ResultWaiter()
@@ -1074,43 +1072,6 @@ def _describe(error: BaseException | None, status: Status) -> str:
     if error is None:
         return status.value
     return f"{type(error).__name__}: {error}"
-
-
-def _task_id_arg(value: object, name: str) -> TaskId:
-    if isinstance(value, TaskId):
-        return value
-    if isinstance(value, str):
-        if not value:
-            raise ValueError(f"{name} must not be empty")
-        return TaskId(value)
-    raise TypeError(f"{name} must be a TaskId or a str, got {type(value).__name__} {value!r}")
-
-
-def _task_ids_arg(values: object, name: str) -> list[TaskId]:
-    if isinstance(values, (str, TaskId)) or not isinstance(values, Iterable):
-        raise TypeError(
-            f"{name} must be an iterable of task ids, got {type(values).__name__} {values!r}"
-        )
-    return [_task_id_arg(value, f"{name} item") for value in values]
-
-
-def _status_arg(value: object, name: str) -> Status | None:
-    if value is None or isinstance(value, Status):
-        return value
-    if isinstance(value, str):
-        try:
-            return Status(value)
-        except ValueError:
-            pass
-        raise ValueError(f"{name} must be a Status or None, got {value!r}")
-    raise TypeError(f"{name} must be a Status or None, got {type(value).__name__} {value!r}")
-
-
-def _page_arg(value: object, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int >= 1, got {type(value).__name__} {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
 
 
 _REARM: Any = object()
