@@ -230,8 +230,8 @@ async def test_wait_for_single_while_a_worker_runs(
     else:
         with pytest.raises(TaskError, match=f"^{message}$"):
             result.unwrap()
-    assert storage._result_waiters == {}
-    assert storage._ack_attention is False
+    assert storage.statistics().results_waited_for == 0
+    assert storage.statistics().fast_acks is True
 
 
 async def test_wait_for_single_answers_a_kept_result_at_once(
@@ -253,8 +253,8 @@ async def test_wait_for_single_cancelled_leaves_no_waiter(
     task_id = await storage.push(1)
     with trio.move_on_after(10):
         await storage.wait_for_single(task_id)
-    assert storage._result_waiters == {}
-    assert storage._ack_attention is False
+    assert storage.statistics().results_waited_for == 0
+    assert storage.statistics().fast_acks is True
 
 
 async def test_wait_for_single_while_the_worker_runs_on_another_thread() -> None:
@@ -286,7 +286,7 @@ async def test_wait_for_single_while_the_worker_runs_on_another_thread() -> None
             release.set()
         await trio.to_thread.run_sync(thread.join)
     assert got == [TaskResult.done(task_id, 10)]
-    assert storage._result_waiters == {}
+    assert storage.statistics().results_waited_for == 0
 
 
 # -- wait_for -------------------------------------------------------------------------------
@@ -308,7 +308,7 @@ async def test_wait_for_yields_in_completion_order_while_a_worker_runs(
         nursery.start_soon(collect)
         await _run(storage, _sleep_and_double, lambda: _until(lambda: len(got) == 3), concurrency=3)
     assert got == [(1.0, fast, 2), (2.0, middle, 4), (3.0, slow, 6)]
-    assert storage._result_waiters == {}
+    assert storage.statistics().results_waited_for == 0
 
 
 async def test_wait_for_yields_kept_results_first_in_the_order_asked(
@@ -364,8 +364,8 @@ async def test_wait_for_abandoned_midway_unregisters(
             first = await results.__anext__()
             assert first.task_id == ids[0]
             await results.aclose()
-            assert storage._result_waiters == {}
-            assert storage._ack_attention is False
+            assert storage.statistics().results_waited_for == 0
+            assert storage.statistics().fast_acks is True
             await trio.sleep_forever()
 
 
@@ -407,7 +407,7 @@ async def test_waiters_get_their_result_even_when_none_are_kept(
         nursery.start_soon(collect)
         nursery.start_soon(one)
         await trio.testing.wait_all_tasks_blocked()  # both wait before anything finishes
-        assert storage._ack_attention is True
+        assert storage.statistics().fast_acks is False
         await _run(storage, _outcome, lambda: _until(lambda: len(got) == 3 and bool(single)))
     assert [(result.task_id, result.status) for result in got] == [
         (ids[0], Status.Done),
@@ -416,7 +416,7 @@ async def test_waiters_get_their_result_even_when_none_are_kept(
     ]
     assert single == [TaskResult.done(ids[0], 2)]
     assert storage.statistics().results_kept == 0
-    assert storage._details == {}
+    assert storage.statistics().results_detailed == 0
     assert await storage.check_status(ids[:1]) == [TaskResult(ids[0], Status.Running)]
 
 
@@ -427,7 +427,7 @@ async def test_details_of_forgotten_tasks_are_pruned(
     ids = await storage.push_bulk(range(1, 201))  # every one has a result to keep
     await _run(storage, _outcome, lambda: _until(lambda: len(storage) == 0))
     await trio.sleep(1)
-    assert len(storage._details) <= 2 * 1 + 64
+    assert storage.statistics().results_detailed <= 2 * 1 + 64
     assert await storage.check_status([ids[-1]]) == [TaskResult.done(ids[-1], 200)]
 
 
