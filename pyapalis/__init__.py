@@ -56,6 +56,7 @@ from ._worker._stream import EventStream as EventStream
 from ._worker._worker import Worker as Worker
 from ._worker._worker import WorkerBuilder as WorkerBuilder
 from .backends._json._storage import JsonStorage as JsonStorage
+from .backends._sqlite._storage import SqliteStorage as SqliteStorage
 from .backends._memory._storage import MemoryStorage as MemoryStorage
 from .backends._pipe import Pipe as Pipe
 from .embed._runtime import start_in_thread as start_in_thread
@@ -75,6 +76,7 @@ __all__ = [  # noqa: RUF022 - grouped by topic, sorted within each group
     "TaskId",
     # Backends (more in pyapalis.backends)
     "JsonStorage",
+    "SqliteStorage",
     "MemoryStorage",
     "Pipe",
     # Workers

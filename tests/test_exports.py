@@ -39,6 +39,7 @@ TOP_LEVEL_CONTRACT = {
     "Extensions",
     "MemoryStorage",
     "JsonStorage",
+    "SqliteStorage",
     "Pipe",
     "WorkerBuilder",
     "Worker",
