@@ -56,9 +56,9 @@ from ._worker._stream import EventStream as EventStream
 from ._worker._worker import Worker as Worker
 from ._worker._worker import WorkerBuilder as WorkerBuilder
 from .backends._json._storage import JsonStorage as JsonStorage
-from .backends._sqlite._storage import SqliteStorage as SqliteStorage
 from .backends._memory._storage import MemoryStorage as MemoryStorage
 from .backends._pipe import Pipe as Pipe
+from .backends._sqlite._storage import SqliteStorage as SqliteStorage
 from .embed._runtime import start_in_thread as start_in_thread
 from .typed._pool import WorkerPool as WorkerPool
 from .typed._task import BackgroundTask as BackgroundTask
