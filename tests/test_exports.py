@@ -40,6 +40,7 @@ TOP_LEVEL_CONTRACT = {
     "MemoryStorage",
     "JsonStorage",
     "SqliteStorage",
+    "open_backend",
     "Pipe",
     "WorkerBuilder",
     "Worker",

@@ -34,6 +34,7 @@ from ._json._storage import JsonStorage as JsonStorage
 from ._memory._queues import MemoryQueues as MemoryQueues
 from ._memory._storage import MemoryStorage as MemoryStorage
 from ._memory._storage import MemoryStorageStatistics as MemoryStorageStatistics
+from ._open import open_backend as open_backend
 from ._pipe import Pipe as Pipe
 from ._pipe import PushTarget as PushTarget
 from ._pipe import pipe_to as pipe_to
@@ -97,5 +98,6 @@ __all__ = [
     "WorkerSession",
     "WorkerSessions",
     "dequeue_backend",
+    "open_backend",
     "pipe_to",
 ]
