@@ -4,8 +4,8 @@
 ``pyapalis.testing.conformance`` is the suite every backend passes; see
 :class:`BackendConformance`; :class:`SharedBackendConformance` adds the cases
 of backends shared by several processes (worker processes, SIGKILL, leases).
-:class:`WallClock` makes ``time.time()`` follow trio's virtual clock. This package needs pytest and pytest-trio:
-``pip install 'pyapalis[testing]'``.
+:class:`WallClock` makes ``time.time()`` follow trio's virtual clock. This
+package needs pytest and pytest-trio: ``pip install 'pyapalis[testing]'``.
 """
 
 from . import _requirements  # noqa: F401  (first: names the extra if pytest is missing)
