@@ -14,7 +14,12 @@ import pytest
 
 from pyapalis import MemoryStorage, Task, TaskId
 from pyapalis.backends._json._storage import JsonStorage
-from pyapalis.testing import BackendConformance, BackendHarness
+from pyapalis.testing import (
+    BackendConformance,
+    BackendHarness,
+    SharedBackendConformance,
+    SharedBackendHarness,
+)
 
 
 class TestMemoryStorage(BackendConformance):
@@ -142,3 +147,26 @@ def test_every_skip_names_its_cause() -> None:
             ("MemoryStorage", "ResumeById"),
         ]
     } | {"not persistent: the harness has no crash() (tasks die with the process)"}, proc.stdout
+
+
+class TestSqliteStorage(BackendConformance):
+    @pytest.fixture
+    def harness(self, tmp_path: Path) -> BackendHarness:
+        from pyapalis import SqliteStorage
+
+        path = tmp_path / "tasks.db"
+
+        async def crash(storage: SqliteStorage) -> None:
+            # The handle goes away without acking what it took: as after a
+            # killed process, those tasks stay Running under a gone worker.
+            storage.close()
+
+        return BackendHarness(
+            open=lambda: SqliteStorage(path), close=lambda storage: storage.aclose(), crash=crash
+        )
+
+
+class TestSqliteStorageShared(SharedBackendConformance):
+    @pytest.fixture
+    def shared_harness(self, tmp_path: Path) -> SharedBackendHarness:
+        return SharedBackendHarness(url=f"sqlite://{tmp_path}/shared.db?lease=1", lease=1.0)
