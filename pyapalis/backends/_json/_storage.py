@@ -9,6 +9,7 @@ handle's codec.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import math
@@ -39,7 +40,7 @@ from .._kit._args import (
     check_task_ids,
 )
 from ._journal import ReplayReport, WriteError
-from ._store import FAR_FUTURE, PENDING, RUNNING, Entry, Store, Watch, open_store
+from ._store import FAR_FUTURE, PENDING, RUNNING, Entry, Store, open_store
 
 __all__ = ["JsonStorage"]
 
@@ -867,22 +868,10 @@ class JsonStorage:
     async def wait_for_single(self, task_id: TaskId | str) -> TaskResult:
         """Wait until the task is final and return its result."""
         key = check_task_id(task_id, "wait_for_single: task_id")
-        [entry] = self._entries_of([key], "wait_for_single")
-        if entry.status.is_final:
-            await trio.lowlevel.checkpoint()
-            return self._result_of(entry)
-        store = self._store
-        watch = Watch()
-        store.watch(watch, [entry])
-        try:
-            while not watch.finished:
-                await watch.lot.park()
-                self._check_open()
-        finally:
-            store.unwatch(watch, [entry])
-        if watch.deleted:
-            raise KeyError(f"wait_for_single: task {entry.task_id!r} was deleted from {self.path}")
-        return self._result_of(watch.finished[0])
+        async with contextlib.aclosing(self._outcomes([key], "wait_for_single")) as results:
+            async for result in results:
+                return result
+        raise AssertionError("unreachable: _outcomes() yields every id it is given")
 
     async def wait_for(self, task_ids: Iterable[TaskId | str]) -> AsyncGenerator[TaskResult, None]:
         """Yield each task's result as it becomes final: already final ones first, in
@@ -890,29 +879,29 @@ class JsonStorage:
 
         Raises ``KeyError`` (before yielding anything) for an id the file does not hold.
         """
-        found = self._entries_of(task_ids, "wait_for")
-        entries = list({entry.task_id: entry for entry in found}.values())
-        await trio.lowlevel.checkpoint()
-        store = self._store
-        waiting = [entry for entry in entries if not entry.status.is_final]
-        final = [entry for entry in entries if entry.status.is_final]
-        watch = Watch()
-        store.watch(watch, waiting)
-        try:
-            for entry in final:
+        async with contextlib.aclosing(self._outcomes(task_ids, "wait_for")) as results:
+            async for result in results:
+                yield result
+
+    async def _outcomes(
+        self, task_ids: Iterable[TaskId | str], what: str
+    ) -> AsyncGenerator[TaskResult, None]:
+        """The store's result waiters (the kit's), fed by every handle on the file."""
+        entries = {TaskId(entry.task_id): entry for entry in self._entries_of(task_ids, what)}
+
+        def final(keys: set[TaskId]) -> dict[TaskId, tuple[Entry, bool]]:
+            return {
+                key: (entry, False)
+                for key, entry in entries.items()
+                if key in keys and entry.status.is_final
+            }
+
+        waiting = self._store.waiters.wait(entries, final, check=self._check_open)
+        async with contextlib.aclosing(waiting) as outcomes:
+            async for _key, (entry, deleted) in outcomes:
+                if deleted:
+                    raise KeyError(f"{what}: task {entry.task_id!r} was deleted from {self.path}")
                 yield self._result_of(entry)
-            for _ in waiting:
-                while not watch.finished:
-                    await watch.lot.park()
-                    self._check_open()
-                finished = watch.finished.popleft()
-                if finished.task_id in watch.deleted:
-                    raise KeyError(
-                        f"wait_for: task {finished.task_id!r} was deleted from {self.path}"
-                    )
-                yield self._result_of(finished)
-        finally:
-            store.unwatch(watch, waiting)
 
     def _entries_of(self, task_ids: Iterable[TaskId | str], what: str) -> list[Entry]:
         keys = [str(task_id) for task_id in check_task_ids(task_ids, f"{what}: task_ids")]
