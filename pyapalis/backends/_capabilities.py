@@ -20,9 +20,14 @@ from .._implementation import Task, TaskId
 from .._status import Status
 
 __all__ = [
+    "Closeable",
+    "Delete",
     "FetchById",
     "ListTasks",
     "ListWorkers",
+    "NamedQueue",
+    "PushNowait",
+    "QueueFamily",
     "RegisterWorker",
     "Reschedule",
     "ResumeAbandoned",
@@ -34,6 +39,7 @@ __all__ = [
     "WaitForCompletion",
     "WorkerInfo",
     "feature_table",
+    "supports",
 ]
 
 
@@ -170,6 +176,57 @@ class WaitForCompletion(Protocol):
     def wait_for(self, task_ids: Iterable[TaskId | str]) -> AsyncIterator[TaskResult]: ...
     async def wait_for_single(self, task_id: TaskId | str) -> TaskResult: ...
     async def check_status(self, task_ids: Iterable[TaskId | str]) -> list[TaskResult]: ...
+
+
+@runtime_checkable
+class Delete(Protocol):
+    """Forgets one task, whatever its status; False if the backend does not hold it."""
+
+    async def delete(self, task_id: TaskId | str) -> bool: ...
+
+
+@runtime_checkable
+class PushNowait(Protocol):
+    """Queues a task synchronously, from any thread (``MemoryStorage``)."""
+
+    def push_nowait(self, args: Any) -> TaskId: ...
+
+
+# -- the shapes of backend the typed-task layer and pools work with -----------------
+
+
+@runtime_checkable
+class QueueFamily(Protocol):
+    """Hands out one handle per named queue (``JsonStorage``, ``MemoryQueues``...)."""
+
+    def queue(self, name: str) -> Any: ...
+
+
+@runtime_checkable
+class NamedQueue(Protocol):
+    """A handle on one named queue of a family (``queue_name`` is its name)."""
+
+    @property
+    def queue_name(self) -> str: ...
+
+
+@runtime_checkable
+class Closeable(Protocol):
+    """A handle that is released with ``close()`` (a queue opened from a family)."""
+
+    def close(self) -> None: ...
+
+
+def supports(backend: object, capability: type) -> bool:
+    """Whether ``backend`` (an instance, or a backend class) implements ``capability``.
+
+    ``capability`` is one of the runtime-checkable protocols of this module; a
+    class is checked by its methods (``issubclass``), an instance by
+    ``isinstance``.
+    """
+    if isinstance(backend, type):
+        return issubclass(backend, capability)
+    return isinstance(backend, capability)
 
 
 Support = Literal["supported", "limited", "not supported"]

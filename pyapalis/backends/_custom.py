@@ -70,7 +70,7 @@ class CustomConfig:
     buffer_size: int = 10
 
     def __post_init__(self) -> None:
-        if not callable(getattr(self.poll, "ticker", None)):
+        if not isinstance(self.poll, PollStrategy):
             raise TypeError(
                 f"CustomConfig: poll must be a poll strategy (with .ticker()), got {self.poll!r}"
             )
@@ -117,7 +117,7 @@ class BackendBuilder(Generic[DB]):
     def config(self, config: CustomConfig | PollStrategy) -> BackendBuilder[DB]:
         """A :class:`CustomConfig`, or a poll strategy (``CustomConfig(poll=strategy)``)."""
         if not isinstance(config, CustomConfig):
-            if not callable(getattr(config, "ticker", None)):
+            if not isinstance(config, PollStrategy):
                 raise TypeError(
                     "config: expected a CustomConfig or a poll strategy, "
                     f"got {type(config).__name__}"

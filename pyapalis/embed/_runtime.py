@@ -46,6 +46,7 @@ import trio
 from .._errors import RuntimeStoppedError, TaskError
 from .._implementation import Task, TaskId
 from .._status import Status
+from ..backends._capabilities import PushNowait
 from ..backends._memory._storage import MemoryStorage
 
 __all__ = [
@@ -269,13 +270,12 @@ class BackgroundRuntime:
         """
         if self._state is not _State.Running:
             raise self._refusal("push")
-        push_nowait = getattr(storage, "push_nowait", None)
-        if push_nowait is None:
+        if not isinstance(storage, PushNowait):
             raise TypeError(
                 f"push: storage must have push_nowait() (a MemoryStorage), "
                 f"got {type(storage).__name__}"
             )
-        task_id: TaskId = push_nowait(args)
+        task_id: TaskId = storage.push_nowait(args)
         return task_id
 
     def submit(self, storage: MemoryStorage, args: Any) -> concurrent.futures.Future[Any]:
