@@ -39,6 +39,7 @@ from .._kit._args import (
     check_task_id,
     check_task_ids,
 )
+from .._kit._sink import push_each
 from ._journal import ReplayReport, WriteError
 from ._store import FAR_FUTURE, PENDING, RUNNING, Entry, Store, open_store
 
@@ -332,11 +333,7 @@ class JsonStorage:
 
     async def push_stream(self, items: AsyncIterable[Any]) -> int:
         """Store every item an async iterable yields, as it yields; returns the count."""
-        count = 0
-        async for args in items:
-            await self.push(args)
-            count += 1
-        return count
+        return await push_each(self.push, items)
 
     def _push_record(self, task_id: str, args: Any, run_at: float) -> dict[str, Any]:
         return {

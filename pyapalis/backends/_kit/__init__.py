@@ -4,6 +4,7 @@
   (``list_tasks(page="1")`` fails the same way on every backend);
 - ``_results``: the result store (finished tasks, result waiters with an
   optional poll of a shared store, outcome listeners behind a compiled ack);
+- ``_sink``: what every ``TaskSink`` does alike (``push_stream``);
 - ``_clock``: the run clock between wall time and trio time, and the
   declaration of virtual clocks (``VirtualClock``);
 - ``_leases``: the shared-backend model (the ``LeaseStore`` protocol a shared

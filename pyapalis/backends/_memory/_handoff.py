@@ -321,6 +321,12 @@ class Handoff:
     def _on_trio_thread(self) -> bool:
         return self._queue.consumer_thread == threading.get_ident() and _in_trio_run()
 
+    def pushed(self) -> None:
+        """After a push from trio code: learn the run (if none yet), wake a parked consumer."""
+        self.bind_if_unbound()
+        if self._queue.consumer_waiting:
+            self.wake()
+
     def bind_if_unbound(self) -> None:
         if self._token is None:
             self.bind()

@@ -41,6 +41,7 @@ from .._kit._args import (
     check_task_ids,
 )
 from .._kit._results import OutcomeListener, ResultStore
+from .._kit._sink import push_each
 from ._handoff import Handoff
 
 __all__ = ["MemoryStorage", "MemoryStorageStatistics", "OutcomeListener"]
@@ -162,9 +163,7 @@ class MemoryStorage:
             if task_id is not None:
                 break
             await self._park_producer()
-        self._handoff.bind_if_unbound()
-        if self._queue.consumer_waiting:
-            self._handoff.wake()
+        self._handoff.pushed()
         await trio.lowlevel.cancel_shielded_checkpoint()
         return task_id
 
@@ -182,9 +181,7 @@ class MemoryStorage:
                 ids.append(task_id)
                 if self._queue.consumer_waiting:
                     self._handoff.wake()
-        self._handoff.bind_if_unbound()
-        if self._queue.consumer_waiting:
-            self._handoff.wake()
+        self._handoff.pushed()
         await trio.lowlevel.cancel_shielded_checkpoint()
         return ids
 
@@ -195,9 +192,7 @@ class MemoryStorage:
         task_id = self._prepare_pushed(task, "push_task")
         while not self._handoff.enqueue(task, force=False):
             await self._park_producer()
-        self._handoff.bind_if_unbound()
-        if self._queue.consumer_waiting:
-            self._handoff.wake()
+        self._handoff.pushed()
         await trio.lowlevel.cancel_shielded_checkpoint()
         return task_id
 
@@ -228,11 +223,7 @@ class MemoryStorage:
 
     async def push_stream(self, items: AsyncIterable[Any]) -> int:
         """Queue every item an async iterable yields, as it yields; returns the count."""
-        count = 0
-        async for args in items:
-            await self.push(args)
-            count += 1
-        return count
+        return await push_each(self.push, items)
 
     # -- consumer side (the Backend protocol) -------------------------------
 
