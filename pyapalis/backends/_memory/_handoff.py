@@ -427,6 +427,9 @@ class Handoff:
         self._queue.consumer_waiting = bool(waiters)
 
     def _convert_unconverted(self) -> None:
+        """Queue the tasks pushed where trio's clock could not be read (trio thread)."""
+        if not self.unconverted:  # the usual case, at every take: nothing to read
+            return
         scheduled = False
         now = trio.current_time()
         deadline_of = run_clock().deadlines(now)
