@@ -32,6 +32,7 @@ from .._implementation import Task, TaskId
 from .._status import Status
 from .._worker._context import EventCallback
 from .._worker._service import AlwaysReady, Service
+from .._worker._source import check_backend
 from .._worker._worker import Worker, WorkerBuilder
 from ..backends._capabilities import (
     Delete,
@@ -43,7 +44,6 @@ from ..backends._capabilities import (
 from ..backends._kit._args import check_name
 from ..backends._memory._queues import MemoryQueues, is_queue_family, open_queue
 from ..backends._memory._storage import MemoryStorage
-from ..backends._protocols import Backend
 from ._task import (
     BackgroundTask,
     UnknownTaskError,
@@ -187,7 +187,7 @@ class WorkerPool:
         name: str = "pool",
     ) -> None:
         if isinstance(backend, type) or not (
-            is_queue_family(backend) or isinstance(backend, Backend)
+            is_queue_family(backend) or check_backend(backend) is None
         ):
             raise TypeError(
                 f"WorkerPool: backend must be a backend or a queue family with queue(name), "
