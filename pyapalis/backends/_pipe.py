@@ -56,6 +56,13 @@ class PushTarget(Protocol):
     async def push(self, args: Any) -> TaskId: ...
 
 
+@runtime_checkable
+class _Closing(Protocol):
+    """A source iterator that holds something until closed (an async generator)."""
+
+    async def aclose(self) -> None: ...
+
+
 _NOTHING: Any = object()
 
 
@@ -117,7 +124,7 @@ class Pipe:
     def __init__(self, source: AsyncIterable[Any], backend: PushTarget) -> None:
         if not isinstance(source, AsyncIterable):
             raise TypeError(f"Pipe: source must be an async iterable, got {type(source).__name__}")
-        if not callable(getattr(backend, "push", None)):
+        if not isinstance(backend, PushTarget):
             raise TypeError(
                 f"Pipe: backend must have an async push() method, got {type(backend).__name__}"
             )
@@ -184,9 +191,8 @@ class Pipe:
     async def aclose(self) -> None:
         """Close the source's iterator (an async generator's ``aclose``), if started."""
         iterator, self._iterator = self._iterator, None
-        close = getattr(iterator, "aclose", None)
-        if close is not None:
-            await close()
+        if isinstance(iterator, _Closing):
+            await iterator.aclose()
 
     def __repr__(self) -> str:
         return f"Pipe(count={self._count}, backend={self._backend!r})"
