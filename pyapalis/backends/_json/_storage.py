@@ -694,6 +694,7 @@ class JsonStorage:
         process belongs to its worker (which retries it) and raises
         :class:`StorageError`.
         """
+        check_task(task, "reschedule: task")  # the task first, as every backend checks
         seconds = check_delay(delay, "reschedule: delay")
         entry = self._own(task, "reschedule")
         store = self._store
