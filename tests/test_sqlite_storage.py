@@ -207,11 +207,18 @@ async def test_priorities_then_run_at_then_push_order(
     path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
     async with SqliteStorage(path) as storage:
-        await storage.push("a")
-        await storage.push_task(TaskBuilder("high").priority(5).build())
-        await storage.push("b")
-        await storage.push_task(TaskBuilder("earlier").run_at_timestamp(1.0).build())
-        await storage.push_task(TaskBuilder("higher").priority(9).build())
+        # All due long ago (a task stamped "now" may be a millisecond in the
+        # future for a claim in the same millisecond: run_at rounds up).
+        for args, priority, run_at in [
+            ("a", 0, 100.0),
+            ("high", 5, 100.0),
+            ("b", 0, 100.0),
+            ("earlier", 0, 1.0),
+            ("higher", 9, 100.0),
+        ]:
+            await storage.push_task(
+                TaskBuilder(args).priority(priority).run_at_timestamp(run_at).build()
+            )
         seen = await _drain(storage, _echo, 5)
     assert seen == ["higher", "high", "earlier", "a", "b"]
 

@@ -18,8 +18,18 @@ from ..._implementation import Attempt, Parts, Task, TaskId
 from ..._status import Status
 from .._capabilities import TaskResult, WorkerInfo
 from .._codec import Codec, JsonCodec
+from .._kit._args import (
+    check_delay,
+    check_name,
+    check_page,
+    check_status_filter,
+    check_task,
+    check_task_id,
+    check_task_ids,
+)
 from .._kit._clock import run_clock
 from .._kit._leases import LeaseConfig, LeaseSession
+from .._kit._results import ResultWaiters
 from .._worker_protocols import WorkerIdentity
 from ._db import SYNCHRONOUS, Database, notify
 from ._store import LIVE_WORKERS, ROW_COLUMNS, Row, SqliteStore, ms_ceil
@@ -100,8 +110,7 @@ class SqliteStorage:
         path = str(path) if not isinstance(path, str) else path
         if not path:
             raise ValueError("SqliteStorage: path must be a non-empty file path")
-        if not isinstance(queue, str) or not queue:
-            raise ValueError(f"SqliteStorage: queue must be a non-empty str, got {queue!r}")
+        check_name(queue, "SqliteStorage: queue")
         sync = synchronous.upper() if isinstance(synchronous, str) else synchronous
         if sync not in SYNCHRONOUS:
             raise ValueError(
@@ -125,6 +134,7 @@ class SqliteStorage:
         self._store = SqliteStore(self._db, queue, self._codec)
         self._direct: LeaseSession | None = None
         self._registered: dict[str, WorkerIdentity] = {}
+        self._waiters: ResultWaiters[TaskResult] = ResultWaiters()
         self._closed = False
 
     # -- handle ---------------------------------------------------------------------
@@ -259,8 +269,7 @@ class SqliteStorage:
 
     async def push_task(self, task: Task) -> TaskId:
         """Queue a prepared task, keeping its id, run_at, attempts, limits and metadata."""
-        if not isinstance(task, Task):
-            raise TypeError(f"push_task: expected a Task, got {type(task).__name__}")
+        check_task(task, "push_task: task")
         [task_id] = await self._insert([task])
         return task_id
 
@@ -288,8 +297,7 @@ class SqliteStorage:
 
     def push_task_sync(self, task: Task) -> TaskId:
         """:meth:`push_task` for code that is not trio (see :meth:`push_sync`)."""
-        if not isinstance(task, Task):
-            raise TypeError(f"push_task_sync: expected a Task, got {type(task).__name__}")
+        check_task(task, "push_task_sync: task")
         [task_id] = self._insert_sync([task])
         return task_id
 
@@ -357,7 +365,7 @@ class SqliteStorage:
 
     async def fetch_by_id(self, task_id: TaskId | str) -> Task | None:
         """The stored task (any queue of the file), or None."""
-        key = _id_text(task_id, "fetch_by_id")
+        key = str(check_task_id(task_id, "fetch_by_id: task_id"))
         row = await self._db.run(
             "reading a task",
             lambda c: c.execute(f"SELECT {ROW_COLUMNS} FROM tasks WHERE id = ?", (key,)).fetchone(),
@@ -368,11 +376,9 @@ class SqliteStorage:
         self, status: Status | None = None, page: int = 1, page_size: int = 10
     ) -> list[Task]:
         """This queue's tasks in push order, optionally of one status; pages start at 1."""
-        if status is not None and not isinstance(status, Status):
-            raise TypeError(f"list_tasks: status must be a Status or None, got {status!r}")
-        for name, value in (("page", page), ("page_size", page_size)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"list_tasks: {name} must be an int >= 1, got {value!r}")
+        status = check_status_filter(status, "list_tasks: status")
+        page = check_page(page, "list_tasks: page")
+        page_size = check_page(page_size, "list_tasks: page_size")
         limit = min(page_size, _MAX_INT)
         offset = min((page - 1) * page_size, _MAX_INT)
         where, params = "queue = ?", [self._queue]
@@ -390,8 +396,8 @@ class SqliteStorage:
 
     async def update(self, task: Task) -> None:
         """Store the task's parts: status, attempts, run_at, limits, priority, metadata."""
-        parts = task.parts
-        key = _id_text(parts.task_id, "update")
+        parts = check_task(task, "update: task").parts
+        key = str(check_task_id(parts.task_id, "update: task's id"))
         status = parts.status.value
         meta = None if parts.ctx is None else self._codec.encode(parts.ctx)
         values = (
@@ -419,9 +425,9 @@ class SqliteStorage:
 
     async def reschedule(self, task: Task, delay: float) -> None:
         """Queue the task again ``delay`` seconds from now (Pending, its attempts kept)."""
-        if not (isinstance(delay, (int, float)) and math.isfinite(delay) and delay >= 0):
-            raise ValueError(f"reschedule: delay must be >= 0 seconds, got {delay!r}")
-        key = _id_text(task.parts.task_id, "reschedule")
+        check_task(task, "reschedule: task")
+        delay = check_delay(delay, "reschedule: delay")
+        key = str(check_task_id(task.parts.task_id, "reschedule: task's id"))
         run_at = ms_ceil(run_clock().wall_now() + delay)
         count = await self._db.run(
             "rescheduling a task",
@@ -453,7 +459,7 @@ class SqliteStorage:
 
     async def delete(self, task_id: TaskId | str) -> bool:
         """Forget one task (any status); False if the file does not hold it."""
-        key = _id_text(task_id, "delete")
+        key = str(check_task_id(task_id, "delete: task_id"))
         count = await self._db.run(
             "deleting a task",
             lambda c: c.execute("DELETE FROM tasks WHERE id = ?", (key,)).rowcount,
@@ -464,7 +470,7 @@ class SqliteStorage:
 
     async def resume_by_id(self, task_id: TaskId | str) -> bool:
         """Make a Failed, Killed or Running task Pending again with a fresh attempt budget."""
-        key = _id_text(task_id, "resume_by_id")
+        key = str(check_task_id(task_id, "resume_by_id: task_id"))
         count = await self._db.run(
             "resuming a task",
             lambda c: (
@@ -494,8 +500,7 @@ class SqliteStorage:
 
     async def register_worker(self, name: str) -> None:
         """Record ``name`` as a live worker of this process (a heartbeat)."""
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"register_worker: name must be a non-empty str, got {name!r}")
+        check_name(name, "register_worker: name")
         identity = self._registered.get(name)
         if identity is None:
             identity = self._registered[name] = WorkerIdentity.mint(name, 1)
@@ -517,7 +522,7 @@ class SqliteStorage:
 
     async def check_status(self, task_ids: Iterable[TaskId | str]) -> list[TaskResult]:
         """The status (and outcome, once final) of each task, in order; KeyError if unknown."""
-        keys = [_id_text(task_id, "check_status") for task_id in task_ids]
+        keys = [str(key) for key in check_task_ids(task_ids, "check_status: task_ids")]
         found = await self._statuses(keys)
         missing = [key for key in keys if key not in found]
         if missing:
@@ -557,10 +562,11 @@ class SqliteStorage:
 
     async def wait_for_single(self, task_id: TaskId | str) -> TaskResult:
         """Wait until the task is final (in any process) and return its result."""
-        async with contextlib.aclosing(self.wait_for([task_id])) as results:
+        key = check_task_id(task_id, "wait_for_single: task_id")
+        async with contextlib.aclosing(self._wait([key], "wait_for_single")) as results:
             async for result in results:
                 return result
-        raise AssertionError("unreachable")  # pragma: no cover
+        raise AssertionError("unreachable: _wait yields every id it is given")
 
     async def wait_for(self, task_ids: Iterable[TaskId | str]) -> AsyncGenerator[TaskResult, None]:
         """Yield each task's result once it is final, whichever process runs it.
@@ -570,26 +576,41 @@ class SqliteStorage:
         within ~10 ms (``data_version``), and it re-reads every second anyway.
         Raises ``KeyError`` for an id the file does not hold (or that is deleted).
         """
-        keys = list(dict.fromkeys(_id_text(task_id, "wait_for") for task_id in task_ids))
+        keys = check_task_ids(task_ids, "wait_for: task_ids")
+        async with contextlib.aclosing(self._wait(keys, "wait_for")) as results:
+            async for result in results:
+                yield result
+
+    async def _wait(self, keys: list[TaskId], what: str) -> AsyncGenerator[TaskResult, None]:
+        """The kit's result waiters, fed by re-reading the file whenever it changed."""
         db = self._db
-        waiting = keys
-        while waiting:
-            generation = db.hub.generation
-            version = await db.read_data_version()
-            found = await self._statuses(waiting)
-            missing = [key for key in waiting if key not in found]
-            if missing:
-                raise KeyError(f"wait_for: task {missing[0]!r} is not in {self.path}")
-            still = []
-            for key in waiting:
-                result = found[key]
-                if result.is_final:
-                    yield result
-                else:
-                    still.append(key)
-            waiting = still
-            if waiting:
-                await db.changed_since(generation, version, 1.0)
+        state = {"generation": db.hub.generation, "version": await db.read_data_version()}
+        known = await self._finals(set(keys), what)
+
+        async def poll(pending: set[TaskId]) -> dict[TaskId, TaskResult]:
+            await db.changed_since(state["generation"], state["version"], 1.0)
+            state["generation"] = db.hub.generation
+            state["version"] = await db.read_data_version()
+            return await self._finals(pending, what)
+
+        waiting = self._waiters.wait(
+            keys,
+            lambda wanted: {key: known[key] for key in wanted if key in known},
+            poll=poll,
+            every=0,  # poll() itself waits for a change of the file
+            check=self._check_open,
+        )
+        async with contextlib.aclosing(waiting) as results:
+            async for _key, result in results:
+                yield result
+
+    async def _finals(self, keys: set[TaskId], what: str) -> dict[TaskId, TaskResult]:
+        """The final results among ``keys``; KeyError for one the file does not hold."""
+        found = await self._statuses([str(key) for key in keys])
+        missing = [key for key in keys if str(key) not in found]
+        if missing:
+            raise KeyError(f"{what}: task {str(missing[0])!r} is not in {self.path}")
+        return {key: found[str(key)] for key in keys if found[str(key)].is_final}
 
     # -- decoding ----------------------------------------------------------------------
 
@@ -681,11 +702,3 @@ def _unique_key(ctx: Any) -> str | None:
     if isinstance(name, str) and isinstance(uniq, str):
         return f"{name}\x00{uniq}"
     return None
-
-
-def _id_text(task_id: object, what: str) -> str:
-    if isinstance(task_id, TaskId):
-        return str(task_id)
-    if isinstance(task_id, str) and task_id:
-        return task_id
-    raise TypeError(f"{what}: expected a TaskId or a non-empty str, got {task_id!r}")
