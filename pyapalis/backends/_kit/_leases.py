@@ -17,6 +17,9 @@ The delivery model, and where each rule lives:
   deadline ``now + lease``, atomically. The session asks for its free slots
   plus a small prefetch (:attr:`LeaseConfig.prefetch`), never the whole
   queue; an idle worker claims at once, so a single task is never delayed.
+  Under load, once a claim came back full and fewer than concurrency/2
+  claimed tasks wait, the next claim starts in the background, so the
+  consumer loops do not stall on the round trip.
   Prefetched tasks wait in the session and are handed back (not counted as
   an execution) when the run ends.
 * **Acks** are fenced and batched: every outcome (final status, retry with
@@ -54,6 +57,7 @@ every store call, so a store never reads a clock of its own for leases.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from collections import deque
@@ -265,6 +269,12 @@ class LeaseSession:
         self._next_due: float | None = None
         self._last_beat = -math.inf  # trio time of the last successful heartbeat
         self._closed = False
+        # Refill ahead: once a claim came back full (more may be due) and the
+        # prefetched tasks run low, the refiller claims the next batch while
+        # the consumer loops still have work, so they never wait on a claim.
+        self._more = False
+        self._low_water = max(1, worker.concurrency // 2)
+        self._low = trio.Event()
 
     @property
     def worker(self) -> WorkerIdentity:
@@ -332,7 +342,13 @@ class LeaseSession:
     def take_nowait(self) -> Task | None:
         """A claimed task waiting in the session, or None (never a round trip)."""
         ready = self._ready
-        return ready.popleft() if ready else None
+        if not ready:
+            return None
+        task = ready.popleft()
+        if self._more and len(ready) < self._low_water:
+            self._more = False
+            self._low.set()
+        return task
 
     async def take(self) -> Task:
         """Claim (folding queued settlements in) and return the next due task.
@@ -412,6 +428,7 @@ class LeaseSession:
             nursery.start_soon(self._flusher)
             nursery.start_soon(self._keeper)
             nursery.start_soon(self._recoverer)
+            nursery.start_soon(self._refiller)
 
     # -- internals -------------------------------------------------------------
 
@@ -465,6 +482,7 @@ class LeaseSession:
                 self._restore_pending(settle)
                 raise
         self._next_due = claim.next_due
+        self._more = len(claim.tasks) >= limit > 0
         for claimed in claim.tasks:
             task = claimed.task
             self._held[str(task.parts.task_id)] = claimed.attempt
@@ -540,6 +558,18 @@ class LeaseSession:
                     interval,
                 )
                 await trio.sleep(interval)
+
+    async def _refiller(self) -> None:
+        """Claim the next batch when the prefetched tasks run low (see ``take_nowait``)."""
+        while True:
+            await self._low.wait()
+            self._low = trio.Event()
+            async with self._claiming:
+                if self._closed or len(self._ready) >= self._low_water:
+                    continue
+                # On a StorageError, take() claims again (and logs) when it needs a task.
+                with contextlib.suppress(StorageError):
+                    await self._claim()
 
     async def _recoverer(self) -> None:
         """Every lease/2, re-queue expired leases in bounded batches (no leader)."""

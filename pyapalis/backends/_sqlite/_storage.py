@@ -260,12 +260,12 @@ class SqliteStorage:
 
     async def push(self, args: Any) -> TaskId:
         """Queue ``args`` as a new task due now; its id once it is committed."""
-        [task_id] = await self._insert([Task(args)])
+        [task_id] = await self._insert_args([args])
         return task_id
 
     async def push_bulk(self, items: Iterable[Any]) -> list[TaskId]:
         """Queue every item in one transaction (all or nothing)."""
-        return await self._insert([Task(item) for item in items])
+        return await self._insert_args(items)
 
     async def push_task(self, task: Task) -> TaskId:
         """Queue a prepared task, keeping its id, run_at, attempts, limits and metadata."""
@@ -276,14 +276,14 @@ class SqliteStorage:
     async def push_stream(self, items: AsyncIterable[Any]) -> int:
         """Queue every item of an async iterable, committing in batches of up to 1000."""
         count = 0
-        batch: list[Task] = []
+        batch: list[Any] = []
         async for item in items:
-            batch.append(Task(item))
+            batch.append(item)
             if len(batch) >= 1000:
-                count += len(await self._insert(batch))
+                count += len(await self._insert_args(batch))
                 batch = []
         if batch:
-            count += len(await self._insert(batch))
+            count += len(await self._insert_args(batch))
         return count
 
     def push_sync(self, args: Any) -> TaskId:
@@ -292,7 +292,13 @@ class SqliteStorage:
         Blocks the calling thread until the task is committed (its own
         connection per thread). Inside a trio run use ``await push()``.
         """
-        [task_id] = self._insert_sync([Task(args)])
+        self._refuse_in_trio()
+        self._check_open()
+        rows = self._arg_rows([args])
+        [task_id] = self._db.run_sync(
+            "pushing tasks", lambda c: _insert_rows(c, rows, True, self._queue)
+        )
+        notify(self._db.key)
         return task_id
 
     def push_task_sync(self, task: Task) -> TaskId:
@@ -301,15 +307,16 @@ class SqliteStorage:
         [task_id] = self._insert_sync([task])
         return task_id
 
-    def _insert_sync(self, tasks: list[Task]) -> list[TaskId]:
+    @staticmethod
+    def _refuse_in_trio() -> None:
         try:
             trio.lowlevel.current_trio_token()
         except RuntimeError:
-            pass
-        else:
-            raise RuntimeError(
-                "SqliteStorage.push_sync would block the trio thread: use await push()"
-            )
+            return
+        raise RuntimeError("SqliteStorage.push_sync would block the trio thread: use await push()")
+
+    def _insert_sync(self, tasks: list[Task]) -> list[TaskId]:
+        self._refuse_in_trio()
         self._check_open()
         rows, fast = self._rows(tasks)
         ids = self._db.run_sync("pushing tasks", lambda c: _insert_rows(c, rows, fast, self._queue))
@@ -326,6 +333,29 @@ class SqliteStorage:
         ids = await self._db.run("pushing tasks", lambda c: _insert_rows(c, rows, fast, queue))
         notify(self._db.key)
         return ids
+
+    async def _insert_args(self, items: Iterable[Any]) -> list[TaskId]:
+        """Insert plain arguments as new tasks due now (no Task objects: the hot push path)."""
+        self._check_open()
+        rows = self._arg_rows(items)
+        if not rows:
+            await trio.lowlevel.checkpoint()
+            return []
+        queue = self._queue
+        ids = await self._db.run("pushing tasks", lambda c: _insert_rows(c, rows, True, queue))
+        notify(self._db.key)
+        return ids
+
+    def _arg_rows(self, items: Iterable[Any]) -> list[tuple[Any, ...]]:
+        """Rows of new tasks with default parts (fresh ULIDs never conflict)."""
+        encode = self._codec.encode
+        queue = self._queue
+        generate = TaskId.generate
+        run_at = ms_ceil(time.time())
+        return [
+            (str(generate()), queue, encode(item), None, 0, None, None, 0, run_at, None)
+            for item in items
+        ]
 
     def _rows(self, tasks: list[Task]) -> tuple[list[tuple[Any, ...]], bool]:
         """The rows to insert, and whether every id is freshly generated (no conflicts)."""
