@@ -64,7 +64,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import trio
 
@@ -86,8 +86,7 @@ __all__ = [
 logger = logging.getLogger("pyapalis.leases")
 
 
-@dataclass(frozen=True, slots=True)
-class Claimed:
+class Claimed(NamedTuple):
     """A task a claim handed to a worker, with the attempt the claim set (its fence).
 
     ``task.parts.attempt`` is ``attempt - 1``: the worker counts the execution
@@ -111,8 +110,7 @@ class Claim:
     next_due: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Settlement:
+class Settlement(NamedTuple):
     """One outcome of a claimed task, applied only if ``(task_id, owner, attempt)`` still match.
 
     * final: ``status`` is Done (with ``result``), Failed or Killed (with
@@ -121,6 +119,8 @@ class Settlement:
       its attempts kept; ``error`` is the failure's message.
     * hand-back: ``status`` Pending, ``release`` True: queued again at once,
       the execution not counted (attempt - 1), ``run_at`` unchanged.
+
+    (A NamedTuple, as :class:`Claimed`: one is made per task, on the hot path.)
     """
 
     task_id: str

@@ -243,6 +243,10 @@ class Database:
         """Return once the hub moved past ``generation`` or another connection committed
         (``data_version`` differs), or after ``timeout`` seconds."""
         hub = self.hub
+        token = trio.lowlevel.current_trio_token()
+        if hub.token is not token:  # used from a new trio run: wake-ups go there now
+            hub.token = token
+            hub.event = trio.Event()
         # Under a virtual clock another process cannot be timed anyway, and
         # polling every 10 virtual ms would make a long idle test crawl: the
         # hub (this process's commits) and the timeout stay.
