@@ -1,4 +1,4 @@
-"""The conformance cases of shared backends: several processes on one store (DESIGN §8).
+"""The conformance cases of shared backends: several processes on one store.
 
 A shared backend (SQLite, PostgreSQL, Redis ...) runs them by subclassing
 :class:`SharedBackendConformance` and providing a ``shared_harness`` fixture

@@ -3,7 +3,7 @@
 - ``_args``: argument checks with one exception type and message per bad value
   (``list_tasks(page="1")`` fails the same way on every backend);
 - ``_clock``: the run clock between wall time and trio time;
-- ``_leases``: the shared-backend model of DESIGN §8 (the ``LeaseStore``
+- ``_leases``: the model of every shared backend (the ``LeaseStore``
   protocol a shared backend implements, and the ``LeaseSession`` a worker run
   consumes: batched claims, fenced and batched acks, heartbeats, leaderless
   recovery);

@@ -1,4 +1,4 @@
-"""The shared-backend model (DESIGN §8), written once for SQLite, PostgreSQL and Redis.
+"""The shared-backend model, written once for SQLite, PostgreSQL and Redis.
 
 A shared backend is one store that several worker processes consume at once.
 Each backend implements the few store operations of :class:`LeaseStore` (one

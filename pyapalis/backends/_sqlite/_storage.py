@@ -56,7 +56,7 @@ class SqliteStorage:
     crash; a power loss may forget the last commits. ``"FULL"`` fsyncs every
     commit: a push acknowledged is on disk even after a power loss.
 
-    Delivery (DESIGN §8, :mod:`pyapalis.backends._kit._leases`): each worker
+    Delivery (:mod:`pyapalis.backends._kit._leases`): each worker
     run claims tasks under a fresh worker id with a ``lease`` (seconds); a
     heartbeat every lease/3 extends the leases it holds; acks are fenced by
     owner and attempt and batched; any live worker re-queues expired leases
