@@ -212,12 +212,25 @@ async def test_unknown_ids_return_false_and_write_nothing(
     assert [r["op"] for r in records_of(path)] == ["push", "delete"]
 
 
-@pytest.mark.parametrize("bad", [None, "", 5, b"id", ["a"]])
-async def test_bad_ids_raise_type_error(
-    storage: JsonStorage, bad: Any, autojump_clock: trio.testing.MockClock
+@pytest.mark.parametrize(
+    ("bad", "error", "shown"),
+    [
+        (None, TypeError, "NoneType None"),
+        ("", ValueError, "str ''"),
+        (5, TypeError, "int 5"),
+        (b"id", TypeError, "bytes b'id'"),
+        (["a"], TypeError, "list ['a']"),
+    ],
+)
+async def test_bad_ids_are_refused(
+    storage: JsonStorage,
+    bad: Any,
+    error: type[Exception],
+    shown: str,
+    autojump_clock: trio.testing.MockClock,
 ) -> None:
-    message = f"task id must be a TaskId or a non-empty str, got {bad!r}"
-    with pytest.raises(TypeError, match=f"^{re.escape(message)}$"):
+    message = f"delete: task_id must be a TaskId or a non-empty str, got {shown}"
+    with pytest.raises(error, match=f"^{re.escape(message)}$"):
         await storage.delete(bad)
 
 

@@ -427,7 +427,7 @@ class SqliteStorage:
     async def update(self, task: Task) -> None:
         """Store the task's parts: status, attempts, run_at, limits, priority, metadata."""
         parts = check_task(task, "update: task").parts
-        key = str(check_task_id(parts.task_id, "update: task's id"))
+        key = str(check_task_id(parts.task_id, "update: task.parts.task_id"))
         status = parts.status.value
         meta = None if parts.ctx is None else self._codec.encode(parts.ctx)
         values = (
@@ -457,7 +457,7 @@ class SqliteStorage:
         """Queue the task again ``delay`` seconds from now (Pending, its attempts kept)."""
         check_task(task, "reschedule: task")
         delay = check_delay(delay, "reschedule: delay")
-        key = str(check_task_id(task.parts.task_id, "reschedule: task's id"))
+        key = str(check_task_id(task.parts.task_id, "reschedule: task.parts.task_id"))
         run_at = ms_ceil(run_clock().wall_now() + delay)
         count = await self._db.run(
             "rescheduling a task",
