@@ -28,7 +28,8 @@ The delivery model, and where each rule lives:
   Running under this owner and attempt, so a late ack after a lost lease
   changes nothing. Settlements are folded into the next claim when there is
   one, else flushed after :attr:`LeaseConfig.flush_interval` or once
-  :attr:`LeaseConfig.flush_max` are waiting. ``ack_nowait`` (the worker's hot
+  :attr:`LeaseConfig.flush_max` are waiting (together with the next claim
+  when the queue had more: every commit carries both). ``ack_nowait`` (the worker's hot
   path) only queues.
 * **Heartbeat** (:meth:`LeaseStore.heartbeat`): records the worker (for
   ``list_workers``) and extends every lease it holds, in one call. The worker
@@ -522,7 +523,13 @@ class LeaseSession:
                 with trio.move_on_after(config.flush_interval):
                     await self._full.wait()
             try:
-                await self._flush()
+                async with self._claiming:  # a claim meanwhile may have carried them
+                    if not self._pending:
+                        continue
+                    if self._more and not self._closed:
+                        await self._claim()  # the acks, and the next tasks in one commit
+                    else:
+                        await self._flush()
             except StorageError as error:
                 delay = backoff.next()
                 logger.warning(
