@@ -204,6 +204,8 @@ class SqliteStorage:
         if self._direct is not None:
             LIVE_WORKERS.discard(self._direct.worker.id)
             self._direct = None
+        for identity in self._registered.values():
+            LIVE_WORKERS.discard(identity.id)
         self._db.release()
 
     def _check_open(self) -> None:
