@@ -499,3 +499,24 @@ async def test_resume_abandoned_brings_back_a_dead_processs_tasks_at_once(
             (Status.Pending, 1),
             (Status.Pending, 1),
         ]
+
+
+def test_push_sync_from_asyncio_and_plain_code(path: Path) -> None:
+    import asyncio
+
+    storage = SqliteStorage(path)
+    first = storage.push_sync("plain")  # no event loop at all: opens the file itself
+
+    async def view() -> TaskId:
+        # In an asyncio app, off the event loop (a commit blocks for a moment).
+        return await asyncio.to_thread(storage.push_sync, {"from": "asyncio"})
+
+    second = asyncio.run(view())
+    third = storage.push_task_sync(TaskBuilder("task").priority(3).build())
+    storage.close()
+    raw = sqlite3.connect(path)
+    rows = raw.execute("SELECT id, priority FROM tasks ORDER BY rowid").fetchall()
+    raw.close()
+    assert rows == [(str(first), 0), (str(second), 0), (str(third), 3)]
+    with pytest.raises(StorageError, match="closed"):
+        storage.push_sync("after close")
