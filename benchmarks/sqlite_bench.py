@@ -18,6 +18,9 @@ In one run, on one file system, it measures:
   worker's process (p50/p99 over ``--latency-samples``, a pause before each)
   and across processes (the push's wall time travels in the task).
 
+The throughput rows run ``--repeats`` times (3), round-robin, each time on new
+files, and the median is reported: the machine is shared and noisy.
+
 Figures vary with the machine and its load: compare rows of one run.
 """
 
@@ -361,19 +364,34 @@ def huey_sqlite(directory: str, n: int) -> Row:
 # -- the table ----------------------------------------------------------------------------
 
 
-def run(n: int, samples: int, huey_n: int) -> list[Row]:
-    rows: list[Row] = []
+def run(n: int, samples: int, huey_n: int, repeats: int = 3) -> list[Row]:
+    """Every row, the throughput ones ``repeats`` times round-robin (median kept)."""
+    measured: dict[str, list[Row]] = {}
     with tempfile.TemporaryDirectory(prefix="pyapalis-sqlite-bench-") as directory:
-        for synchronous in ("NORMAL", "FULL"):
-            rows.append(raw_loop(directory, n, synchronous))
-            rows.append(sqlite_push_bulk(directory, n, synchronous))
-        rows.append(json_storage(directory, n))
-        rows.append(huey_sqlite(directory, huey_n))
-        for synchronous in ("NORMAL", "FULL"):
-            rows.append(sqlite_one_by_one(directory, max(n // 4, 1), synchronous))
-        rows.append(sqlite_latency_in_process(directory, samples))
-        rows.append(sqlite_latency_cross_process(directory, samples))
-    return rows
+        for repeat in range(repeats):
+            fresh = os.path.join(directory, str(repeat))  # every repeat on new files
+            os.mkdir(fresh)
+            rows: list[Row] = []
+            for synchronous in ("NORMAL", "FULL"):
+                rows.append(raw_loop(fresh, n, synchronous))
+                rows.append(sqlite_push_bulk(fresh, n, synchronous))
+            rows.append(json_storage(fresh, n))
+            rows.append(huey_sqlite(fresh, huey_n))
+            for synchronous in ("NORMAL", "FULL"):
+                rows.append(sqlite_one_by_one(fresh, max(n // 4, 1), synchronous))
+            for row in rows:
+                measured.setdefault(row.name, []).append(row)
+        result = [_median(rows) for rows in measured.values()]
+        result.append(sqlite_latency_in_process(directory, samples))
+        result.append(sqlite_latency_cross_process(directory, samples))
+    return result
+
+
+def _median(rows: list[Row]) -> Row:
+    rates = [row.tasks_per_second for row in rows if row.tasks_per_second is not None]
+    if not rates:
+        return rows[0]
+    return dataclasses.replace(rows[0], tasks_per_second=statistics.median(rates))
 
 
 def _print(rows: list[Row]) -> None:
@@ -400,8 +418,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n", type=int, default=20_000)
     parser.add_argument("--latency-samples", type=int, default=200)
     parser.add_argument("--huey-n", type=int, default=5_000)
+    parser.add_argument("--repeats", type=int, default=3)
     options = parser.parse_args(args)
-    _print(run(options.n, options.latency_samples, options.huey_n))
+    _print(run(options.n, options.latency_samples, options.huey_n, options.repeats))
 
 
 if __name__ == "__main__":

@@ -24,6 +24,8 @@ def test_the_sqlite_benchmark_runs() -> None:
             "5",
             "--huey-n",
             "50",
+            "--repeats",
+            "1",
         ],
         cwd=REPO_ROOT,
         capture_output=True,

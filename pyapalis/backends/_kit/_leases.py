@@ -74,6 +74,7 @@ from ..._implementation import Task
 from ..._status import Status
 from .._worker_protocols import WorkerIdentity
 from ._clock import run_clock
+from ._results import describe
 
 __all__ = [
     "Claim",
@@ -366,7 +367,8 @@ class LeaseSession:
                 if self._ready:
                     continue
                 try:
-                    claimed = await self._claim()
+                    if not await self._claim():
+                        await self._idle()
                 except StorageError as error:
                     delay = backoff.next()
                     logger.warning(
@@ -378,8 +380,6 @@ class LeaseSession:
                     await trio.sleep(delay)
                     continue
                 backoff.reset()
-                if not claimed:
-                    await self._idle()
 
     async def ack(
         self, task: Task, status: Status, result: Any, error: BaseException | None
@@ -394,13 +394,13 @@ class LeaseSession:
         """Queue a final outcome: Done with ``result``, Failed or Killed with ``error``."""
         if not isinstance(status, Status) or not status.is_final:
             raise ValueError(f"ack: status must be Done, Failed or Killed, got {status!r}")
-        message = None if error is None else _describe(error)
+        message = None if error is None else describe(error, status)
         self._settle(task, status, result=result if status is Status.Done else None, error=message)
 
     async def retry(self, task: Task, delay: float, error: BaseException) -> None:
         """Queue the task again ``delay`` seconds from now, its attempts kept."""
         run_at = run_clock().wall_now() + max(delay, 0.0)
-        self._settle(task, Status.Pending, error=_describe(error), run_at=run_at)
+        self._settle(task, Status.Pending, error=describe(error, Status.Pending), run_at=run_at)
         await trio.lowlevel.checkpoint()
 
     async def release(self, task: Task) -> None:
@@ -597,9 +597,3 @@ class LeaseSession:
                     error,
                     interval,
                 )
-
-
-def _describe(error: BaseException) -> str:
-    """An error as stored: ``Type: message``."""
-    text = str(error)
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
