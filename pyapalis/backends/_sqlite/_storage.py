@@ -294,57 +294,46 @@ class SqliteStorage:
         Blocks the calling thread until the task is committed (its own
         connection per thread). Inside a trio run use ``await push()``.
         """
-        self._refuse_in_trio()
-        self._check_open()
-        rows = self._arg_rows([args])
-        [task_id] = self._db.run_sync(
-            "pushing tasks", lambda c: _insert_rows(c, rows, True, self._queue)
-        )
-        notify(self._db.key)
+        [task_id] = self._write_sync(self._arg_rows([args]), True)
         return task_id
 
     def push_task_sync(self, task: Task) -> TaskId:
         """:meth:`push_task` for code that is not trio (see :meth:`push_sync`)."""
         check_task(task, "push_task_sync: task")
-        [task_id] = self._insert_sync([task])
+        [task_id] = self._write_sync(*self._rows([task]))
         return task_id
 
-    @staticmethod
-    def _refuse_in_trio() -> None:
-        try:
-            trio.lowlevel.current_trio_token()
-        except RuntimeError:
-            return
-        raise RuntimeError("SqliteStorage.push_sync would block the trio thread: use await push()")
-
-    def _insert_sync(self, tasks: list[Task]) -> list[TaskId]:
-        self._refuse_in_trio()
-        self._check_open()
-        rows, fast = self._rows(tasks)
-        ids = self._db.run_sync("pushing tasks", lambda c: _insert_rows(c, rows, fast, self._queue))
-        notify(self._db.key)
-        return ids
-
     async def _insert(self, tasks: list[Task]) -> list[TaskId]:
+        return await self._write(*self._rows(tasks))
+
+    async def _insert_args(self, items: Iterable[Any]) -> list[TaskId]:
+        """Insert plain arguments as new tasks due now (no Task objects: the hot push path)."""
+        return await self._write(self._arg_rows(items), True)
+
+    async def _write(self, rows: list[tuple[Any, ...]], fast: bool) -> list[TaskId]:
+        """Insert rows in one transaction (off the trio thread), then wake this process."""
         self._check_open()
-        if not tasks:
+        if not rows:
             await trio.lowlevel.checkpoint()
             return []
-        rows, fast = self._rows(tasks)
         queue = self._queue
         ids = await self._db.run("pushing tasks", lambda c: _insert_rows(c, rows, fast, queue))
         notify(self._db.key)
         return ids
 
-    async def _insert_args(self, items: Iterable[Any]) -> list[TaskId]:
-        """Insert plain arguments as new tasks due now (no Task objects: the hot push path)."""
+    def _write_sync(self, rows: list[tuple[Any, ...]], fast: bool) -> list[TaskId]:
+        """:meth:`_write` on this thread's own connection, for code outside trio."""
+        try:
+            trio.lowlevel.current_trio_token()
+        except RuntimeError:
+            pass
+        else:
+            raise RuntimeError(
+                "SqliteStorage.push_sync would block the trio thread: use await push()"
+            )
         self._check_open()
-        rows = self._arg_rows(items)
-        if not rows:
-            await trio.lowlevel.checkpoint()
-            return []
         queue = self._queue
-        ids = await self._db.run("pushing tasks", lambda c: _insert_rows(c, rows, True, queue))
+        ids = self._db.run_sync("pushing tasks", lambda c: _insert_rows(c, rows, fast, queue))
         notify(self._db.key)
         return ids
 
