@@ -520,3 +520,18 @@ def test_push_sync_from_asyncio_and_plain_code(path: Path) -> None:
     assert rows == [(str(first), 0), (str(second), 0), (str(third), 3)]
     with pytest.raises(StorageError, match="closed"):
         storage.push_sync("after close")
+
+
+async def test_acks_wake_result_waiters_not_idle_workers(
+    path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with SqliteStorage(path) as storage:
+        db = storage._db  # noqa: SLF001 (the wake-up counters)
+        work, results = db.work.generation, db.results.generation
+        ids = await storage.push_bulk(range(50))  # one commit: one work poke
+        assert (db.work.generation, db.results.generation) == (work + 1, results)
+        await _drain(storage, _echo, 50)
+        # 50 acks, in a few commits: result waiters were poked, idle takers never.
+        assert db.work.generation == work + 1
+        assert db.results.generation > results
+        assert [r.unwrap() for r in await storage.check_status(ids)] == list(range(50))

@@ -318,7 +318,7 @@ class SqliteStorage:
             return []
         queue = self._queue
         ids = await self._db.run("pushing tasks", lambda c: _insert_rows(c, rows, fast, queue))
-        notify(self._db.key)
+        notify(self._db.key, work=True)
         return ids
 
     def _write_sync(self, rows: list[tuple[Any, ...]], fast: bool) -> list[TaskId]:
@@ -334,7 +334,7 @@ class SqliteStorage:
         self._check_open()
         queue = self._queue
         ids = self._db.run_sync("pushing tasks", lambda c: _insert_rows(c, rows, fast, queue))
-        notify(self._db.key)
+        notify(self._db.key, work=True)
         return ids
 
     def _arg_rows(self, items: Iterable[Any]) -> list[tuple[Any, ...]]:
@@ -442,7 +442,7 @@ class SqliteStorage:
 
         if not await self._db.run("updating a task", run):
             raise KeyError(f"update: task {key!r} is not in {self.path}")
-        notify(self._db.key)
+        notify(self._db.key, work=True, results=True)
 
     async def reschedule(self, task: Task, delay: float) -> None:
         """Queue the task again ``delay`` seconds from now (Pending, its attempts kept)."""
@@ -463,7 +463,7 @@ class SqliteStorage:
         if not count:
             raise KeyError(f"reschedule: task {key!r} is not in {self.path}")
         task.parts.status = Status.Pending
-        notify(self._db.key)
+        notify(self._db.key, work=True, results=True)
 
     async def vacuum(self) -> int:
         """Remove this queue's finished tasks (Done, Failed, Killed); how many."""
@@ -486,7 +486,7 @@ class SqliteStorage:
             lambda c: c.execute("DELETE FROM tasks WHERE id = ?", (key,)).rowcount,
         )
         if count:
-            notify(self._db.key)
+            notify(self._db.key, work=True, results=True)
         return bool(count)
 
     async def resume_by_id(self, task_id: TaskId | str) -> bool:
@@ -505,7 +505,7 @@ class SqliteStorage:
             ),
         )
         if count:
-            notify(self._db.key)
+            notify(self._db.key, work=True, results=True)
         return bool(count)
 
     async def resume_abandoned(self) -> int:
@@ -605,12 +605,13 @@ class SqliteStorage:
     async def _wait(self, keys: list[TaskId], what: str) -> AsyncGenerator[TaskResult, None]:
         """The kit's result waiters, fed by re-reading the file whenever it changed."""
         db = self._db
-        state = {"generation": db.hub.generation, "version": await db.read_data_version()}
+        hub = db.results
+        state = {"generation": hub.generation, "version": await db.read_data_version()}
         known = await self._finals(set(keys), what)
 
         async def poll(pending: set[TaskId]) -> dict[TaskId, TaskResult]:
-            await db.changed_since(state["generation"], state["version"], 1.0)
-            state["generation"] = db.hub.generation
+            await db.changed_since(hub, state["generation"], state["version"], 1.0)
+            state["generation"] = hub.generation
             state["version"] = await db.read_data_version()
             return await self._finals(pending, what)
 
