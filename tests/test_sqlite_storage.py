@@ -526,7 +526,7 @@ async def test_acks_wake_result_waiters_not_idle_workers(
     path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
     async with SqliteStorage(path) as storage:
-        db = storage._db  # noqa: SLF001 (the wake-up counters)
+        db = storage._db
         work, results = db.work.generation, db.results.generation
         ids = await storage.push_bulk(range(50))  # one commit: one work poke
         assert (db.work.generation, db.results.generation) == (work + 1, results)
