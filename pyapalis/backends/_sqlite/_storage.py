@@ -29,6 +29,7 @@ from .._kit._args import (
 )
 from .._kit._clock import run_clock
 from .._kit._leases import LeaseConfig, LeaseSession
+from .._kit._results import ResultWaiters
 from .._worker_protocols import WorkerIdentity
 from ._db import SYNCHRONOUS, Database, notify
 from ._store import LIVE_WORKERS, ROW_COLUMNS, Row, SqliteStore, ms_ceil
@@ -133,6 +134,7 @@ class SqliteStorage:
         self._store = SqliteStore(self._db, queue, self._codec)
         self._direct: LeaseSession | None = None
         self._registered: dict[str, WorkerIdentity] = {}
+        self._waiters: ResultWaiters[TaskResult] = ResultWaiters()
         self._closed = False
 
     # -- handle ---------------------------------------------------------------------
@@ -202,6 +204,8 @@ class SqliteStorage:
         if self._direct is not None:
             LIVE_WORKERS.discard(self._direct.worker.id)
             self._direct = None
+        for identity in self._registered.values():
+            LIVE_WORKERS.discard(identity.id)
         self._db.release()
 
     def _check_open(self) -> None:
@@ -258,12 +262,12 @@ class SqliteStorage:
 
     async def push(self, args: Any) -> TaskId:
         """Queue ``args`` as a new task due now; its id once it is committed."""
-        [task_id] = await self._insert([Task(args)])
+        [task_id] = await self._insert_args([args])
         return task_id
 
     async def push_bulk(self, items: Iterable[Any]) -> list[TaskId]:
         """Queue every item in one transaction (all or nothing)."""
-        return await self._insert([Task(item) for item in items])
+        return await self._insert_args(items)
 
     async def push_task(self, task: Task) -> TaskId:
         """Queue a prepared task, keeping its id, run_at, attempts, limits and metadata."""
@@ -274,14 +278,14 @@ class SqliteStorage:
     async def push_stream(self, items: AsyncIterable[Any]) -> int:
         """Queue every item of an async iterable, committing in batches of up to 1000."""
         count = 0
-        batch: list[Task] = []
+        batch: list[Any] = []
         async for item in items:
-            batch.append(Task(item))
+            batch.append(item)
             if len(batch) >= 1000:
-                count += len(await self._insert(batch))
+                count += len(await self._insert_args(batch))
                 batch = []
         if batch:
-            count += len(await self._insert(batch))
+            count += len(await self._insert_args(batch))
         return count
 
     def push_sync(self, args: Any) -> TaskId:
@@ -290,16 +294,35 @@ class SqliteStorage:
         Blocks the calling thread until the task is committed (its own
         connection per thread). Inside a trio run use ``await push()``.
         """
-        [task_id] = self._insert_sync([Task(args)])
+        [task_id] = self._write_sync(self._arg_rows([args]), True)
         return task_id
 
     def push_task_sync(self, task: Task) -> TaskId:
         """:meth:`push_task` for code that is not trio (see :meth:`push_sync`)."""
         check_task(task, "push_task_sync: task")
-        [task_id] = self._insert_sync([task])
+        [task_id] = self._write_sync(*self._rows([task]))
         return task_id
 
-    def _insert_sync(self, tasks: list[Task]) -> list[TaskId]:
+    async def _insert(self, tasks: list[Task]) -> list[TaskId]:
+        return await self._write(*self._rows(tasks))
+
+    async def _insert_args(self, items: Iterable[Any]) -> list[TaskId]:
+        """Insert plain arguments as new tasks due now (no Task objects: the hot push path)."""
+        return await self._write(self._arg_rows(items), True)
+
+    async def _write(self, rows: list[tuple[Any, ...]], fast: bool) -> list[TaskId]:
+        """Insert rows in one transaction (off the trio thread), then wake this process."""
+        self._check_open()
+        if not rows:
+            await trio.lowlevel.checkpoint()
+            return []
+        queue = self._queue
+        ids = await self._db.run("pushing tasks", lambda c: _insert_rows(c, rows, fast, queue))
+        notify(self._db.key, work=True)
+        return ids
+
+    def _write_sync(self, rows: list[tuple[Any, ...]], fast: bool) -> list[TaskId]:
+        """:meth:`_write` on this thread's own connection, for code outside trio."""
         try:
             trio.lowlevel.current_trio_token()
         except RuntimeError:
@@ -309,21 +332,21 @@ class SqliteStorage:
                 "SqliteStorage.push_sync would block the trio thread: use await push()"
             )
         self._check_open()
-        rows, fast = self._rows(tasks)
-        ids = self._db.run_sync("pushing tasks", lambda c: _insert_rows(c, rows, fast, self._queue))
-        notify(self._db.key)
+        queue = self._queue
+        ids = self._db.run_sync("pushing tasks", lambda c: _insert_rows(c, rows, fast, queue))
+        notify(self._db.key, work=True)
         return ids
 
-    async def _insert(self, tasks: list[Task]) -> list[TaskId]:
-        self._check_open()
-        if not tasks:
-            await trio.lowlevel.checkpoint()
-            return []
-        rows, fast = self._rows(tasks)
+    def _arg_rows(self, items: Iterable[Any]) -> list[tuple[Any, ...]]:
+        """Rows of new tasks with default parts (fresh ULIDs never conflict)."""
+        encode = self._codec.encode
         queue = self._queue
-        ids = await self._db.run("pushing tasks", lambda c: _insert_rows(c, rows, fast, queue))
-        notify(self._db.key)
-        return ids
+        generate = TaskId.generate
+        run_at = ms_ceil(time.time())
+        return [
+            (str(generate()), queue, encode(item), None, 0, None, None, 0, run_at, None)
+            for item in items
+        ]
 
     def _rows(self, tasks: list[Task]) -> tuple[list[tuple[Any, ...]], bool]:
         """The rows to insert, and whether every id is freshly generated (no conflicts)."""
@@ -375,8 +398,8 @@ class SqliteStorage:
     ) -> list[Task]:
         """This queue's tasks in push order, optionally of one status; pages start at 1."""
         status = check_status_filter(status, "list_tasks: status")
-        check_page(page, "list_tasks: page")
-        check_page(page_size, "list_tasks: page_size")
+        page = check_page(page, "list_tasks: page")
+        page_size = check_page(page_size, "list_tasks: page_size")
         limit = min(page_size, _MAX_INT)
         offset = min((page - 1) * page_size, _MAX_INT)
         where, params = "queue = ?", [self._queue]
@@ -419,14 +442,14 @@ class SqliteStorage:
 
         if not await self._db.run("updating a task", run):
             raise KeyError(f"update: task {key!r} is not in {self.path}")
-        notify(self._db.key)
+        notify(self._db.key, work=True, results=True)
 
     async def reschedule(self, task: Task, delay: float) -> None:
         """Queue the task again ``delay`` seconds from now (Pending, its attempts kept)."""
         check_task(task, "reschedule: task")
-        seconds = check_delay(delay, "reschedule: delay")
+        delay = check_delay(delay, "reschedule: delay")
         key = str(check_task_id(task.parts.task_id, "reschedule: task.parts.task_id"))
-        run_at = ms_ceil(run_clock().wall_now() + seconds)
+        run_at = ms_ceil(run_clock().wall_now() + delay)
         count = await self._db.run(
             "rescheduling a task",
             lambda c: (
@@ -440,7 +463,7 @@ class SqliteStorage:
         if not count:
             raise KeyError(f"reschedule: task {key!r} is not in {self.path}")
         task.parts.status = Status.Pending
-        notify(self._db.key)
+        notify(self._db.key, work=True, results=True)
 
     async def vacuum(self) -> int:
         """Remove this queue's finished tasks (Done, Failed, Killed); how many."""
@@ -463,7 +486,7 @@ class SqliteStorage:
             lambda c: c.execute("DELETE FROM tasks WHERE id = ?", (key,)).rowcount,
         )
         if count:
-            notify(self._db.key)
+            notify(self._db.key, work=True, results=True)
         return bool(count)
 
     async def resume_by_id(self, task_id: TaskId | str) -> bool:
@@ -482,7 +505,7 @@ class SqliteStorage:
             ),
         )
         if count:
-            notify(self._db.key)
+            notify(self._db.key, work=True, results=True)
         return bool(count)
 
     async def resume_abandoned(self) -> int:
@@ -561,10 +584,10 @@ class SqliteStorage:
     async def wait_for_single(self, task_id: TaskId | str) -> TaskResult:
         """Wait until the task is final (in any process) and return its result."""
         key = check_task_id(task_id, "wait_for_single: task_id")
-        async with contextlib.aclosing(self.wait_for([key])) as results:
+        async with contextlib.aclosing(self._wait([key], "wait_for_single")) as results:
             async for result in results:
                 return result
-        raise AssertionError("unreachable")  # pragma: no cover
+        raise AssertionError("unreachable: _wait yields every id it is given")
 
     async def wait_for(self, task_ids: Iterable[TaskId | str]) -> AsyncGenerator[TaskResult, None]:
         """Yield each task's result once it is final, whichever process runs it.
@@ -574,28 +597,42 @@ class SqliteStorage:
         within ~10 ms (``data_version``), and it re-reads every second anyway.
         Raises ``KeyError`` for an id the file does not hold (or that is deleted).
         """
-        keys = list(
-            dict.fromkeys(str(key) for key in check_task_ids(task_ids, "wait_for: task_ids"))
-        )
+        keys = check_task_ids(task_ids, "wait_for: task_ids")
+        async with contextlib.aclosing(self._wait(keys, "wait_for")) as results:
+            async for result in results:
+                yield result
+
+    async def _wait(self, keys: list[TaskId], what: str) -> AsyncGenerator[TaskResult, None]:
+        """The kit's result waiters, fed by re-reading the file whenever it changed."""
         db = self._db
-        waiting = keys
-        while waiting:
-            generation = db.hub.generation
-            version = await db.read_data_version()
-            found = await self._statuses(waiting)
-            missing = [key for key in waiting if key not in found]
-            if missing:
-                raise KeyError(f"wait_for: task {missing[0]!r} is not in {self.path}")
-            still = []
-            for key in waiting:
-                result = found[key]
-                if result.is_final:
-                    yield result
-                else:
-                    still.append(key)
-            waiting = still
-            if waiting:
-                await db.changed_since(generation, version, 1.0)
+        hub = db.results
+        state = {"generation": hub.generation, "version": await db.read_data_version()}
+        known = await self._finals(set(keys), what)
+
+        async def poll(pending: set[TaskId]) -> dict[TaskId, TaskResult]:
+            await db.changed_since(hub, state["generation"], state["version"], 1.0)
+            state["generation"] = hub.generation
+            state["version"] = await db.read_data_version()
+            return await self._finals(pending, what)
+
+        waiting = self._waiters.wait(
+            keys,
+            lambda wanted: {key: known[key] for key in wanted if key in known},
+            poll=poll,
+            every=0,  # poll() itself waits for a change of the file
+            check=self._check_open,
+        )
+        async with contextlib.aclosing(waiting) as results:
+            async for _key, result in results:
+                yield result
+
+    async def _finals(self, keys: set[TaskId], what: str) -> dict[TaskId, TaskResult]:
+        """The final results among ``keys``; KeyError for one the file does not hold."""
+        found = await self._statuses([str(key) for key in keys])
+        missing = [key for key in keys if str(key) not in found]
+        if missing:
+            raise KeyError(f"{what}: task {str(missing[0])!r} is not in {self.path}")
+        return {key: found[str(key)] for key in keys if found[str(key)].is_final}
 
     # -- decoding ----------------------------------------------------------------------
 
