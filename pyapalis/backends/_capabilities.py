@@ -20,7 +20,9 @@ from .._implementation import Task, TaskId
 from .._status import Status
 
 __all__ = [
+    "Delete",
     "FetchById",
+    "Kill",
     "ListTasks",
     "ListWorkers",
     "RegisterWorker",
@@ -161,6 +163,30 @@ class ListTasks(Protocol):
     async def list_tasks(
         self, status: Status | None = None, page: int = 1, page_size: int = 10
     ) -> list[Task]: ...
+
+
+@runtime_checkable
+class Delete(Protocol):
+    """Forgets one task for good; False if the backend does not hold it.
+
+    An operation rather than a worker capability: features tables list it as a
+    ``delete`` row (the command's ``purge`` and the board use it).
+    """
+
+    async def delete(self, task_id: TaskId | str) -> bool: ...
+
+
+@runtime_checkable
+class Kill(Protocol):
+    """Makes a task that has not finished ``Killed`` (never run again), recording ``reason``.
+
+    False for an unknown id or a task already final. A task running when it is
+    killed finishes its current execution, but its worker's acknowledgement is
+    fenced off (or refused), so the task stays Killed. Listed as a ``kill`` row
+    in the features tables (the command's ``kill`` and the board use it).
+    """
+
+    async def kill_by_id(self, task_id: TaskId | str, reason: str = "killed") -> bool: ...
 
 
 @runtime_checkable

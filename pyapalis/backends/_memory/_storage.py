@@ -30,6 +30,7 @@ from typing import Any, cast
 import outcome
 import trio
 
+from ..._errors import AbortError
 from ..._implementation import (
     OneShotValue,
     Task,
@@ -136,6 +137,8 @@ class MemoryStorage:
     Reschedule              supported      a queued task moves; also worker retries
     Vacuum                  supported      forgets the kept finished tasks
     ResumeById              not supported
+    kill                    limited        queued tasks (in-flight ones are untracked)
+    delete                  not supported
     ResumeAbandoned         not supported  tasks live and die with the process
     RegisterWorker          not supported
     ListWorkers             not supported
@@ -549,6 +552,24 @@ class MemoryStorage:
         if self._queue.consumer_waiting:
             self._wake()
         await trio.lowlevel.checkpoint()
+
+    async def kill_by_id(self, task_id: TaskId | str, reason: str = "killed") -> bool:
+        """Take a queued task out of the queue as Killed, ``reason`` its error.
+
+        It is kept among the finished tasks and whoever waits for it gets the
+        outcome. False for an id that is not queued: finished, unknown, or in
+        flight (not tracked, so it cannot be stopped from here).
+        """
+        key = check_task_id(task_id, "kill_by_id: task_id")
+        if not isinstance(reason, str):
+            raise TypeError(f"kill_by_id: reason must be a str, got {reason!r}")
+        await trio.lowlevel.checkpoint()
+        for task in self._queued_tasks():
+            if task.parts.task_id == key:
+                self._unqueue(task)
+                self._results.record_outcome(task, Status.Killed, None, AbortError(reason))
+                return True
+        return False
 
     # -- capabilities: FetchById, ListTasks, Vacuum, WaitForCompletion -----
 

@@ -74,6 +74,7 @@ class SqliteStorage:
     Reschedule              supported
     Vacuum                  supported    removes this queue's finished tasks
     delete                  supported
+    kill                    supported    Pending or Running (the late ack is fenced)
     ResumeById              supported    Failed, Killed or Running tasks
     ResumeAbandoned         supported    dead processes at once, else by lease
     RegisterWorker          supported
@@ -457,6 +458,32 @@ class SqliteStorage:
         count = await self._db.run(
             "deleting a task",
             lambda c: c.execute("DELETE FROM tasks WHERE id = ?", (key,)).rowcount,
+        )
+        if count:
+            notify(self._db.key)
+        return bool(count)
+
+    async def kill_by_id(self, task_id: TaskId | str, reason: str = "killed") -> bool:
+        """Make a Pending or Running task Killed, with ``reason`` as its error.
+
+        A Running task's worker finishes its execution, but its ack is fenced
+        (the task is no longer Running under its owner), so the task stays
+        Killed. False for an unknown id or a finished task.
+        """
+        key = _id_text(task_id, "kill_by_id")
+        if not isinstance(reason, str):
+            raise TypeError(f"kill_by_id: reason must be a str, got {reason!r}")
+        done_at = ms_ceil(run_clock().wall_now())
+        count = await self._db.run(
+            "killing a task",
+            lambda c: (
+                c.execute(
+                    "UPDATE tasks SET status = 'Killed', error = ?, result = NULL, "
+                    "owner = NULL, lease_until = NULL, done_at = ? "
+                    "WHERE id = ? AND status IN ('Pending', 'Queued', 'Running')",
+                    (reason, done_at, key),
+                ).rowcount
+            ),
         )
         if count:
             notify(self._db.key)
