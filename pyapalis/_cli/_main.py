@@ -42,7 +42,7 @@ def _positive(text: str) -> int:
 
 
 def _port(text: str) -> int:
-    value = _positive(text)
+    value = 0 if text.strip() == "0" else _positive(text)
     if value > 65535:
         raise argparse.ArgumentTypeError(f"a port is at most 65535, got {value}")
     return value
@@ -105,6 +105,14 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
     )
 
+    board = commands.add_parser("board", help="serve the web board", parents=[store], epilog=EPILOG)
+    board.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (this machine)")
+    board.add_argument("--port", type=_port, default=8000, help="default 8000; 0 picks a free one")
+    board.add_argument(
+        "--token",
+        help="required to bind anywhere but 127.0.0.1/::1/localhost "
+        "(or the PYAPALIS_BOARD_TOKEN environment variable)",
+    )
     return parser
 
 
@@ -130,6 +138,11 @@ async def _dispatch(args: argparse.Namespace) -> int:
         from ._worker import run_target
 
         await run_target(args.target, args.concurrency)
+        return int(ExitCode.OK)
+    if args.command == "board":
+        from .._board._server import serve_board
+
+        await serve_board(args.url, args.queue, host=args.host, port=args.port, token=args.token)
         return int(ExitCode.OK)
     async with opened(args.url, getattr(args, "queue", None)) as backend:
         if args.command == "tasks":

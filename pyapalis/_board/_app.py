@@ -1,0 +1,259 @@
+"""The board's Starlette app: the page, the JSON API under ``/api``, the security rules.
+
+Security (the board can retry, kill and delete tasks):
+
+* A ``token``, when set, is required on every request: ``Authorization:
+  Bearer <token>``, or the cookie set by opening ``/?token=<token>`` once
+  (HttpOnly, SameSite=Strict). :mod:`._server` refuses to bind anything but
+  loopback without one. Without a token only loopback ``Host`` names are
+  accepted, so a web page cannot reach the board by DNS rebinding.
+* Actions are POSTs that must carry the page's ``X-CSRF-Token`` (a random
+  secret a cross-site page cannot read) and, when the browser sends them, a
+  same-origin ``Origin`` and ``Sec-Fetch-Site``.
+* Values are never written into HTML by the server; the page's script writes
+  them with ``textContent``. A Content-Security-Policy allows scripts from the
+  board only, so even an injected tag would not run.
+"""
+
+from __future__ import annotations
+
+import hmac
+import html
+import secrets
+from importlib import resources
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from .._ops import _actions as actions
+from .._ops._errors import ExitCode, OperationError
+from .._ops._store import describe
+from .._status import Status
+from ..backends._capabilities import Delete, Kill, ListWorkers, ResumeById
+from ._openapi import OPENAPI
+from ._throughput import Throughput
+
+__all__ = ["LOOPBACK_HOSTS", "create_app"]
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
+TOKEN_COOKIE = "pyapalis_board"
+CSRF_HEADER = "x-csrf-token"
+SECURITY_HEADERS = {
+    "content-security-policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+    ),
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    "referrer-policy": "no-referrer",
+}
+HTTP_STATUS = {
+    ExitCode.USAGE: 400,
+    ExitCode.NOT_FOUND: 404,
+    ExitCode.CONFLICT: 409,
+    ExitCode.UNSUPPORTED: 501,
+    ExitCode.FAILURE: 503,
+}
+
+
+class JSON(Response):
+    """A JSON response (orjson; values JSON cannot hold become strings), never cached."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, default=str)
+
+
+def _error(message: str, status_code: int) -> JSON:
+    return JSON({"error": message}, status_code=status_code)
+
+
+class _Board:
+    """The endpoints, bound to one opened backend."""
+
+    def __init__(self, backend: Any, csrf: str) -> None:
+        self.backend = backend
+        self.csrf = csrf
+        self.throughput = Throughput()
+        page = resources.files(__package__).joinpath("static/index.html").read_text("utf-8")
+        self.page = page.replace("{{csrf}}", html.escape(csrf, quote=True))
+
+    async def index(self, request: Request) -> Response:
+        return Response(self.page, media_type="text/html; charset=utf-8")
+
+    async def summary(self, request: Request) -> Response:
+        counts = await actions.count_tasks(self.backend)
+        finished = sum(counts[status.value] for status in Status if status.is_final)
+        self.throughput.sample(finished)
+        backend = self.backend
+        return JSON(
+            {
+                "backend": describe(backend),
+                "queue": getattr(backend, "queue_name", None),
+                "counts": counts,
+                "total": sum(counts.values()),
+                "throughput": self.throughput.points(),
+                "throughput_interval": self.throughput.interval,
+                "can": {
+                    "retry": isinstance(backend, ResumeById),
+                    "kill": isinstance(backend, Kill),
+                    "purge": isinstance(backend, Delete),
+                    "workers": isinstance(backend, ListWorkers),
+                },
+            }
+        )
+
+    async def tasks(self, request: Request) -> Response:
+        query = request.query_params
+        status_text = query.get("status") or None
+        status = actions.parse_status(status_text) if status_text else None
+        page = _int(query.get("page", "1"), "page")
+        page_size = min(_int(query.get("page_size", "20"), "page_size"), 200)
+        rows = await actions.list_tasks(self.backend, status, page, page_size)
+        return JSON({"tasks": rows, "page": page, "page_size": page_size})
+
+    async def task(self, request: Request) -> Response:
+        return JSON(await actions.show_task(self.backend, request.path_params["task_id"]))
+
+    async def retry(self, request: Request) -> Response:
+        return JSON(await actions.retry_task(self.backend, request.path_params["task_id"]))
+
+    async def kill(self, request: Request) -> Response:
+        return JSON(await actions.kill_task(self.backend, request.path_params["task_id"]))
+
+    async def purge(self, request: Request) -> Response:
+        try:
+            body = orjson.loads(await request.body())
+            status_text = body["status"]
+            if not isinstance(status_text, str):
+                raise TypeError
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            return _error('expected a JSON body {"status": "Failed"}', 400)
+        status = actions.parse_status(status_text)
+        deleted = await actions.purge_tasks(self.backend, status)
+        return JSON({"status": status.value, "deleted": deleted})
+
+    async def workers(self, request: Request) -> Response:
+        return JSON({"workers": await actions.list_workers(self.backend)})
+
+    async def openapi(self, request: Request) -> Response:
+        return JSON(OPENAPI)
+
+
+def _int(text: str, name: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise OperationError(
+            f"{name} must be a whole number, got {text!r}", ExitCode.USAGE
+        ) from None
+
+
+class _Guard(BaseHTTPMiddleware):
+    """Token, CSRF and same-origin checks, errors as JSON, security headers on every response."""
+
+    def __init__(self, app: Any, token: str | None, csrf: str) -> None:
+        super().__init__(app)
+        self.token = token
+        self.csrf = csrf
+
+    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+        response = await self._checked(request, call_next)
+        response.headers.update(SECURITY_HEADERS)
+        if request.url.path.startswith("/api"):
+            response.headers["cache-control"] = "no-store"
+        return response
+
+    async def _checked(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+        if self.token is not None:
+            given = request.query_params.get("token")
+            if given is not None and request.method == "GET" and request.url.path == "/":
+                if not _same(given, self.token):
+                    return PlainTextResponse("wrong token", status_code=401)
+                # Trade the token in the address for a cookie, and drop it from the address.
+                redirect = RedirectResponse("/", status_code=303)
+                redirect.set_cookie(
+                    TOKEN_COOKIE, self.token, httponly=True, samesite="strict", path="/"
+                )
+                return redirect
+            if not self._authorized(request):
+                message = "a token is required: open /?token=<token> or send Authorization: Bearer"
+                if request.url.path.startswith("/api"):
+                    return _error(message, 401)
+                return PlainTextResponse(message, status_code=401)
+        if request.method not in ("GET", "HEAD"):
+            refusal = self._cross_site(request)
+            if refusal is not None:
+                return _error(refusal, 403)
+        return await call_next(request)
+
+    def _authorized(self, request: Request) -> bool:
+        assert self.token is not None
+        header = request.headers.get("authorization", "")
+        if header.startswith("Bearer ") and _same(header[7:], self.token):
+            return True
+        cookie = request.cookies.get(TOKEN_COOKIE)
+        return cookie is not None and _same(cookie, self.token)
+
+    def _cross_site(self, request: Request) -> str | None:
+        """Why a state-changing request is refused as cross-site, or None."""
+        if not _same(request.headers.get(CSRF_HEADER, ""), self.csrf):
+            return "missing or wrong X-CSRF-Token header (actions come from the board's page)"
+        site = request.headers.get("sec-fetch-site")
+        if site is not None and site not in ("same-origin", "none"):
+            return f"cross-site request refused (Sec-Fetch-Site: {site})"
+        origin = request.headers.get("origin")
+        if origin is not None and origin != f"{request.url.scheme}://{request.url.netloc}":
+            return f"cross-origin request refused (Origin: {origin})"
+        return None
+
+
+def _same(given: str, expected: str) -> bool:
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
+def create_app(backend: Any, *, token: str | None = None, csrf: str | None = None) -> Starlette:
+    """The board for an opened ``backend``.
+
+    ``token``: required on every request when given (see the module
+    docstring); without one, only loopback host names are served. ``csrf``:
+    the secret actions must carry (random by default).
+    """
+    secret = csrf if csrf is not None else secrets.token_urlsafe(32)
+    board = _Board(backend, secret)
+    static = resources.files(__package__).joinpath("static")
+    routes = [
+        Route("/", board.index),
+        Route("/api/summary", board.summary),
+        Route("/api/tasks", board.tasks),
+        Route("/api/tasks/{task_id:str}", board.task),
+        Route("/api/tasks/{task_id:str}/retry", board.retry, methods=["POST"]),
+        Route("/api/tasks/{task_id:str}/kill", board.kill, methods=["POST"]),
+        Route("/api/purge", board.purge, methods=["POST"]),
+        Route("/api/workers", board.workers),
+        Route("/api/openapi.json", board.openapi),
+        Mount("/static", StaticFiles(directory=str(static)), name="static"),
+    ]
+    middleware = [Middleware(_Guard, token=token, csrf=secret)]
+    if token is None:
+        middleware.insert(0, Middleware(TrustedHostMiddleware, allowed_hosts=list(LOOPBACK_HOSTS)))
+    return Starlette(
+        routes=routes,
+        middleware=middleware,
+        exception_handlers={OperationError: _operation_failed},
+    )
+
+
+async def _operation_failed(request: Request, error: Exception) -> Response:
+    """An action that cannot be done: its one-line message, with the HTTP status it maps to."""
+    assert isinstance(error, OperationError)
+    return _error(error.message, HTTP_STATUS.get(error.code, 500))

@@ -1,0 +1,215 @@
+// The board's page: talks to /api only, and writes every value with textContent
+// (never innerHTML), so task args or errors holding markup show as text.
+"use strict";
+
+const CSRF = document.querySelector('meta[name="csrf-token"]').content;
+const STATUSES = ["Pending", "Queued", "Running", "Done", "Failed", "Killed"];
+const REFRESH_MS = 2000;
+let can = {};
+
+function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (key === "on") { for (const [ev, fn] of Object.entries(value)) node.addEventListener(ev, fn); }
+    else node.setAttribute(key, value);
+  }
+  for (const child of children) {
+    if (child === null || child === undefined) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+function text(value) {
+  if (value === null || value === undefined) return "-";
+  return typeof value === "string" ? value : JSON.stringify(value);
+}
+
+function badge(status) { return el("span", { class: "status s-" + status }, status); }
+
+async function api(path, options) {
+  const response = await fetch("/api" + path, Object.assign({ credentials: "same-origin" }, options));
+  const body = await response.json();
+  if (!response.ok) throw new Error(body.error || response.statusText);
+  return body;
+}
+
+function post(path, body) {
+  return api(path, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", "X-CSRF-Token": CSRF },
+    body: JSON.stringify(body || {}),
+  });
+}
+
+function notice(message, ok) {
+  const box = document.getElementById("notice");
+  box.textContent = message || "";
+  box.className = ok ? "ok" : "";
+}
+
+function table(columns, rows, onClick) {
+  const head = el("tr", {}, ...columns.map((c) => el("th", {}, c.title)));
+  const body = rows.map((row) => {
+    const tr = el("tr", onClick ? { class: "link", "data-id": row.id } : {},
+      ...columns.map((c) => el("td", c.cls ? { class: c.cls } : {}, c.cell(row))));
+    if (onClick) tr.addEventListener("click", () => onClick(row));
+    return tr;
+  });
+  return el("table", {}, el("thead", {}, head), el("tbody", {}, ...body));
+}
+
+function chart(points, interval) {
+  const width = 600, height = 160, pad = 30;
+  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+  svg.setAttribute("class", "chart");
+  svg.setAttribute("width", width);
+  svg.setAttribute("height", height);
+  const max = Math.max(1, ...points.map((p) => p.per_minute));
+  const span = Math.max(60, ...points.map((p) => p.ago + interval));
+  const xy = points.map((p) => [
+    pad + (width - 2 * pad) * (1 - p.ago / span),
+    height - pad - (height - 2 * pad) * (p.per_minute / max),
+  ]);
+  const line = document.createElementNS(svg.namespaceURI, "polyline");
+  line.setAttribute("points", xy.map((p) => p.join(",")).join(" "));
+  svg.append(line);
+  const label = (x, y, value) => {
+    const t = document.createElementNS(svg.namespaceURI, "text");
+    t.setAttribute("x", x); t.setAttribute("y", y); t.textContent = value;
+    svg.append(t);
+  };
+  label(4, pad - 8, Math.round(max) + " tasks/min");
+  label(pad, height - 8, "-" + Math.round(span / 60) + " min");
+  label(width - pad - 20, height - 8, "now");
+  return svg;
+}
+
+// -- views ---------------------------------------------------------------------
+
+async function queuesView() {
+  const summary = await api("/summary");
+  can = summary.can;
+  document.getElementById("backend").textContent = summary.backend +
+    (summary.queue ? " · queue " + summary.queue : "");
+  const cards = STATUSES.map((status) =>
+    el("div", { class: "card", "data-status": status, on: { click: () => { location.hash = "#/tasks?status=" + status; } } },
+      badge(status), el("div", { class: "n" }, summary.counts[status] || 0)));
+  return [
+    el("h2", {}, "Tasks by status (" + summary.total + ")"),
+    el("div", { class: "cards" }, ...cards),
+    el("h2", {}, "Finished per minute, last minutes"),
+    chart(summary.throughput, summary.throughput_interval),
+  ];
+}
+
+async function tasksView(params) {
+  const status = params.get("status") || "";
+  const page = Math.max(1, parseInt(params.get("page") || "1", 10));
+  const query = new URLSearchParams({ page: page, page_size: 20 });
+  if (status) query.set("status", status);
+  const [list, summary] = await Promise.all([api("/tasks?" + query), api("/summary")]);
+  can = summary.can;
+  const go = (s, p) => { location.hash = "#/tasks?" + new URLSearchParams(Object.assign({ page: p }, s ? { status: s } : {})); };
+  const select = el("select", { id: "status-filter", on: { change: (e) => go(e.target.value, 1) } },
+    el("option", { value: "" }, "any status"), ...STATUSES.map((s) => el("option", { value: s }, s)));
+  select.value = status;
+  const purge = el("button", { id: "purge", on: { click: async () => {
+    if (!status) return;
+    if (!confirm("Delete every " + status + " task?")) return;
+    try { const r = await post("/purge", { status: status }); notice("deleted " + r.deleted + " " + status + " task(s)", true); render(); }
+    catch (error) { notice(error.message); }
+  } } }, "Purge " + (status || "…"));
+  if (!status || !can.purge || status === "Running" || status === "Queued") purge.disabled = true;
+  const toolbar = el("div", { class: "toolbar" }, "Status: ", select,
+    el("button", { id: "prev", on: { click: () => go(status, page - 1) } }, "‹ Previous"),
+    el("span", { id: "page" }, "page " + page),
+    el("button", { id: "next", on: { click: () => go(status, page + 1) } }, "Next ›"),
+    purge);
+  if (page <= 1) toolbar.querySelector("#prev").disabled = true;
+  if (list.tasks.length < list.page_size) toolbar.querySelector("#next").disabled = true;
+  const columns = [
+    { title: "Id", cls: "mono", cell: (t) => t.id },
+    { title: "Status", cell: (t) => badge(t.status) },
+    { title: "Attempts", cell: (t) => t.attempts },
+    { title: "Run at", cell: (t) => text(t.run_at) },
+    { title: "Args", cls: "args", cell: (t) => text(t.args) },
+  ];
+  const rows = list.tasks.length
+    ? table(columns, list.tasks, (t) => { location.hash = "#/task/" + encodeURIComponent(t.id); })
+    : el("p", {}, "No tasks.");
+  return [el("h2", {}, status ? status + " tasks" : "Tasks"), toolbar, rows];
+}
+
+async function taskView(id) {
+  const [task, summary] = await Promise.all([api("/tasks/" + encodeURIComponent(id)), api("/summary")]);
+  can = summary.can;
+  const act = (name) => async () => {
+    try { await post("/tasks/" + encodeURIComponent(id) + "/" + name); notice(name + ": done", true); render(); }
+    catch (error) { notice(error.message); }
+  };
+  const retry = el("button", { id: "retry", on: { click: act("retry") } }, "Retry");
+  const kill = el("button", { id: "kill", on: { click: act("kill") } }, "Kill");
+  if (!can.retry || !["Failed", "Killed"].includes(task.status)) retry.disabled = true;
+  if (!can.kill || ["Done", "Failed", "Killed"].includes(task.status)) kill.disabled = true;
+  const field = (name, value, cls) => [el("dt", {}, name), el("dd", cls ? { class: cls, id: "f-" + name } : { id: "f-" + name }, value)];
+  const timeline = el("ul", {}, ...task.timeline.map((e) => el("li", {}, (e.at ? e.at + " — " : "") + e.what)));
+  return [
+    el("h2", {}, "Task ", el("span", { class: "mono" }, task.id)),
+    el("div", { class: "toolbar" }, retry, kill),
+    el("dl", {},
+      ...field("status", badge(task.status)),
+      ...field("args", el("pre", {}, JSON.stringify(task.args, null, 2)), "mono"),
+      ...field("attempts", task.attempts + (task.max_attempts ? " of " + task.max_attempts : "")),
+      ...field("run_at", text(task.run_at)),
+      ...field("created_at", text(task.created_at)),
+      ...field("priority", task.priority),
+      ...field("error", text(task.error), "mono"),
+      ...field("result", text(task.result), "mono"),
+      ...field("timeline", timeline)),
+  ];
+}
+
+async function workersView() {
+  const summary = await api("/summary");
+  if (!summary.can.workers) return [el("h2", {}, "Workers"), el("p", {}, summary.backend + " does not list workers.")];
+  const list = await api("/workers");
+  const columns = [
+    { title: "Name", cell: (w) => w.name },
+    { title: "Id", cls: "mono", cell: (w) => text(w.id) },
+    { title: "Host", cell: (w) => text(w.host) },
+    { title: "Pid", cell: (w) => w.pid },
+    { title: "Last heartbeat", cell: (w) => w.last_seen },
+  ];
+  return [el("h2", {}, "Workers"), list.workers.length ? table(columns, list.workers) : el("p", {}, "No live worker.")];
+}
+
+// -- routing and live refresh ----------------------------------------------------
+
+let rendering = false;
+
+async function render() {
+  if (rendering) return;
+  rendering = true;
+  try {
+    const hash = location.hash.slice(1) || "/";
+    const [path, query] = hash.split("?");
+    const params = new URLSearchParams(query || "");
+    let name = "queues", content;
+    if (path.startsWith("/task/")) { name = "tasks"; content = await taskView(decodeURIComponent(path.slice(6))); }
+    else if (path === "/tasks") { name = "tasks"; content = await tasksView(params); }
+    else if (path === "/workers") { name = "workers"; content = await workersView(); }
+    else content = await queuesView();
+    for (const a of document.querySelectorAll("nav a")) a.classList.toggle("active", a.dataset.nav === name);
+    document.getElementById("view").replaceChildren(...content);
+    document.getElementById("live").textContent = "live · " + new Date().toLocaleTimeString();
+  } catch (error) {
+    notice(error.message);
+  } finally {
+    rendering = false;
+  }
+}
+
+window.addEventListener("hashchange", () => { notice(""); render(); });
+render();
+setInterval(() => { if (!document.hidden) render(); }, REFRESH_MS);
