@@ -11,6 +11,7 @@ __all__ = ["OPENAPI"]
 _ID = {"name": "task_id", "in": "path", "required": True, "schema": {"type": "string"}}
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _TASK = {"$ref": "#/components/schemas/Task"}
+_STATUS = {"$ref": "#/components/schemas/Status"}
 
 
 def _reply(schema: dict[str, Any], description: str) -> dict[str, Any]:
