@@ -334,3 +334,27 @@ def test_worker_concurrency_needs_a_factory(
         sys.modules.pop("app", None)
     assert code == ExitCode.USAGE
     assert "already built Monitor; for --concurrency make it a factory" in err
+
+
+def test_the_same_commands_on_a_json_store(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pyapalis import JsonStorage
+
+    path = tmp_path / "tasks.jsonl"
+
+    async def seed() -> list[str]:
+        async with JsonStorage(path) as storage:
+            return [str(await storage.push(n)) for n in range(3)]
+
+    first, second, third = trio.run(seed)
+    url = f"json://{path}"
+    code, out, _ = run(capsys, "tasks", url, "kill", first, "--json")
+    assert (code, json.loads(out)["status"]) == (0, "Killed")
+    code, out, _ = run(capsys, "tasks", url, "retry", first, "--json")
+    assert (code, json.loads(out)["status"]) == (0, "Pending")
+    code, out, _ = run(capsys, "tasks", url, "kill", second)
+    code, out, _ = run(capsys, "tasks", url, "purge", "--status", "killed", "--json")
+    assert (code, json.loads(out)) == (0, {"status": "Killed", "deleted": 1})
+    code, out, _ = run(capsys, "tasks", url, "list", "--json")
+    assert [row["id"] for row in json.loads(out)] == [first, third]
