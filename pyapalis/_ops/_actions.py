@@ -14,6 +14,7 @@ from typing import Any
 from .._implementation import Task, TaskId
 from .._status import Status
 from ..backends._capabilities import (
+    CountTasks,
     Delete,
     FetchById,
     Kill,
@@ -161,7 +162,14 @@ async def purge_tasks(
 
 
 async def count_tasks(backend: Any) -> dict[str, int]:
-    """How many tasks of each status the backend lists (every status, zeros included)."""
+    """How many tasks of each status the backend holds (every status, zeros included).
+
+    One call to a backend that can count (:class:`CountTasks`); otherwise
+    every task is listed, status by status (fine for small stores only).
+    """
+    if isinstance(backend, CountTasks):
+        counted: dict[Status, int] = await backend.count_tasks()
+        return {status.value: counted.get(status, 0) for status in Status}
     counts: dict[str, int] = {}
     for status in Status:
         counts[status.value] = len(await _ids_of(backend, status))

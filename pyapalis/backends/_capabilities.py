@@ -20,6 +20,7 @@ from .._implementation import Task, TaskId
 from .._status import Status
 
 __all__ = [
+    "CountTasks",
     "Delete",
     "FetchById",
     "Kill",
@@ -163,6 +164,17 @@ class ListTasks(Protocol):
     async def list_tasks(
         self, status: Status | None = None, page: int = 1, page_size: int = 10
     ) -> list[Task]: ...
+
+
+@runtime_checkable
+class CountTasks(Protocol):
+    """How many tasks of this queue are in each status (every status, zeros included).
+
+    One query where :class:`ListTasks` would read every task: the board asks
+    every few seconds. Listed as a ``count_tasks`` row in the features tables.
+    """
+
+    async def count_tasks(self) -> dict[Status, int]: ...
 
 
 @runtime_checkable

@@ -141,6 +141,7 @@ class JsonStorage:
     Vacuum                  supported    drops finished tasks, compacts the file
     delete                  supported    finished, Pending or abandoned tasks
     kill                    supported    Pending or abandoned tasks
+    count_tasks             supported    this queue, from memory
     ResumeById              supported    Failed, Killed or abandoned tasks
     ResumeAbandoned         supported    at once, or by lease expiry
     RegisterWorker          supported
@@ -887,6 +888,17 @@ class JsonStorage:
             self._entry_task(entry)
             for entry in itertools.islice(matching, start, start + page_size)
         ]
+
+    async def count_tasks(self) -> dict[Status, int]:
+        """How many of this queue's tasks are in each status (zeros included)."""
+        self._check_open()
+        await trio.lowlevel.checkpoint()
+        counts = dict.fromkeys(Status, 0)
+        name = self._queue_name
+        for entry in self._store.entries.values():
+            if entry.queue == name:
+                counts[entry.status] += 1
+        return counts
 
     # -- WaitForCompletion ---------------------------------------------------------
 

@@ -138,6 +138,7 @@ class MemoryStorage:
     Vacuum                  supported      forgets the kept finished tasks
     ResumeById              not supported
     kill                    limited        queued tasks (in-flight ones are untracked)
+    count_tasks             limited        queued and kept finished; not in-flight
     delete                  not supported
     ResumeAbandoned         not supported  tasks live and die with the process
     RegisterWorker          not supported
@@ -615,6 +616,14 @@ class MemoryStorage:
             for _task_id, task in reversed(kept):
                 if status is None or task.parts.status is status:
                     yield task
+
+    async def count_tasks(self) -> dict[Status, int]:
+        """Queued and kept finished tasks by status (in-flight ones are not tracked)."""
+        await trio.lowlevel.checkpoint()
+        counts = dict.fromkeys(Status, 0)
+        for task in self._listed(None):
+            counts[task.parts.status] += 1
+        return counts
 
     async def vacuum(self) -> int:
         """Forget every kept finished task; returns how many were forgotten.

@@ -75,6 +75,7 @@ class SqliteStorage:
     Vacuum                  supported    removes this queue's finished tasks
     delete                  supported
     kill                    supported    Pending or Running (the late ack is fenced)
+    count_tasks             supported    one GROUP BY on the (queue, status) index
     ResumeById              supported    Failed, Killed or Running tasks
     ResumeAbandoned         supported    dead processes at once, else by lease
     RegisterWorker          supported
@@ -388,6 +389,20 @@ class SqliteStorage:
             ).fetchall(),
         )
         return [self._task_of(Row(*row)) for row in rows]
+
+    async def count_tasks(self) -> dict[Status, int]:
+        """How many of this queue's tasks are in each status (zeros included)."""
+        rows = await self._db.run(
+            "counting tasks",
+            lambda c: c.execute(
+                "SELECT status, COUNT(*) FROM tasks WHERE queue = ? GROUP BY status",
+                (self._queue,),
+            ).fetchall(),
+        )
+        counts = dict.fromkeys(Status, 0)
+        for status, count in rows:
+            counts[Status(status)] = count
+        return counts
 
     async def update(self, task: Task) -> None:
         """Store the task's parts: status, attempts, run_at, limits, priority, metadata."""

@@ -1,8 +1,9 @@
-"""``kill_by_id`` (the Kill capability the command and the board use) on every backend.
+"""The capabilities the command and the board use beyond apalis's: Kill, CountTasks, Delete.
 
-A Pending task killed never runs and reports Killed with the reason as its
-error; a finished or unknown one is refused (False). On SqliteStorage a
-Running task can be killed too: its worker's late acknowledgement is fenced.
+``kill_by_id``: a Pending task killed never runs and reports Killed with the
+reason as its error; a finished or unknown one is refused (False). On
+SqliteStorage a Running task can be killed too: its worker's late
+acknowledgement is fenced. ``count_tasks`` agrees with ``list_tasks``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pyapalis import (
     TaskId,
     WorkerBuilder,
 )
-from pyapalis.backends._capabilities import Delete, Kill
+from pyapalis.backends._capabilities import CountTasks, Delete, Kill
 
 MAKERS: dict[str, Callable[[Path], Any]] = {
     "memory": lambda _path: MemoryStorage(),
@@ -74,6 +75,21 @@ async def test_a_finished_or_unknown_task_is_refused(storage: Any) -> None:
     assert not await storage.kill_by_id(TaskId("no-such-task"))
     with pytest.raises(TypeError, match="reason"):
         await storage.kill_by_id(task_id, 42)
+
+
+async def test_count_tasks_agrees_with_list_tasks(storage: Any) -> None:
+    assert isinstance(storage, CountTasks)
+    assert await storage.count_tasks() == dict.fromkeys(Status, 0)
+    ids = [await storage.push(n) for n in range(5)]
+    await storage.kill_by_id(ids[0])
+    await storage.kill_by_id(ids[1])
+    counts = await storage.count_tasks()
+    assert counts == {**dict.fromkeys(Status, 0), Status.Pending: 3, Status.Killed: 2}
+    for status in Status:
+        listed = await storage.list_tasks(status=status, page_size=100)
+        assert len(listed) == counts[status]
+    if hasattr(storage, "queue"):  # another named queue of the same store counts apart
+        assert await storage.queue("other").count_tasks() == dict.fromkeys(Status, 0)
 
 
 async def test_delete_capability_is_declared_where_it_exists(storage: Any) -> None:
