@@ -6,6 +6,7 @@ The page in a real browser is tests/test_board_browser.py.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -216,3 +217,31 @@ def test_binding_elsewhere_needs_a_token(
         check_binding("0.0.0.0", "short")
     monkeypatch.setenv(TOKEN_VARIABLE, TOKEN)
     assert check_binding("0.0.0.0", None) == TOKEN
+
+
+async def test_the_sampler_keeps_throughput_history(autojump_clock: trio.testing.MockClock) -> None:
+    from pyapalis import MemoryStorage, WorkerBuilder
+    from pyapalis._board._app import create_app, sample_throughput
+
+    storage = MemoryStorage()
+    app = create_app(storage, csrf=CSRF)
+    start = trio.current_time()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(sample_throughput, app)
+        await trio.sleep(1)  # sampled at 0: nothing finished
+        ids = await storage.push_bulk(range(6))
+
+        async def handler(n: int) -> None:
+            await trio.sleep(0.1)
+
+        worker = WorkerBuilder("w").backend(storage).build(handler)
+        nursery.start_soon(worker.run)
+        async with contextlib.aclosing(storage.wait_for(ids)) as results:
+            assert len([result async for result in results]) == 6
+        worker.context.stop()
+        assert trio.current_time() - start < 5
+        await trio.sleep_until(start + 5.5)  # sampled at 5: six finished
+        async with _client(app) as client:
+            summary = (await client.get("/api/summary")).json()
+        assert summary["throughput"] == [{"ago": 0.5, "per_minute": 72.0}]
+        nursery.cancel_scope.cancel()

@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import hmac
 import html
+import logging
 import secrets
 from importlib import resources
 from typing import Any
 
 import orjson
+import trio
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
@@ -33,6 +35,7 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from .._errors import StorageError
 from .._ops import _actions as actions
 from .._ops._errors import ExitCode, OperationError
 from .._ops._store import describe
@@ -41,7 +44,9 @@ from ..backends._capabilities import Delete, Kill, ListWorkers, ResumeById
 from ._openapi import OPENAPI
 from ._throughput import Throughput
 
-__all__ = ["LOOPBACK_HOSTS", "create_app"]
+__all__ = ["LOOPBACK_HOSTS", "create_app", "sample_throughput"]
+
+logger = logging.getLogger("pyapalis.board")
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 TOKEN_COOKIE = "pyapalis_board"
@@ -90,10 +95,14 @@ class _Board:
     async def index(self, request: Request) -> Response:
         return Response(self.page, media_type="text/html; charset=utf-8")
 
-    async def summary(self, request: Request) -> Response:
+    async def sample(self) -> dict[str, int]:
+        """Read the counts and record the finished count as a throughput sample."""
         counts = await actions.count_tasks(self.backend)
-        finished = sum(counts[status.value] for status in Status if status.is_final)
-        self.throughput.sample(finished)
+        self.throughput.sample(sum(counts[status.value] for status in Status if status.is_final))
+        return counts
+
+    async def summary(self, request: Request) -> Response:
+        counts = await self.sample()
         backend = self.backend
         return JSON(
             {
@@ -246,11 +255,28 @@ def create_app(backend: Any, *, token: str | None = None, csrf: str | None = Non
     middleware = [Middleware(_Guard, token=token, csrf=secret)]
     if token is None:
         middleware.insert(0, Middleware(TrustedHostMiddleware, allowed_hosts=list(LOOPBACK_HOSTS)))
-    return Starlette(
+    app = Starlette(
         routes=routes,
         middleware=middleware,
         exception_handlers={OperationError: _operation_failed},
     )
+    app.state.board = board
+    return app
+
+
+async def sample_throughput(app: Starlette) -> None:
+    """Sample the counts every throughput interval while the board runs (run it in a nursery).
+
+    So the chart has history from the board's start, not only from when a
+    page first asked. A store that fails meanwhile leaves a gap, logged.
+    """
+    board: _Board = app.state.board
+    while True:
+        try:
+            await board.sample()
+        except (OperationError, StorageError) as error:
+            logger.warning("pyapalis board: cannot read the counts: %s", error)
+        await trio.sleep(board.throughput.interval)
 
 
 async def _operation_failed(request: Request, error: Exception) -> Response:

@@ -7,7 +7,6 @@ retry, kill and delete tasks.
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import os
 import signal
@@ -72,7 +71,7 @@ async def serve_board(
         from hypercorn.config import Config
         from hypercorn.trio import serve
 
-        from ._app import create_app
+        from ._app import create_app, sample_throughput
     except ImportError as error:
         raise OperationError(
             f"board: needs the board extra (pip install 'pyapalis[board]'): {error}",
@@ -92,8 +91,17 @@ async def serve_board(
                     return
 
             async with trio.open_nursery() as nursery:
-                start = functools.partial(serve, app, config, shutdown_trigger=stop_on_signal)
-                binds: list[str] = await nursery.start(start)
+
+                async def serve_until_signal(
+                    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+                ) -> None:
+                    await serve(
+                        app, config, shutdown_trigger=stop_on_signal, task_status=task_status
+                    )
+                    nursery.cancel_scope.cancel()  # the sampler too
+
+                binds: list[str] = await nursery.start(serve_until_signal)
+                nursery.start_soon(sample_throughput, app)
                 for address in binds:
                     print(f"pyapalis board: {url} on {address}/", file=sys.stderr, flush=True)
                 task_status.started(binds)
