@@ -91,6 +91,8 @@ def test_list_json_filters_and_pages(db: Path, capsys: pytest.CaptureFixture[str
         capsys, "tasks", f"sqlite://{db}", "list", "--page", "2", "--page-size", "2", "--json"
     )
     assert [row["id"] for row in json.loads(out)] == ids[2:4]
+    code, out, _ = run(capsys, "tasks", f"sqlite://{db}", "list", "--page-size", "2")
+    assert out.splitlines()[-1] == "(page 1; --page 2 for more)"
     code, out, _ = run(capsys, "tasks", f"sqlite://{db}", "list", "--queue", "other")
     assert (code, out) == (0, "(none)\n")
 
@@ -118,6 +120,9 @@ def test_show_retry_and_kill(db: Path, capsys: pytest.CaptureFixture[str]) -> No
     )
     code, _, err = run(capsys, "tasks", url, "kill", pending)
     assert code == ExitCode.CONFLICT and "is Killed" in err
+    code, out, _ = run(capsys, "tasks", url, "retry", pending)
+    code, out, _ = run(capsys, "tasks", url, "kill", pending, "--reason", "duplicate order")
+    assert "error       : duplicate order" in out
 
 
 def test_purge_deletes_one_status_with_progress(
@@ -140,6 +145,8 @@ def test_workers_and_migrate(db: Path, capsys: pytest.CaptureFixture[str]) -> No
     code, out, _ = run(capsys, "migrate", f"sqlite://{db}")
     assert (code, out) == (0, f"sqlite://{db}: schema up to date\n")
     assert db.exists()
+    code, out, _ = run(capsys, "migrate", "memory://")
+    assert (code, out) == (0, "memory://: MemoryStorage keeps no schema; nothing to migrate\n")
 
     async def register() -> None:
         async with SqliteStorage(db) as storage:

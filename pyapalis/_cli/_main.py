@@ -16,7 +16,7 @@ import trio
 from .._errors import PyapalisError
 from .._ops import _actions as actions
 from .._ops._errors import ExitCode, OperationError
-from .._ops._store import opened
+from .._ops._store import describe, opened
 from .._version import __version__
 from ._output import print_json, print_record, print_table
 
@@ -89,6 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         action = actions_parser.add_parser(name, help=text, parents=[json_flag], epilog=EPILOG)
         action.add_argument("task_id", metavar="ID")
+        if name == "kill":
+            action.add_argument(
+                "--reason", default=actions.KILL_REASON, help="recorded as the task's error"
+            )
     purge = actions_parser.add_parser(
         "purge", help="delete every task of one status", parents=[json_flag], epilog=EPILOG
     )
@@ -150,10 +154,13 @@ async def _dispatch(args: argparse.Namespace) -> int:
         elif args.command == "workers":
             _show_rows(await actions.list_workers(backend), WORKER_COLUMNS, args.json)
         else:  # migrate: opening the store created or migrated its schema
+            persistent = hasattr(backend, "__aenter__")
             if args.json:
-                print_json({"url": args.url, "migrated": True})
-            else:
+                print_json({"url": args.url, "migrated": persistent})
+            elif persistent:
                 print(f"{args.url}: schema up to date")
+            else:
+                print(f"{args.url}: {describe(backend)} keeps no schema; nothing to migrate")
     return int(ExitCode.OK)
 
 
@@ -162,6 +169,8 @@ async def _tasks(backend: Any, args: argparse.Namespace) -> None:
         status = actions.parse_status(args.status) if args.status else None
         rows = await actions.list_tasks(backend, status, args.page, args.page_size)
         _show_rows(rows, TASK_COLUMNS, args.json)
+        if not args.json and len(rows) == args.page_size:
+            print(f"(page {args.page}; --page {args.page + 1} for more)")
     elif args.action == "purge":
         status = actions.parse_status(args.status)
         progress = None if args.json else _progress_printer()
@@ -171,12 +180,12 @@ async def _tasks(backend: Any, args: argparse.Namespace) -> None:
         else:
             print(f"deleted {count} {status.value} task(s)")
     else:
-        act = {
-            "show": actions.show_task,
-            "retry": actions.retry_task,
-            "kill": actions.kill_task,
-        }[args.action]
-        record = await act(backend, args.task_id)
+        if args.action == "kill":
+            record = await actions.kill_task(backend, args.task_id, args.reason)
+        elif args.action == "retry":
+            record = await actions.retry_task(backend, args.task_id)
+        else:
+            record = await actions.show_task(backend, args.task_id)
         if args.json:
             print_json(record)
         else:

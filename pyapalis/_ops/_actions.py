@@ -29,6 +29,7 @@ from ._records import task_record, worker_record
 from ._store import describe, require
 
 __all__ = [
+    "KILL_REASON",
     "PURGEABLE",
     "count_tasks",
     "kill_task",
@@ -42,6 +43,9 @@ __all__ = [
 
 PURGEABLE = (Status.Pending, Status.Done, Status.Failed, Status.Killed)
 """Statuses ``purge`` deletes. Running tasks belong to their workers: never purged."""
+
+KILL_REASON = "killed by an operator"
+"""The error recorded on a task killed without a reason given."""
 
 _SCAN_PAGE = 500
 """Tasks read per ``list_tasks`` call when an action walks a whole status."""
@@ -104,9 +108,7 @@ async def retry_task(backend: Any, task_id: str) -> dict[str, Any]:
     return await show_task(backend, task_id)
 
 
-async def kill_task(
-    backend: Any, task_id: str, reason: str = "killed by an operator"
-) -> dict[str, Any]:
+async def kill_task(backend: Any, task_id: str, reason: str = KILL_REASON) -> dict[str, Any]:
     """Make a task that has not finished Killed: it never runs again."""
     killer = require(backend, Kill, "kill a task")
     task = await _fetch(backend, task_id, "kill a task")

@@ -6,11 +6,15 @@ pipes, and polling backends built with ``BackendBuilder``. For backend authors:
 the ``Backend`` protocol a worker consumes, the optional extras a worker uses
 (``SyncAck``, ``Wakeable``, ``Bindable``, ``RunsAlongside``, ``WorkerSessions``
 with ``WorkerIdentity``), the optional capability protocols (``FetchById``,
-``WaitForCompletion`` ...) and ``TaskResult``/``WorkerInfo``.
+``WaitForCompletion`` ...), the operations the command and the board use
+(``Kill``, ``Delete``, ``CountTasks``) and ``TaskResult``/``WorkerInfo``.
 The common backends are also importable from :mod:`pyapalis` itself.
 """
 
+from ._capabilities import CountTasks as CountTasks
+from ._capabilities import Delete as Delete
 from ._capabilities import FetchById as FetchById
+from ._capabilities import Kill as Kill
 from ._capabilities import ListTasks as ListTasks
 from ._capabilities import ListWorkers as ListWorkers
 from ._capabilities import RegisterWorker as RegisterWorker
@@ -61,13 +65,16 @@ __all__ = [
     "BackoffConfig",
     "Bindable",
     "Codec",
+    "CountTasks",
     "CustomBackend",
     "CustomConfig",
+    "Delete",
     "FetchById",
     "FutureStrategy",
     "IntervalStrategy",
     "JsonCodec",
     "JsonStorage",
+    "Kill",
     "ListTasks",
     "ListWorkers",
     "MemoryQueues",
