@@ -232,7 +232,15 @@ APP = textwrap.dedent(
 
     import trio
 
-    from pyapalis import Monitor, SqliteStorage, WorkerBuilder, WorkerContext
+    from pyapalis import (
+        BackgroundTask,
+        CurrentTask,
+        Monitor,
+        SqliteStorage,
+        WorkerBuilder,
+        WorkerContext,
+        WorkerPool,
+    )
 
 
     async def handle(item: dict, worker: WorkerContext) -> int:
@@ -250,6 +258,19 @@ APP = textwrap.dedent(
 
 
     monitor = Monitor().register(lambda _restarts: make(2))
+
+
+    class Say(BackgroundTask):
+        TASK_NAME = "say"
+        n: int
+
+        async def run(self, task: CurrentTask, app: None) -> None:
+            print(f"said {self.n}", flush=True)
+
+
+    async def pool():  # an async factory of a WorkerPool
+        storage = SqliteStorage(os.environ["APP_DB"])
+        return WorkerPool(storage).register_task_type(Say)
     """
 )
 
@@ -327,6 +348,37 @@ def test_worker_stops_gracefully_on_a_signal(
             if process.poll() is None:
                 process.kill()
     assert [_status_of(db, task_id) for task_id in ids] == [Status.Done, Status.Done]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_worker_runs_a_worker_pool_from_an_async_factory(app: Path) -> None:
+    db = app / "tasks.db"
+
+    async def seed() -> None:
+        async with SqliteStorage(db) as storage:
+            for n in range(2):
+                await storage.push({"task_name": "say", "payload": {"n": n}})
+
+    trio.run(seed)
+    with subprocess.Popen(
+        [sys.executable, "-m", "pyapalis", "worker", "app:pool"],
+        cwd=app,
+        env={**os.environ, "APP_DB": str(db)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as process:
+        try:
+            out = _Lines(process.stdout)
+            err = _Lines(process.stderr)
+            assert "(WorkerPool)" in err.next()
+            assert sorted([out.next(), out.next()]) == ["said 0", "said 1"]
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=WAIT) == 0
+            assert err.rest()[-1] == "pyapalis worker: stopped"
+        finally:
+            if process.poll() is None:
+                process.kill()
 
 
 def test_worker_concurrency_needs_a_factory(
