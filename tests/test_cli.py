@@ -260,6 +260,16 @@ APP = textwrap.dedent(
     monitor = Monitor().register(lambda _restarts: make(2))
 
 
+    async def never_ends(item: dict) -> None:
+        print(f"stuck {item['n']}", flush=True)
+        await trio.sleep_forever()
+
+
+    def stuck():
+        storage = SqliteStorage(os.environ["APP_DB"])
+        return WorkerBuilder("stuck").backend(storage).build(never_ends)
+
+
     class Say(BackgroundTask):
         TASK_NAME = "say"
         n: int
@@ -379,6 +389,45 @@ def test_worker_runs_a_worker_pool_from_an_async_factory(app: Path) -> None:
         finally:
             if process.poll() is None:
                 process.kill()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_a_second_signal_stops_at_once_and_hands_the_task_back(app: Path) -> None:
+    db = app / "tasks.db"
+    [task_id] = _seed(db, 1)
+    with subprocess.Popen(
+        [sys.executable, "-m", "pyapalis", "worker", "app:stuck"],
+        cwd=app,
+        env={**os.environ, "APP_DB": str(db)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as process:
+        try:
+            out = _Lines(process.stdout)
+            err = _Lines(process.stderr)
+            assert "running" in err.next()
+            assert out.next() == "stuck 0"
+            process.send_signal(signal.SIGTERM)
+            assert err.next() == "pyapalis worker: SIGTERM: stopping gracefully"
+            process.send_signal(signal.SIGINT)
+            assert process.wait(timeout=WAIT) == 0
+            assert err.rest() == [
+                "pyapalis worker: SIGINT again: stopping now",
+                "pyapalis worker: stopped",
+            ]
+        finally:
+            if process.poll() is None:
+                process.kill()
+
+    async def read() -> tuple[Status, int]:
+        async with SqliteStorage(db) as storage:
+            task = await storage.fetch_by_id(TaskId(task_id))
+            assert task is not None
+            return task.parts.status, task.parts.attempt.current()
+
+    # Handed back: Pending again, and the interrupted execution does not count.
+    assert trio.run(read) == (Status.Pending, 0)
 
 
 def test_worker_concurrency_needs_a_factory(
