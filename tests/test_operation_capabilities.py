@@ -25,7 +25,7 @@ from pyapalis import (
     TaskId,
     WorkerBuilder,
 )
-from pyapalis.backends._capabilities import CountTasks, Delete, Kill
+from pyapalis.backends._capabilities import CountTasks, Delete, Kill, ListQueues
 
 MAKERS: dict[str, Callable[[Path], Any]] = {
     "memory": lambda _path: MemoryStorage(),
@@ -90,6 +90,20 @@ async def test_count_tasks_agrees_with_list_tasks(storage: Any) -> None:
         assert len(listed) == counts[status]
     if hasattr(storage, "queue"):  # another named queue of the same store counts apart
         assert await storage.queue("other").count_tasks() == dict.fromkeys(Status, 0)
+
+
+async def test_list_queues_names_the_queues_holding_tasks(tmp_path: Path) -> None:
+    for storage in (SqliteStorage(tmp_path / "tasks.db"), JsonStorage(tmp_path / "t.jsonl")):
+        async with storage:
+            assert isinstance(storage, ListQueues)
+            assert await storage.list_queues() == ["default"]
+            async with storage.queue("emails") as emails:
+                await emails.push("hi")
+                assert await emails.list_queues() == ["emails"]  # default holds none
+                assert await storage.list_queues() == ["default", "emails"]
+            async with storage.queue("zzz") as empty:
+                assert await empty.list_queues() == ["emails", "zzz"]
+    assert not isinstance(MemoryStorage(), ListQueues)
 
 
 async def test_delete_capability_is_declared_where_it_exists(storage: Any) -> None:

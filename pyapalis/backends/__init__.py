@@ -7,7 +7,7 @@ the ``Backend`` protocol a worker consumes, the optional extras a worker uses
 (``SyncAck``, ``Wakeable``, ``Bindable``, ``RunsAlongside``, ``WorkerSessions``
 with ``WorkerIdentity``), the optional capability protocols (``FetchById``,
 ``WaitForCompletion`` ...), the operations the command and the board use
-(``Kill``, ``Delete``, ``CountTasks``) and ``TaskResult``/``WorkerInfo``.
+(``Kill``, ``Delete``, ``CountTasks``, ``ListQueues``) and ``TaskResult``/``WorkerInfo``.
 The common backends are also importable from :mod:`pyapalis` itself.
 """
 
@@ -15,6 +15,7 @@ from ._capabilities import CountTasks as CountTasks
 from ._capabilities import Delete as Delete
 from ._capabilities import FetchById as FetchById
 from ._capabilities import Kill as Kill
+from ._capabilities import ListQueues as ListQueues
 from ._capabilities import ListTasks as ListTasks
 from ._capabilities import ListWorkers as ListWorkers
 from ._capabilities import RegisterWorker as RegisterWorker
@@ -75,6 +76,7 @@ __all__ = [
     "JsonCodec",
     "JsonStorage",
     "Kill",
+    "ListQueues",
     "ListTasks",
     "ListWorkers",
     "MemoryQueues",

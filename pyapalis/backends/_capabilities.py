@@ -24,6 +24,7 @@ __all__ = [
     "Delete",
     "FetchById",
     "Kill",
+    "ListQueues",
     "ListTasks",
     "ListWorkers",
     "RegisterWorker",
@@ -175,6 +176,17 @@ class CountTasks(Protocol):
     """
 
     async def count_tasks(self) -> dict[Status, int]: ...
+
+
+@runtime_checkable
+class ListQueues(Protocol):
+    """The names of the store's queues that hold tasks, and this handle's own, sorted.
+
+    For a store with named queues (``storage.queue(name)``); the board shows
+    each. Listed as a ``list_queues`` row in the features tables.
+    """
+
+    async def list_queues(self) -> list[str]: ...
 
 
 @runtime_checkable

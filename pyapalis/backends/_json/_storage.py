@@ -142,6 +142,7 @@ class JsonStorage:
     delete                  supported    finished, Pending or abandoned tasks
     kill                    supported    Pending or abandoned tasks
     count_tasks             supported    this queue, from memory
+    list_queues             supported    queues of the file holding tasks
     ResumeById              supported    Failed, Killed or abandoned tasks
     ResumeAbandoned         supported    at once, or by lease expiry
     RegisterWorker          supported
@@ -888,6 +889,12 @@ class JsonStorage:
             self._entry_task(entry)
             for entry in itertools.islice(matching, start, start + page_size)
         ]
+
+    async def list_queues(self) -> list[str]:
+        """The file's queues that hold tasks, and this handle's own, sorted."""
+        self._check_open()
+        await trio.lowlevel.checkpoint()
+        return sorted({self._queue_name, *(entry.queue for entry in self._store.entries.values())})
 
     async def count_tasks(self) -> dict[Status, int]:
         """How many of this queue's tasks are in each status (zeros included)."""

@@ -76,6 +76,7 @@ class SqliteStorage:
     delete                  supported
     kill                    supported    Pending or Running (the late ack is fenced)
     count_tasks             supported    one GROUP BY on the (queue, status) index
+    list_queues             supported    queues of the file holding tasks
     ResumeById              supported    Failed, Killed or Running tasks
     ResumeAbandoned         supported    dead processes at once, else by lease
     RegisterWorker          supported
@@ -389,6 +390,14 @@ class SqliteStorage:
             ).fetchall(),
         )
         return [self._task_of(Row(*row)) for row in rows]
+
+    async def list_queues(self) -> list[str]:
+        """The file's queues that hold tasks, and this handle's own, sorted."""
+        rows = await self._db.run(
+            "listing queues",
+            lambda c: c.execute("SELECT DISTINCT queue FROM tasks").fetchall(),
+        )
+        return sorted({self._queue, *(row[0] for row in rows)})
 
     async def count_tasks(self) -> dict[Status, int]:
         """How many of this queue's tasks are in each status (zeros included)."""
