@@ -87,6 +87,49 @@ async def test_api_reads(store: Any) -> None:
         )
 
 
+async def test_every_queue_of_the_store(store: Any) -> None:
+    from pyapalis._board._app import close_app, create_app
+
+    await _seed(store)
+    async with store.queue("emails") as emails:
+        mail = str(await emails.push("hello"))
+    app = create_app(store, csrf=CSRF)
+    try:
+        async with _client(app) as client:
+            summary = (await client.get("/api/summary")).json()
+            assert [(row["queue"], row["total"]) for row in summary["queues"]] == [
+                ("default", 3),
+                ("emails", 1),
+            ]
+            assert (summary["queue"], summary["total"]) == ("default", 3)
+            scoped = (await client.get("/api/summary", params={"queue": "emails"})).json()
+            assert (scoped["queue"], scoped["counts"]["Pending"], scoped["total"]) == (
+                "emails",
+                1,
+                1,
+            )
+            listed = (await client.get("/api/tasks", params={"queue": "emails"})).json()
+            assert [task["id"] for task in listed["tasks"]] == [mail]
+            killed = await client.post(
+                f"/api/tasks/{mail}/kill", params={"queue": "emails"}, headers=ACTION
+            )
+            assert killed.json()["status"] == "Killed"
+    finally:
+        await close_app(app)
+
+
+async def test_named_queues_need_a_backend_that_has_them() -> None:
+    from pyapalis import MemoryStorage
+    from pyapalis._board._app import create_app
+
+    async with _client(create_app(MemoryStorage(), csrf=CSRF)) as client:
+        summary = (await client.get("/api/summary")).json()
+        assert [row["queue"] for row in summary["queues"]] == ["default"]
+        response = await client.get("/api/tasks", params={"queue": "emails"})
+        assert response.status_code == 501
+        assert response.json() == {"error": "MemoryStorage has no named queues (queue 'emails')"}
+
+
 async def test_actions_with_the_page_csrf_token(store: Any) -> None:
     from pyapalis._board._app import create_app
 

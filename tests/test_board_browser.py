@@ -71,6 +71,8 @@ def _fill(path: Path) -> dict[str, Any]:
                     await all_done.wait()
                     worker.context.stop()
             pending = str(await storage.push({"to": XSS}))
+            async with storage.queue("emails") as emails:
+                await emails.push_bulk(["a", "b"])
             await storage.register_worker("reporter")
             return {"ids": ids, "pending": pending}
 
@@ -140,7 +142,18 @@ def test_what_a_person_sees(board: tuple[str, dict[str, Any], Path], tmp_path: P
             expect(page.locator('.card[data-status="Failed"] .n')).to_have_text("2")
             expect(page.locator('.card[data-status="Pending"] .n')).to_have_text("1")
             expect(page.locator("#backend")).to_contain_text("SqliteStorage")
+            rows = page.locator("#queues tbody tr")
+            expect(rows).to_have_count(2)
+            expect(rows.nth(1).locator("td").first).to_have_text("emails")
+            expect(rows.nth(1).locator("td").last).to_have_text("2")
             _shoot(page, tmp_path, "queue", publish=True)
+
+            # Another queue, chosen in the header.
+            page.locator("#queue").select_option("emails")
+            expect(page.locator('.card[data-status="Pending"] .n')).to_have_text("2")
+            expect(page.locator('.card[data-status="Done"] .n')).to_have_text("0")
+            page.locator("#queue").select_option("default")
+            expect(page.locator('.card[data-status="Done"] .n')).to_have_text("4")
 
             # Failed tasks, then one of them: its error shown as text.
             page.locator('.card[data-status="Failed"]').click()

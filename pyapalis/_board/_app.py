@@ -17,6 +17,7 @@ Security (the board can retry, kill and delete tasks):
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import html
 import logging
@@ -40,11 +41,11 @@ from .._ops import _actions as actions
 from .._ops._errors import ExitCode, OperationError
 from .._ops._store import describe
 from .._status import Status
-from ..backends._capabilities import Delete, Kill, ListWorkers, ResumeById
+from ..backends._capabilities import Delete, Kill, ListQueues, ListWorkers, ResumeById
 from ._openapi import OPENAPI
 from ._throughput import Throughput
 
-__all__ = ["LOOPBACK_HOSTS", "create_app", "sample_throughput"]
+__all__ = ["LOOPBACK_HOSTS", "close_app", "create_app", "sample_throughput"]
 
 logger = logging.getLogger("pyapalis.board")
 
@@ -60,6 +61,8 @@ SECURITY_HEADERS = {
     "x-frame-options": "DENY",
     "referrer-policy": "no-referrer",
 }
+MAX_QUEUE_HANDLES = 64
+"""Handles on other queues the board keeps open at most (each names a queue)."""
 HTTP_STATUS = {
     ExitCode.USAGE: 400,
     ExitCode.NOT_FOUND: 404,
@@ -83,7 +86,12 @@ def _error(message: str, status_code: int) -> JSON:
 
 
 class _Board:
-    """The endpoints, bound to one opened backend."""
+    """The endpoints, bound to one opened backend and the handles on its other queues.
+
+    Every endpoint takes ``?queue=NAME`` (default: the URL's queue); a handle
+    on another queue (``backend.queue(name)``) is opened on first use and
+    kept until :meth:`aclose`.
+    """
 
     def __init__(self, backend: Any, csrf: str) -> None:
         self.backend = backend
@@ -91,23 +99,86 @@ class _Board:
         self.throughput = Throughput()
         page = resources.files(__package__).joinpath("static/index.html").read_text("utf-8")
         self.page = page.replace("{{csrf}}", html.escape(csrf, quote=True))
+        self._handles: dict[str, Any] = {}
+        self._stack = contextlib.AsyncExitStack()
+
+    async def aclose(self) -> None:
+        """Close the handles opened on other queues."""
+        self._handles.clear()
+        await self._stack.aclose()
+
+    @property
+    def queue_name(self) -> str | None:
+        name = getattr(self.backend, "queue_name", None)
+        return name if isinstance(name, str) else None
+
+    async def handle(self, name: str | None) -> Any:
+        """The backend for queue ``name`` (None: the URL's queue)."""
+        backend = self.backend
+        if name is None or name == self.queue_name:
+            return backend
+        handle = self._handles.get(name)
+        if handle is not None:
+            return handle
+        select = getattr(backend, "queue", None)
+        if not callable(select):
+            raise OperationError(
+                f"{describe(backend)} has no named queues (queue {name!r})", ExitCode.UNSUPPORTED
+            )
+        if len(self._handles) >= MAX_QUEUE_HANDLES:
+            raise OperationError(
+                f"the board keeps at most {MAX_QUEUE_HANDLES} queues open", ExitCode.USAGE
+            )
+        try:
+            handle = select(name)
+        except (ValueError, TypeError) as error:
+            raise OperationError(str(error), ExitCode.USAGE) from None
+        if hasattr(handle, "__aenter__"):
+            handle = await self._stack.enter_async_context(handle)
+        self._handles[name] = handle
+        return handle
+
+    async def _of(self, request: Request) -> Any:
+        return await self.handle(request.query_params.get("queue") or None)
+
+    async def queue_names(self) -> list[str]:
+        """Every queue of the store holding tasks (and the URL's), or just the URL's."""
+        if isinstance(self.backend, ListQueues):
+            names: list[str] = await self.backend.list_queues()
+            return names
+        return [self.queue_name or "default"]
+
+    async def queue_counts(self) -> list[dict[str, Any]]:
+        """Each queue's counts by status, and total."""
+        rows = []
+        for name in await self.queue_names():
+            own = name == (self.queue_name or "default")
+            backend = self.backend if own else await self.handle(name)
+            counts = await actions.count_tasks(backend)
+            rows.append({"queue": name, "counts": counts, "total": sum(counts.values())})
+        return rows
+
+    async def sample(self) -> list[dict[str, Any]]:
+        """Read every queue's counts and record the finished total as a throughput sample."""
+        rows = await self.queue_counts()
+        finals = [status.value for status in Status if status.is_final]
+        self.throughput.sample(sum(row["counts"][name] for row in rows for name in finals))
+        return rows
 
     async def index(self, request: Request) -> Response:
         return Response(self.page, media_type="text/html; charset=utf-8")
 
-    async def sample(self) -> dict[str, int]:
-        """Read the counts and record the finished count as a throughput sample."""
-        counts = await actions.count_tasks(self.backend)
-        self.throughput.sample(sum(counts[status.value] for status in Status if status.is_final))
-        return counts
-
     async def summary(self, request: Request) -> Response:
-        counts = await self.sample()
-        backend = self.backend
+        queues = await self.sample()
+        backend = await self._of(request)
+        name = getattr(backend, "queue_name", None)
+        selected = next((row for row in queues if row["queue"] == name), None)
+        counts = selected["counts"] if selected else await actions.count_tasks(backend)
         return JSON(
             {
                 "backend": describe(backend),
-                "queue": getattr(backend, "queue_name", None),
+                "queue": name,
+                "queues": queues,
                 "counts": counts,
                 "total": sum(counts.values()),
                 "throughput": self.throughput.points(),
@@ -127,17 +198,20 @@ class _Board:
         status = actions.parse_status(status_text) if status_text else None
         page = _int(query.get("page", "1"), "page")
         page_size = min(_int(query.get("page_size", "20"), "page_size"), 200)
-        rows = await actions.list_tasks(self.backend, status, page, page_size)
+        rows = await actions.list_tasks(await self._of(request), status, page, page_size)
         return JSON({"tasks": rows, "page": page, "page_size": page_size})
 
     async def task(self, request: Request) -> Response:
-        return JSON(await actions.show_task(self.backend, request.path_params["task_id"]))
+        task_id = request.path_params["task_id"]
+        return JSON(await actions.show_task(await self._of(request), task_id))
 
     async def retry(self, request: Request) -> Response:
-        return JSON(await actions.retry_task(self.backend, request.path_params["task_id"]))
+        task_id = request.path_params["task_id"]
+        return JSON(await actions.retry_task(await self._of(request), task_id))
 
     async def kill(self, request: Request) -> Response:
-        return JSON(await actions.kill_task(self.backend, request.path_params["task_id"]))
+        task_id = request.path_params["task_id"]
+        return JSON(await actions.kill_task(await self._of(request), task_id))
 
     async def purge(self, request: Request) -> Response:
         try:
@@ -148,11 +222,11 @@ class _Board:
         except (orjson.JSONDecodeError, KeyError, TypeError):
             return _error('expected a JSON body {"status": "Failed"}', 400)
         status = actions.parse_status(status_text)
-        deleted = await actions.purge_tasks(self.backend, status)
+        deleted = await actions.purge_tasks(await self._of(request), status)
         return JSON({"status": status.value, "deleted": deleted})
 
     async def workers(self, request: Request) -> Response:
-        return JSON({"workers": await actions.list_workers(self.backend)})
+        return JSON({"workers": await actions.list_workers(await self._of(request))})
 
     async def openapi(self, request: Request) -> Response:
         return JSON(OPENAPI)
@@ -262,6 +336,12 @@ def create_app(backend: Any, *, token: str | None = None, csrf: str | None = Non
     )
     app.state.board = board
     return app
+
+
+async def close_app(app: Starlette) -> None:
+    """Close what the board opened itself (handles on the store's other queues)."""
+    board: _Board = app.state.board
+    await board.aclose()
 
 
 async def sample_throughput(app: Starlette) -> None:

@@ -12,6 +12,12 @@ _ID = {"name": "task_id", "in": "path", "required": True, "schema": {"type": "st
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _TASK = {"$ref": "#/components/schemas/Task"}
 _STATUS = {"$ref": "#/components/schemas/Status"}
+_QUEUE = {
+    "name": "queue",
+    "in": "query",
+    "description": "a named queue of the store (default: the board's URL's)",
+    "schema": {"type": "string"},
+}
 
 
 def _reply(schema: dict[str, Any], description: str) -> dict[str, Any]:
@@ -44,7 +50,8 @@ OPENAPI: dict[str, Any] = {
     "paths": {
         "/api/summary": {
             "get": {
-                "summary": "Counts by status, throughput, and what the backend can do",
+                "summary": "Every queue's counts, the chosen queue's, throughput, capabilities",
+                "parameters": [_QUEUE],
                 "responses": {"200": _reply({"$ref": "#/components/schemas/Summary"}, "ok")},
             }
         },
@@ -83,14 +90,14 @@ OPENAPI: dict[str, Any] = {
         "/api/tasks/{task_id}": {
             "get": {
                 "summary": "One task: args, status, attempts, run_at, error, result, timeline",
-                "parameters": [_ID],
+                "parameters": [_ID, _QUEUE],
                 "responses": {"200": _reply(_TASK, "ok"), **_ERRORS},
             }
         },
         "/api/tasks/{task_id}/retry": {
             "post": {
                 "summary": "Make a Failed, Killed or abandoned task Pending again",
-                "parameters": [_ID],
+                "parameters": [_ID, _QUEUE],
                 "security": _ACTION_SECURITY,
                 "responses": {"200": _reply(_TASK, "the task, now Pending"), **_ERRORS},
             }
@@ -98,7 +105,7 @@ OPENAPI: dict[str, Any] = {
         "/api/tasks/{task_id}/kill": {
             "post": {
                 "summary": "Make a task that has not finished Killed",
-                "parameters": [_ID],
+                "parameters": [_ID, _QUEUE],
                 "security": _ACTION_SECURITY,
                 "responses": {"200": _reply(_TASK, "the task, now Killed"), **_ERRORS},
             }
@@ -106,6 +113,7 @@ OPENAPI: dict[str, Any] = {
         "/api/purge": {
             "post": {
                 "summary": "Delete every task of one status (Pending, Done, Failed or Killed)",
+                "parameters": [_QUEUE],
                 "security": _ACTION_SECURITY,
                 "requestBody": {
                     "required": True,
@@ -137,6 +145,7 @@ OPENAPI: dict[str, Any] = {
         "/api/workers": {
             "get": {
                 "summary": "The workers the store knows of, with their last heartbeat",
+                "parameters": [_QUEUE],
                 "responses": {
                     "200": _reply(
                         {
@@ -213,6 +222,20 @@ OPENAPI: dict[str, Any] = {
                 "properties": {
                     "backend": {"type": "string"},
                     "queue": {"type": ["string", "null"]},
+                    "queues": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "queue": {"type": "string"},
+                                "counts": {
+                                    "type": "object",
+                                    "additionalProperties": {"type": "integer"},
+                                },
+                                "total": {"type": "integer"},
+                            },
+                        },
+                    },
                     "counts": {"type": "object", "additionalProperties": {"type": "integer"}},
                     "total": {"type": "integer"},
                     "throughput": {

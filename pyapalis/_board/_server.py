@@ -71,7 +71,7 @@ async def serve_board(
         from hypercorn.config import Config
         from hypercorn.trio import serve
 
-        from ._app import create_app, sample_throughput
+        from ._app import close_app, create_app, sample_throughput
     except ImportError as error:
         raise OperationError(
             f"board: needs the board extra (pip install 'pyapalis[board]'): {error}",
@@ -84,24 +84,28 @@ async def serve_board(
         config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
         config.accesslog = None
         config.errorlog = "-"
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        try:
+            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
 
-            async def stop_on_signal() -> None:
-                async for _signum in signals:
-                    return
+                async def stop_on_signal() -> None:
+                    async for _signum in signals:
+                        return
 
-            async with trio.open_nursery() as nursery:
+                async with trio.open_nursery() as nursery:
 
-                async def serve_until_signal(
-                    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
-                ) -> None:
-                    await serve(
-                        app, config, shutdown_trigger=stop_on_signal, task_status=task_status
-                    )
-                    nursery.cancel_scope.cancel()  # the sampler too
+                    async def serve_until_signal(
+                        task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+                    ) -> None:
+                        await serve(
+                            app, config, shutdown_trigger=stop_on_signal, task_status=task_status
+                        )
+                        nursery.cancel_scope.cancel()  # the sampler too
 
-                binds: list[str] = await nursery.start(serve_until_signal)
-                nursery.start_soon(sample_throughput, app)
-                for address in binds:
-                    print(f"pyapalis board: {url} on {address}/", file=sys.stderr, flush=True)
-                task_status.started(binds)
+                    binds: list[str] = await nursery.start(serve_until_signal)
+                    nursery.start_soon(sample_throughput, app)
+                    for address in binds:
+                        print(f"pyapalis board: {url} on {address}/", file=sys.stderr, flush=True)
+                    task_status.started(binds)
+        finally:
+            with trio.CancelScope(shield=True):
+                await close_app(app)

@@ -6,6 +6,21 @@ const CSRF = document.querySelector('meta[name="csrf-token"]').content;
 const STATUSES = ["Pending", "Queued", "Running", "Done", "Failed", "Killed"];
 const REFRESH_MS = 2000;
 let can = {};
+let queue = "";  // the queue shown ("" = the board's URL's queue), kept in the address
+
+// An address in the page: a route and its parameters, the queue carried along.
+function route(path, params) {
+  const query = new URLSearchParams(params || {});
+  if (queue) query.set("queue", queue);
+  const text = query.toString();
+  return "#" + path + (text ? "?" + text : "");
+}
+
+// An API path with the queue added to its query.
+function scoped(path) {
+  if (!queue) return path;
+  return path + (path.includes("?") ? "&" : "?") + "queue=" + encodeURIComponent(queue);
+}
 
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
@@ -28,7 +43,7 @@ function text(value) {
 function badge(status) { return el("span", { class: "status s-" + status }, status); }
 
 async function api(path, options) {
-  const response = await fetch("/api" + path, Object.assign({ credentials: "same-origin" }, options));
+  const response = await fetch("/api" + scoped(path), Object.assign({ credentials: "same-origin" }, options));
   const body = await response.json();
   if (!response.ok) throw new Error(body.error || response.statusText);
   return body;
@@ -80,6 +95,7 @@ function chart(points, interval) {
     svg.append(t);
   };
   label(4, pad - 8, Math.round(max) + " tasks/min");
+  if (!points.length) label(width / 2 - 80, height / 2, "collecting samples every " + interval + " s…");
   label(pad, height - 8, "-" + Math.round(span / 60) + " min");
   label(width - pad - 20, height - 8, "now");
   return svg;
@@ -87,18 +103,38 @@ function chart(points, interval) {
 
 // -- views ---------------------------------------------------------------------
 
+function showSummary(summary) {
+  can = summary.can;
+  document.getElementById("backend").textContent = summary.backend;
+  const select = document.getElementById("queue");
+  const names = summary.queues.map((row) => row.queue);
+  if (select.dataset.names !== names.join("\n")) {
+    select.replaceChildren(...names.map((name) => el("option", { value: name }, name)));
+    select.dataset.names = names.join("\n");
+  }
+  select.value = summary.queue || "";
+}
+
 async function queuesView() {
   const summary = await api("/summary");
-  can = summary.can;
-  document.getElementById("backend").textContent = summary.backend +
-    (summary.queue ? " · queue " + summary.queue : "");
+  showSummary(summary);
   const cards = STATUSES.map((status) =>
-    el("div", { class: "card", "data-status": status, on: { click: () => { location.hash = "#/tasks?status=" + status; } } },
+    el("div", { class: "card", "data-status": status, on: { click: () => { location.hash = route("/tasks", { status: status }); } } },
       badge(status), el("div", { class: "n" }, summary.counts[status] || 0)));
+  const columns = [
+    { title: "Queue", cell: (row) => row.queue },
+    ...STATUSES.map((status) => ({ title: status, cell: (row) => row.counts[status] || 0 })),
+    { title: "Total", cell: (row) => row.total },
+  ];
+  const rows = summary.queues.map((row) => Object.assign({ id: row.queue }, row));
+  const overview = table(columns, rows, (row) => { queue = row.queue; location.hash = route("/"); });
+  overview.id = "queues";
   return [
-    el("h2", {}, "Tasks by status (" + summary.total + ")"),
+    el("h2", {}, "Queues"),
+    overview,
+    el("h2", {}, "Queue " + (summary.queue || "") + ": tasks by status (" + summary.total + ")"),
     el("div", { class: "cards" }, ...cards),
-    el("h2", {}, "Finished per minute, last minutes"),
+    el("h2", {}, "Finished per minute, last minutes (all queues)"),
     chart(summary.throughput, summary.throughput_interval),
   ];
 }
@@ -109,8 +145,8 @@ async function tasksView(params) {
   const query = new URLSearchParams({ page: page, page_size: 20 });
   if (status) query.set("status", status);
   const [list, summary] = await Promise.all([api("/tasks?" + query), api("/summary")]);
-  can = summary.can;
-  const go = (s, p) => { location.hash = "#/tasks?" + new URLSearchParams(Object.assign({ page: p }, s ? { status: s } : {})); };
+  showSummary(summary);
+  const go = (s, p) => { location.hash = route("/tasks", Object.assign({ page: p }, s ? { status: s } : {})); };
   const select = el("select", { id: "status-filter", on: { change: (e) => go(e.target.value, 1) } },
     el("option", { value: "" }, "any status"), ...STATUSES.map((s) => el("option", { value: s }, s)));
   select.value = status;
@@ -136,14 +172,14 @@ async function tasksView(params) {
     { title: "Args", cls: "args", cell: (t) => text(t.args) },
   ];
   const rows = list.tasks.length
-    ? table(columns, list.tasks, (t) => { location.hash = "#/task/" + encodeURIComponent(t.id); })
+    ? table(columns, list.tasks, (t) => { location.hash = route("/task/" + encodeURIComponent(t.id)); })
     : el("p", {}, "No tasks.");
   return [el("h2", {}, status ? status + " tasks" : "Tasks"), toolbar, rows];
 }
 
 async function taskView(id) {
   const [task, summary] = await Promise.all([api("/tasks/" + encodeURIComponent(id)), api("/summary")]);
-  can = summary.can;
+  showSummary(summary);
   const act = (name) => async () => {
     try { await post("/tasks/" + encodeURIComponent(id) + "/" + name); notice(name + ": done", true); render(); }
     catch (error) { notice(error.message); }
@@ -172,6 +208,7 @@ async function taskView(id) {
 
 async function workersView() {
   const summary = await api("/summary");
+  showSummary(summary);
   if (!summary.can.workers) return [el("h2", {}, "Workers"), el("p", {}, summary.backend + " does not list workers.")];
   const list = await api("/workers");
   const columns = [
@@ -195,6 +232,8 @@ async function render() {
     const hash = location.hash.slice(1) || "/";
     const [path, query] = hash.split("?");
     const params = new URLSearchParams(query || "");
+    queue = params.get("queue") || "";
+    for (const a of document.querySelectorAll("nav a")) a.href = route(a.dataset.path);
     let name = "queues", content;
     if (path.startsWith("/task/")) { name = "tasks"; content = await taskView(decodeURIComponent(path.slice(6))); }
     else if (path === "/tasks") { name = "tasks"; content = await tasksView(params); }
@@ -211,5 +250,9 @@ async function render() {
 }
 
 window.addEventListener("hashchange", () => { notice(""); render(); });
+document.getElementById("queue").addEventListener("change", (event) => {
+  queue = event.target.value;
+  location.hash = route("/");
+});
 render();
 setInterval(() => { if (!document.hidden) render(); }, REFRESH_MS);
