@@ -199,8 +199,14 @@ async def test_a_token_is_required_when_set(store: Any) -> None:
 async def test_only_loopback_hosts_without_a_token(store: Any) -> None:
     from pyapalis._board._app import create_app
 
-    async with _client(create_app(store), host="rebound.example") as client:
-        assert (await client.get("/api/summary")).status_code == 400
+    for host in ("rebound.example", "rebound.example:8000", "10.0.0.1", "[fe80::1]:80"):
+        async with _client(create_app(store), host=host) as client:
+            refused = await client.get("/api/summary")
+            assert refused.status_code == 400
+            assert "answers only to loopback host names" in refused.text
+    for host in ("127.0.0.1:8000", "127.0.0.2", "[::1]:8000", "LOCALHOST:8000"):
+        async with _client(create_app(store), host=host) as client:
+            assert (await client.get("/api/summary")).status_code == 200, host
     async with _client(create_app(store), host="localhost") as client:
         response = await client.get("/api/summary")
         assert response.status_code == 200
@@ -239,6 +245,25 @@ async def test_throughput_per_minute(autojump_clock: trio.testing.MockClock) -> 
         {"ago": 5.0, "per_minute": 120.0},
         {"ago": 0.0, "per_minute": 0.0},
     ]
+
+
+@pytest.mark.parametrize(
+    ("header", "host", "loopback"),
+    [
+        ("127.0.0.1:8000", "127.0.0.1", True),
+        ("localhost", "localhost", True),
+        ("[::1]:8000", "[::1]", True),
+        ("::1", "::1", True),
+        ("[::1", "[::1", False),
+        ("board.lan:80", "board.lan", False),
+        ("", "", False),
+    ],
+)
+def test_host_names(header: str, host: str, loopback: bool) -> None:
+    from pyapalis._board._hosts import host_of, is_loopback
+
+    assert host_of(header) == host
+    assert is_loopback(host) is loopback
 
 
 def test_binding_elsewhere_needs_a_token(

@@ -30,7 +30,6 @@ import trio
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
@@ -42,14 +41,14 @@ from .._ops._errors import ExitCode, OperationError
 from .._ops._store import describe
 from .._status import Status
 from ..backends._capabilities import Delete, Kill, ListQueues, ListWorkers, ResumeById
+from ._hosts import host_of, is_loopback
 from ._openapi import OPENAPI
 from ._throughput import Throughput
 
-__all__ = ["LOOPBACK_HOSTS", "close_app", "create_app", "sample_throughput"]
+__all__ = ["close_app", "create_app", "sample_throughput"]
 
 logger = logging.getLogger("pyapalis.board")
 
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 TOKEN_COOKIE = "pyapalis_board"
 CSRF_HEADER = "x-csrf-token"
 SECURITY_HEADERS = {
@@ -257,7 +256,16 @@ class _Guard(BaseHTTPMiddleware):
         return response
 
     async def _checked(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
-        if self.token is not None:
+        if self.token is None:
+            # No token: this machine only. A page elsewhere whose name resolves
+            # here (DNS rebinding) still sends its own name as Host: refused.
+            host = host_of(request.headers.get("host", ""))
+            if not is_loopback(host):
+                return PlainTextResponse(
+                    f"this board answers only to loopback host names, not {host!r}",
+                    status_code=400,
+                )
+        else:
             given = request.query_params.get("token")
             if given is not None and request.method == "GET" and request.url.path == "/":
                 if not _same(given, self.token):
@@ -327,8 +335,6 @@ def create_app(backend: Any, *, token: str | None = None, csrf: str | None = Non
         Mount("/static", StaticFiles(directory=str(static)), name="static"),
     ]
     middleware = [Middleware(_Guard, token=token, csrf=secret)]
-    if token is None:
-        middleware.insert(0, Middleware(TrustedHostMiddleware, allowed_hosts=list(LOOPBACK_HOSTS)))
     app = Starlette(
         routes=routes,
         middleware=middleware,

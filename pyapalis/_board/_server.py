@@ -7,7 +7,6 @@ retry, kill and delete tasks.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import signal
 import sys
@@ -17,19 +16,11 @@ import trio
 
 from .._ops._errors import ExitCode, OperationError
 from .._ops._store import opened
+from ._hosts import is_loopback
 
 __all__ = ["TOKEN_VARIABLE", "check_binding", "serve_board"]
 
 TOKEN_VARIABLE = "PYAPALIS_BOARD_TOKEN"
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def check_binding(host: str, token: str | None) -> str | None:
@@ -44,7 +35,7 @@ def check_binding(host: str, token: str | None) -> str | None:
             "'import secrets; print(secrets.token_urlsafe())')",
             ExitCode.USAGE,
         )
-    if chosen is None and not _is_loopback(host):
+    if chosen is None and not is_loopback(host):
         raise OperationError(
             f"board: binding {host} (not this machine only) needs a token: --token or "
             f"{TOKEN_VARIABLE}",
