@@ -178,6 +178,7 @@ def test_workers_and_migrate(db: Path, capsys: pytest.CaptureFixture[str]) -> No
         ),
         (["workers", "memory://"], ExitCode.UNSUPPORTED, "does not implement ListWorkers"),
         (["tasks", "json:///{dir}", "list"], ExitCode.FAILURE, "Is a directory"),
+        (["tasks", "sqlite://{garbage}", "list"], ExitCode.FAILURE, "not a database"),
         (["worker", "no_such_module:worker"], ExitCode.USAGE, "cannot import module"),
         (["worker", "json:nothing"], ExitCode.USAGE, "'json' has no attribute 'nothing'"),
         (["worker", "os:getcwd"], ExitCode.USAGE, "returned a str"),
@@ -193,7 +194,9 @@ def test_errors_are_one_line_with_their_exit_code(
     code: ExitCode,
     message: str,
 ) -> None:
-    argv = [arg.format(db=tmp_path / "t.db", dir=tmp_path) for arg in argv]
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"this is not a database file, whatever its name says" * 100)
+    argv = [arg.format(db=tmp_path / "t.db", dir=tmp_path, garbage=garbage) for arg in argv]
     got, out, err = run(capsys, *argv)
     assert got == code
     assert out == ""
