@@ -179,6 +179,20 @@ def test_what_a_person_sees(board: tuple[str, dict[str, Any], Path], tmp_path: P
             assert page.evaluate("window.__xss") is None
             assert page.locator("#f-args img, #f-args script").count() == 0
 
+            # Kill the Pending task from its page.
+            page.locator("#kill").click()
+            expect(page.locator("#f-status")).to_have_text("Killed")
+            expect(page.locator("#f-error")).to_have_text("killed by an operator")
+            assert _status(db, seeded["pending"]) == "Killed"
+
+            # Purge the Done tasks, confirming the dialog.
+            page.goto(f"{address}/#/tasks?status=Done")
+            expect(page.locator("tbody tr")).to_have_count(4)
+            page.once("dialog", lambda dialog: dialog.accept())
+            page.locator("#purge").click()
+            expect(page.locator("#notice")).to_have_text("deleted 4 Done task(s)")
+            expect(page.locator("main")).to_contain_text("No tasks.")
+
             # Workers, with their last heartbeat.
             page.locator('nav a[data-nav="workers"]').click()
             expect(page.locator("tbody tr")).to_have_count(1)
