@@ -455,3 +455,13 @@ def test_asv_discovers_the_suites_without_the_bench_extra() -> None:
     assert any(name.startswith("bench_core.") for name in names), names
     # Only the bench_* suites hold benchmarks: no helper is mistaken for one.
     assert all(name.startswith("bench_") for name in names), names
+
+
+def test_the_board_counts_benchmark_measures_both_ways_on_both_backends() -> None:
+    import trio
+
+    from benchmarks import board_counts
+
+    rows = trio.run(board_counts.measure, 30, 1)
+    assert [row["backend"] for row in rows] == ["SqliteStorage", "JsonStorage"]
+    assert all(row["count_tasks_ms"] > 0 and row["listing_ms"] > 0 for row in rows)

@@ -39,6 +39,7 @@ __all__ = [
     "purge_tasks",
     "retry_task",
     "show_task",
+    "task_ids",
 ]
 
 PURGEABLE = (Status.Pending, Status.Done, Status.Failed, Status.Killed)
@@ -121,7 +122,8 @@ async def kill_task(backend: Any, task_id: str, reason: str = KILL_REASON) -> di
     return await show_task(backend, task_id)
 
 
-async def _ids_of(backend: Any, status: Status) -> list[TaskId]:
+async def task_ids(backend: Any, status: Status) -> list[TaskId]:
+    """The ids of every task of ``status``, read a page at a time."""
     lister = require(backend, ListTasks, "list tasks")
     ids: list[TaskId] = []
     page = 1
@@ -152,7 +154,7 @@ async def purge_tasks(
         )
     deleter = require(backend, Delete, "delete tasks")
     fetcher = require(backend, FetchById, "delete tasks")
-    ids = await _ids_of(backend, status)
+    ids = await task_ids(backend, status)
     deleted = 0
     for done, task_id in enumerate(ids, 1):
         current: Task | None = await fetcher.fetch_by_id(task_id)
@@ -174,7 +176,7 @@ async def count_tasks(backend: Any) -> dict[str, int]:
         return {status.value: counted.get(status, 0) for status in Status}
     counts: dict[str, int] = {}
     for status in Status:
-        counts[status.value] = len(await _ids_of(backend, status))
+        counts[status.value] = len(await task_ids(backend, status))
     return counts
 
 
