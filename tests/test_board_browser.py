@@ -197,6 +197,7 @@ def test_what_a_person_sees(board: tuple[str, dict[str, Any], Path], tmp_path: P
             page.locator('nav a[data-nav="workers"]').click()
             expect(page.locator("tbody tr")).to_have_count(1)
             expect(page.locator("tbody tr td").first).to_have_text("reporter")
+            expect(page.locator("tbody tr td").last).to_contain_text(" s ago)")
             _shoot(page, tmp_path, "workers")
             assert errors == []
         finally:

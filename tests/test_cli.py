@@ -205,6 +205,35 @@ def test_errors_are_one_line_with_their_exit_code(
     assert "Traceback" not in err
 
 
+def test_a_json_store_held_by_another_process(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "tasks.jsonl"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, pyapalis; s = pyapalis.JsonStorage(sys.argv[1]); print('held', flush=True);"
+            " sys.stdin.read()",
+            str(path),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        code, out, err = run(capsys, "tasks", f"json://{path}", "list")
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(timeout=WAIT)
+        holder.stdout.close()
+    assert (code, out) == (ExitCode.FAILURE, "")
+    assert err.startswith(f"pyapalis: error: JsonStorage: {path} is in use by process ")
+    assert err.count("\n") == 1
+
+
 def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["tasks"])

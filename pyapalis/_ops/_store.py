@@ -51,6 +51,8 @@ async def opened(url: str, queue: str | None = None) -> AsyncIterator[Any]:
             f"{url.split(':', 1)[0]}:// needs a driver that is not installed: {error}",
             ExitCode.USAGE,
         ) from None
+    except StorageError as error:  # a backend whose construction opens its store (JsonStorage)
+        raise OperationError(str(error), ExitCode.FAILURE) from None
     try:
         async with contextlib.AsyncExitStack() as stack:
             await _enter(stack, backend)

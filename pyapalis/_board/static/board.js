@@ -40,6 +40,11 @@ function text(value) {
   return typeof value === "string" ? value : JSON.stringify(value);
 }
 
+function ago(iso) {
+  const seconds = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
+  return seconds < 120 ? seconds + " s ago" : Math.round(seconds / 60) + " min ago";
+}
+
 function badge(status) { return el("span", { class: "status s-" + status }, status); }
 
 async function api(path, options) {
@@ -216,7 +221,7 @@ async function workersView() {
     { title: "Id", cls: "mono", cell: (w) => text(w.id) },
     { title: "Host", cell: (w) => text(w.host) },
     { title: "Pid", cell: (w) => w.pid },
-    { title: "Last heartbeat", cell: (w) => w.last_seen },
+    { title: "Last heartbeat", cell: (w) => w.last_seen + " (" + ago(w.last_seen) + ")" },
   ];
   return [el("h2", {}, "Workers"), list.workers.length ? table(columns, list.workers) : el("p", {}, "No live worker.")];
 }
@@ -255,4 +260,7 @@ document.getElementById("queue").addEventListener("change", (event) => {
   location.hash = route("/");
 });
 render();
-setInterval(() => { if (!document.hidden) render(); }, REFRESH_MS);
+// Live: redraw every REFRESH_MS, unless the tab is hidden or a list is open in a select.
+setInterval(() => {
+  if (!document.hidden && !(document.activeElement instanceof HTMLSelectElement)) render();
+}, REFRESH_MS);
