@@ -213,8 +213,8 @@ def test_a_json_store_held_by_another_process(
         [
             sys.executable,
             "-c",
-            "import sys, pyapalis; s = pyapalis.JsonStorage(sys.argv[1]); print('held', flush=True);"
-            " sys.stdin.read()",
+            "import sys, pyapalis; s = pyapalis.JsonStorage(sys.argv[1]); "
+            "print('held', flush=True); sys.stdin.read()",
             str(path),
         ],
         stdin=subprocess.PIPE,
