@@ -313,3 +313,32 @@ async def test_the_sampler_keeps_throughput_history(autojump_clock: trio.testing
             summary = (await client.get("/api/summary")).json()
         assert summary["throughput"] == [{"ago": 0.5, "per_minute": 72.0}]
         nursery.cancel_scope.cancel()
+
+
+def test_the_openapi_document_covers_every_api_route_and_its_references_resolve() -> None:
+    from starlette.routing import Route
+
+    from pyapalis import MemoryStorage
+    from pyapalis._board._app import create_app
+    from pyapalis._board._openapi import OPENAPI
+
+    def references(node: Any) -> list[str]:
+        if isinstance(node, dict):
+            found = [node["$ref"]] if "$ref" in node else []
+            return found + [ref for value in node.values() for ref in references(value)]
+        if isinstance(node, list):
+            return [ref for value in node for ref in references(value)]
+        return []
+
+    for reference in references(OPENAPI):
+        target: Any = OPENAPI
+        for part in reference.removeprefix("#/").split("/"):
+            target = target[part]  # KeyError: a dangling $ref
+    routes = {
+        (route.path.replace(":str}", "}"), method.lower())
+        for route in create_app(MemoryStorage()).routes
+        if isinstance(route, Route) and route.path.startswith("/api")
+        for method in (route.methods or ()) - {"HEAD"}
+    }
+    documented = {(path, method) for path, item in OPENAPI["paths"].items() for method in item}
+    assert routes == documented
