@@ -342,3 +342,27 @@ def test_the_openapi_document_covers_every_api_route_and_its_references_resolve(
     }
     documented = {(path, method) for path, item in OPENAPI["paths"].items() for method in item}
     assert routes == documented
+
+
+async def test_request_named_queues_are_limited_but_the_stores_are_all_shown(
+    store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pyapalis._board import _endpoints
+    from pyapalis._board._app import close_app, create_app
+
+    monkeypatch.setattr(_endpoints, "MAX_QUEUE_HANDLES", 2)
+    for name in ("a", "b", "c"):
+        async with store.queue(name) as handle:
+            await handle.push(name)
+    app = create_app(store, csrf=CSRF)
+    try:
+        async with _client(app) as client:
+            summary = (await client.get("/api/summary")).json()
+            assert [row["queue"] for row in summary["queues"]] == ["a", "b", "c", "default"]
+            refused = await client.get("/api/tasks", params={"queue": "no-such-queue"})
+            assert refused.status_code == 400
+            assert refused.json() == {"error": "the board keeps at most 2 queues open"}
+            known = await client.get("/api/tasks", params={"queue": "c"})
+            assert [task["args"] for task in known.json()["tasks"]] == ["c"]
+    finally:
+        await close_app(app)

@@ -23,7 +23,12 @@ from ._throughput import Throughput
 __all__ = ["MAX_QUEUE_HANDLES", "Board"]
 
 MAX_QUEUE_HANDLES = 64
-"""Handles on other queues the board keeps open at most (each names a queue)."""
+"""Handles the board opens at most on queue names that come from requests.
+
+Names the store itself lists (``list_queues``) are not limited: a request
+naming queues that do not exist must not make the board hold handles without
+end, but every real queue must be shown.
+"""
 
 
 class Board:
@@ -53,8 +58,12 @@ class Board:
         name = getattr(self.backend, "queue_name", None)
         return name if isinstance(name, str) else None
 
-    async def handle(self, name: str | None) -> Any:
-        """The backend for queue ``name`` (None: the URL's queue)."""
+    async def handle(self, name: str | None, *, listed: bool = False) -> Any:
+        """The backend for queue ``name`` (None: the URL's queue).
+
+        ``listed``: the name comes from the store's own list of queues, not
+        from a request (see :data:`MAX_QUEUE_HANDLES`).
+        """
         backend = self.backend
         if name is None or name == self.queue_name:
             return backend
@@ -66,7 +75,7 @@ class Board:
             raise OperationError(
                 f"{describe(backend)} has no named queues (queue {name!r})", ExitCode.UNSUPPORTED
             )
-        if len(self._handles) >= MAX_QUEUE_HANDLES:
+        if not listed and len(self._handles) >= MAX_QUEUE_HANDLES:
             raise OperationError(
                 f"the board keeps at most {MAX_QUEUE_HANDLES} queues open", ExitCode.USAGE
             )
@@ -94,7 +103,7 @@ class Board:
         rows = []
         for name in await self.queue_names():
             own = name == (self.queue_name or "default")
-            backend = self.backend if own else await self.handle(name)
+            backend = self.backend if own else await self.handle(name, listed=True)
             counts = await actions.count_tasks(backend)
             rows.append({"queue": name, "counts": counts, "total": sum(counts.values())})
         return rows
