@@ -184,6 +184,20 @@ def test_what_a_person_sees(board: tuple[str, dict[str, Any], Path], tmp_path: P
             expect(page.locator("#f-status")).to_have_text("Killed")
             expect(page.locator("#f-error")).to_have_text("killed by an operator")
             assert _status(db, seeded["pending"]) == "Killed"
+            refused = page.evaluate(
+                "id => post('/tasks/' + id + '/kill').then(() => 'ok', error => error.message)",
+                seeded["pending"],
+            )
+            assert refused == (
+                f"task {seeded['pending']} is Killed: only tasks that have not finished "
+                f"can be killed"
+            )
+            # The same origin without the page's CSRF token is refused too.
+            forged = page.evaluate(
+                "fetch('/api/purge', {method: 'POST', body: JSON.stringify({status: 'Failed'})})"
+                ".then(response => response.status)"
+            )
+            assert forged == 403
 
             # Purge the Done tasks, confirming the dialog.
             page.goto(f"{address}/#/tasks?status=Done")

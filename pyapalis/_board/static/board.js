@@ -49,8 +49,11 @@ function badge(status) { return el("span", { class: "status s-" + status }, stat
 
 async function api(path, options) {
   const response = await fetch("/api" + scoped(path), Object.assign({ credentials: "same-origin" }, options));
-  const body = await response.json();
-  if (!response.ok) throw new Error(body.error || response.statusText);
+  const raw = await response.text();
+  let body = null;
+  try { body = JSON.parse(raw); } catch (_) { /* a plain-text refusal (401, 400) */ }
+  if (!response.ok) throw new Error((body && body.error) || raw || response.statusText);
+  if (body === null) throw new Error("the board answered something that is not JSON");
   return body;
 }
 
@@ -62,10 +65,14 @@ function post(path, body) {
   });
 }
 
-function notice(message, ok) {
+// One line under the header: what an action did, or why it or a refresh failed.
+// A refresh's failure is cleared by the next successful refresh; an action's
+// outcome (done or refused) stays until the person moves to another page.
+function notice(message, ok, fromAction) {
   const box = document.getElementById("notice");
   box.textContent = message || "";
   box.className = ok ? "ok" : "";
+  box.dataset.kind = message && !ok && !fromAction ? "refresh-error" : "";
 }
 
 function table(columns, rows, onClick) {
@@ -159,7 +166,7 @@ async function tasksView(params) {
     if (!status) return;
     if (!confirm("Delete every " + status + " task?")) return;
     try { const r = await post("/purge", { status: status }); notice("deleted " + r.deleted + " " + status + " task(s)", true); render(); }
-    catch (error) { notice(error.message); }
+    catch (error) { notice(error.message, false, true); }
   } } }, "Purge " + (status || "…"));
   if (!status || !can.purge || status === "Running" || status === "Queued") purge.disabled = true;
   const toolbar = el("div", { class: "toolbar" }, "Status: ", select,
@@ -187,7 +194,7 @@ async function taskView(id) {
   showSummary(summary);
   const act = (name) => async () => {
     try { await post("/tasks/" + encodeURIComponent(id) + "/" + name); notice(name + ": done", true); render(); }
-    catch (error) { notice(error.message); }
+    catch (error) { notice(error.message, false, true); }
   };
   const retry = el("button", { id: "retry", on: { click: act("retry") } }, "Retry");
   const kill = el("button", { id: "kill", on: { click: act("kill") } }, "Kill");
@@ -247,7 +254,9 @@ async function render() {
     for (const a of document.querySelectorAll("nav a")) a.classList.toggle("active", a.dataset.nav === name);
     document.getElementById("view").replaceChildren(...content);
     document.getElementById("live").textContent = "live · " + new Date().toLocaleTimeString();
+    if (document.getElementById("notice").dataset.kind === "refresh-error") notice("");
   } catch (error) {
+    document.getElementById("live").textContent = "offline";
     notice(error.message);
   } finally {
     rendering = false;
