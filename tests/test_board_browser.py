@@ -11,6 +11,7 @@ Skips without chromium or Playwright, except under CI=true.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import shutil
@@ -79,12 +80,11 @@ def _fill(path: Path) -> dict[str, Any]:
     return trio.run(fill)
 
 
-@pytest.fixture
-def board(tmp_path: Path) -> Iterator[tuple[str, dict[str, Any], Path]]:
-    db = tmp_path / "tasks.db"
-    seeded = _fill(db)
+@contextlib.contextmanager
+def _serve(db: Path, *extra: str) -> Iterator[str]:
+    """``python -m pyapalis board`` on ``db`` as a subprocess; yields its address."""
     with subprocess.Popen(
-        [sys.executable, "-m", "pyapalis", "board", f"sqlite://{db}", "--port", "0"],
+        [sys.executable, "-m", "pyapalis", "board", f"sqlite://{db}", "--port", "0", *extra],
         stderr=subprocess.PIPE,
         text=True,
     ) as process:
@@ -98,10 +98,18 @@ def board(tmp_path: Path) -> Iterator[tuple[str, dict[str, Any], Path]]:
                 line = lines.get(timeout=WAIT)
                 if line.startswith("pyapalis board:"):
                     address = line.rsplit(" on ", 1)[1].strip().rstrip("/")
-            yield address, seeded, db
+            yield address
         finally:
             process.terminate()
             assert process.wait(timeout=WAIT) == 0  # SIGTERM stops the board cleanly
+
+
+@pytest.fixture
+def board(tmp_path: Path) -> Iterator[tuple[str, dict[str, Any], Path]]:
+    db = tmp_path / "tasks.db"
+    seeded = _fill(db)
+    with _serve(db) as address:
+        yield address, seeded, db
 
 
 def _shoot(page: Any, tmp_path: Path, name: str, publish: bool = False) -> None:
@@ -214,5 +222,29 @@ def test_what_a_person_sees(board: tuple[str, dict[str, Any], Path], tmp_path: P
             expect(page.locator("tbody tr td").last).to_contain_text(" s ago)")
             _shoot(page, tmp_path, "workers")
             assert errors == []
+        finally:
+            browser.close()
+
+
+def test_a_token_opens_the_board_once_then_a_cookie_keeps_it_open(tmp_path: Path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    db = tmp_path / "tasks.db"
+    _fill(db)
+    token = "s3cret-token-for-the-test"
+    with _serve(db, "--token", token) as address, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = browser.new_page()
+            response = page.goto(address + "/")
+            assert response is not None and response.status == 401
+            expect(page.locator("body")).to_contain_text("a token is required")
+            page.goto(f"{address}/?token={token}")
+            assert page.url == address + "/"  # the token left the address bar
+            expect(page.locator('.card[data-status="Done"] .n')).to_have_text("4")
+            cookies = page.context.cookies()
+            assert [(c["name"], c["httpOnly"], c["sameSite"]) for c in cookies] == [
+                ("pyapalis_board", True, "Strict")
+            ]
         finally:
             browser.close()
