@@ -4,10 +4,11 @@ A real SQLite store gets real tasks run by a real worker (some fail), then
 ``python -m pyapalis board`` serves it as a subprocess. The test checks what a
 person sees: the counts, a failed task's error, args holding markup shown as
 text (no script runs), a retry that moves a task back to Pending, a kill,
-a purge, refused actions, the workers; and a board with a token, opened
-once by ``/?token=`` and then by its cookie. Screenshots go to the test's directory, and to
-``$PYAPALIS_BOARD_SCREENSHOT`` when set (that is how ``docs/board.png`` is made).
-Skips without chromium or Playwright, except under CI=true.
+a purge, refused actions, the workers; and a board with a token, opened once
+by ``/?token=`` and then by its cookie. Screenshots go to the test's
+directory, and to ``$PYAPALIS_BOARD_SCREENSHOT`` when set (that is how
+``docs/board.png`` is made). Skips without chromium or Playwright, except
+under CI=true.
 """
 
 from __future__ import annotations
