@@ -463,3 +463,13 @@ def test_cpu_per_task_rows_measure_what_they_say() -> None:
     for _label, baseline, measure in cpu_per_task.ROWS:
         base, ours = cpu_per_task.best_per_task(baseline, measure, 50, 1)
         assert base > 0 and ours > 0
+
+
+def test_the_board_counts_benchmark_measures_both_ways_on_both_backends() -> None:
+    import trio
+
+    from benchmarks import board_counts
+
+    rows = trio.run(board_counts.measure, 30, 1)
+    assert [row["backend"] for row in rows] == ["SqliteStorage", "JsonStorage"]
+    assert all(row["count_tasks_ms"] > 0 and row["listing_ms"] > 0 for row in rows)

@@ -21,8 +21,11 @@ from .._status import Status
 
 __all__ = [
     "Closeable",
+    "CountTasks",
     "Delete",
     "FetchById",
+    "Kill",
+    "ListQueues",
     "ListTasks",
     "ListWorkers",
     "NamedQueue",
@@ -167,6 +170,52 @@ class ListTasks(Protocol):
     async def list_tasks(
         self, status: Status | None = None, page: int = 1, page_size: int = 10
     ) -> list[Task]: ...
+
+
+@runtime_checkable
+class CountTasks(Protocol):
+    """How many tasks of this queue are in each status (every status, zeros included).
+
+    One query where :class:`ListTasks` would read every task: the board asks
+    every few seconds. Listed as a ``count_tasks`` row in the features tables.
+    """
+
+    async def count_tasks(self) -> dict[Status, int]: ...
+
+
+@runtime_checkable
+class ListQueues(Protocol):
+    """The names of the store's queues that hold tasks, and this handle's own, sorted.
+
+    For a store with named queues (``storage.queue(name)``); the board shows
+    each. Listed as a ``list_queues`` row in the features tables.
+    """
+
+    async def list_queues(self) -> list[str]: ...
+
+
+@runtime_checkable
+class Delete(Protocol):
+    """Forgets one task for good; False if the backend does not hold it.
+
+    An operation rather than a worker capability: features tables list it as a
+    ``delete`` row (the command's ``purge`` and the board use it).
+    """
+
+    async def delete(self, task_id: TaskId | str) -> bool: ...
+
+
+@runtime_checkable
+class Kill(Protocol):
+    """Makes a task that has not finished ``Killed`` (never run again), recording ``reason``.
+
+    False for an unknown id or a task already final. A task running when it is
+    killed finishes its current execution, but its worker's acknowledgement is
+    fenced off (or refused), so the task stays Killed. Listed as a ``kill`` row
+    in the features tables (the command's ``kill`` and the board use it).
+    """
+
+    async def kill_by_id(self, task_id: TaskId | str, reason: str = "killed") -> bool: ...
 
 
 @runtime_checkable

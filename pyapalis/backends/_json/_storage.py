@@ -142,6 +142,9 @@ class JsonStorage:
     Reschedule              supported    not a task running in this process
     Vacuum                  supported    drops finished tasks, compacts the file
     delete                  supported    finished, Pending or abandoned tasks
+    kill                    supported    Pending or abandoned tasks
+    count_tasks             supported    this queue, from memory
+    list_queues             supported    queues of the file holding tasks
     ResumeById              supported    Failed, Killed or abandoned tasks
     ResumeAbandoned         supported    at once, or by lease expiry
     RegisterWorker          supported
@@ -765,6 +768,40 @@ class JsonStorage:
             raise
         return True
 
+    async def kill_by_id(self, task_id: TaskId | str, reason: str = "killed") -> bool:
+        """Make a Pending or abandoned task Killed for good, ``reason`` its error (durable).
+
+        False for an unknown id or a finished task; a task running in this
+        process belongs to its worker and raises :class:`StorageError`.
+        """
+        key = str(check_task_id(task_id, "kill_by_id: task_id"))
+        if not isinstance(reason, str):
+            raise TypeError(f"kill_by_id: reason must be a str, got {reason!r}")
+        self._check_open()
+        store = self._store
+        entry = store.entries.get(key)
+        if entry is None or entry.deleting or entry.status.is_final:
+            await trio.lowlevel.checkpoint()
+            return False
+        if key in store.in_flight:
+            raise StorageError(
+                f"JsonStorage.kill_by_id: task {key} is running in this process; its worker owns it"
+            )
+        record = {
+            "op": "final",
+            "id": key,
+            "status": Status.Killed.value,
+            "attempts": entry.attempts,
+            "error": reason,
+        }
+
+        def durable() -> None:
+            store.unqueue(entry)
+            store.settle(entry, record)
+
+        await store.commit([record], durable, (entry,))
+        return True
+
     async def resume_by_id(self, task_id: TaskId | str) -> bool:
         """Make a Failed, Killed or abandoned task Pending again with a fresh attempt budget.
 
@@ -851,6 +888,23 @@ class JsonStorage:
             self._entry_task(entry)
             for entry in itertools.islice(matching, start, start + page_size)
         ]
+
+    async def list_queues(self) -> list[str]:
+        """The file's queues that hold tasks, and this handle's own, sorted."""
+        self._check_open()
+        await trio.lowlevel.checkpoint()
+        return sorted({self._queue_name, *(entry.queue for entry in self._store.entries.values())})
+
+    async def count_tasks(self) -> dict[Status, int]:
+        """How many of this queue's tasks are in each status (zeros included)."""
+        self._check_open()
+        await trio.lowlevel.checkpoint()
+        counts = dict.fromkeys(Status, 0)
+        name = self._queue_name
+        for entry in self._store.entries.values():
+            if entry.queue == name:
+                counts[entry.status] += 1
+        return counts
 
     # -- WaitForCompletion ---------------------------------------------------------
 

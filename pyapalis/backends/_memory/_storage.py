@@ -21,6 +21,7 @@ from typing import Any
 
 import trio
 
+from ..._errors import AbortError
 from ..._implementation import (
     Task,
     TaskId,
@@ -123,6 +124,9 @@ class MemoryStorage:
     Reschedule              supported      a queued task moves; also worker retries
     Vacuum                  supported      forgets the kept finished tasks
     ResumeById              not supported
+    kill                    limited        queued tasks (in-flight ones are untracked)
+    count_tasks             limited        queued and kept finished; not in-flight
+    delete                  not supported
     ResumeAbandoned         not supported  tasks live and die with the process
     RegisterWorker          not supported
     ListWorkers             not supported
@@ -347,6 +351,24 @@ class MemoryStorage:
         self._handoff.push_front(task)
         await trio.lowlevel.checkpoint()
 
+    async def kill_by_id(self, task_id: TaskId | str, reason: str = "killed") -> bool:
+        """Take a queued task out of the queue as Killed, ``reason`` its error.
+
+        It is kept among the finished tasks and whoever waits for it gets the
+        outcome. False for an id that is not queued: finished, unknown, or in
+        flight (not tracked, so it cannot be stopped from here).
+        """
+        key = check_task_id(task_id, "kill_by_id: task_id")
+        if not isinstance(reason, str):
+            raise TypeError(f"kill_by_id: reason must be a str, got {reason!r}")
+        await trio.lowlevel.checkpoint()
+        for task in self._queued_tasks():
+            if task.parts.task_id == key:
+                self._unqueue(task)
+                self._results.record_outcome(task, Status.Killed, None, AbortError(reason))
+                return True
+        return False
+
     # -- capabilities: FetchById, ListTasks, Vacuum, WaitForCompletion -----
 
     async def fetch_by_id(self, task_id: TaskId | str) -> Task | None:
@@ -391,6 +413,14 @@ class MemoryStorage:
             for _task_id, task in reversed(kept):
                 if status is None or task.parts.status is status:
                     yield task
+
+    async def count_tasks(self) -> dict[Status, int]:
+        """Queued and kept finished tasks by status (in-flight ones are not tracked)."""
+        await trio.lowlevel.checkpoint()
+        counts = dict.fromkeys(Status, 0)
+        for task in self._listed(None):
+            counts[task.parts.status] += 1
+        return counts
 
     async def vacuum(self) -> int:
         """Forget every kept finished task; returns how many were forgotten.
