@@ -36,9 +36,7 @@ PUBLIC_MODULES = [
     "pyapalis.testing",
 ]
 PAGES = sorted(DOCS.rglob("*.md"))
-PYTHON = [
-    block for page in PAGES for block in test_readme.blocks(page) if block.lang == "python"
-]
+PYTHON = [block for page in PAGES for block in test_readme.blocks(page) if block.lang == "python"]
 
 # A block that needs a part of pyapalis that other branches are adding says so with
 # its mode, and is skipped (naming it) until the part is in pyapalis: the server
