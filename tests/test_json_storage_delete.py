@@ -500,7 +500,7 @@ async def test_waiters_of_a_deleted_task_get_key_error(
         assert await storage.delete(doomed)
     assert sorted(seen[1:], key=str) == [("many", 10.0), ("single", 10.0)]
     # The other task is unaffected, and nobody waits for the deleted one any more.
-    assert not storage._store.watchers
+    assert not storage._store.waiters
     [result] = await storage.check_status([other])
     assert result.status is Status.Pending
 

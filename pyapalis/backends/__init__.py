@@ -8,11 +8,17 @@ worker consumes, the optional extras a worker uses (``SyncAck``, ``Wakeable``,
 the shared-backend model (``LeaseStore``, the store operations a shared
 backend implements, and ``LeaseSession`` over them, with ``LeaseConfig``,
 ``Claim``, ``Claimed``, ``Settlement``), the optional capability protocols
-(``FetchById``, ``WaitForCompletion`` ...) and ``TaskResult``/``WorkerInfo``.
+(``FetchById``, ``WaitForCompletion`` ...), the operations the command and
+the board use (``Kill``, ``Delete``, ``CountTasks``, ``ListQueues``) and
+``TaskResult``/``WorkerInfo``.
 The common backends are also importable from :mod:`pyapalis` itself.
 """
 
+from ._capabilities import CountTasks as CountTasks
+from ._capabilities import Delete as Delete
 from ._capabilities import FetchById as FetchById
+from ._capabilities import Kill as Kill
+from ._capabilities import ListQueues as ListQueues
 from ._capabilities import ListTasks as ListTasks
 from ._capabilities import ListWorkers as ListWorkers
 from ._capabilities import RegisterWorker as RegisterWorker
@@ -71,16 +77,20 @@ __all__ = [
     "Claim",
     "Claimed",
     "Codec",
+    "CountTasks",
     "CustomBackend",
     "CustomConfig",
+    "Delete",
     "FetchById",
     "FutureStrategy",
     "IntervalStrategy",
     "JsonCodec",
     "JsonStorage",
+    "Kill",
     "LeaseConfig",
     "LeaseSession",
     "LeaseStore",
+    "ListQueues",
     "ListTasks",
     "ListWorkers",
     "MemoryQueues",

@@ -30,7 +30,6 @@ import math
 import os
 import socket
 import threading
-import time
 import weakref
 from collections import deque
 from collections.abc import Callable
@@ -40,6 +39,7 @@ import outcome
 import trio
 
 from ..._implementation import OneShotValue, Task, TaskId, TaskQueue
+from .._kit._clock import run_clock, seconds_until
 
 __all__ = ["Handoff"]
 
@@ -88,10 +88,6 @@ class Handoff:
         self._signal: _WakeSignal | None = None
         self.wakes = 0
         """How many times parked consumers were woken from Python (diagnostics, tests)."""
-        # Wall clock minus trio's clock, re-read only when trio's clock has
-        # moved: see _deadline_for.
-        self._clock_offset = 0.0
-        self._offset_read_at: float | None = None
 
     def enqueue(self, task: Task, *, force: bool, delay: float | None = None) -> bool:
         """Put ``task`` in the ready ring or, if it is not due, the schedule.
@@ -100,7 +96,10 @@ class Handoff:
         """
         if self._on_trio_thread():
             now = trio.current_time()
-            deadline = self._deadline_for(task.parts.run_at, now) if delay is None else now + delay
+            if delay is None:
+                deadline = run_clock().deadline(task.parts.run_at, now)
+            else:
+                deadline = now + delay
             if deadline <= now:
                 queued: bool = self._queue.push(task, force)
                 return queued
@@ -109,7 +108,7 @@ class Handoff:
                 self.rearm()
             return queued
         if delay is None:
-            delay = task.parts.run_at - time.time()
+            delay = seconds_until(task.parts.run_at)
         if delay <= 0:
             queued = self._queue.push(task, force)
             return queued
@@ -322,6 +321,12 @@ class Handoff:
     def _on_trio_thread(self) -> bool:
         return self._queue.consumer_thread == threading.get_ident() and _in_trio_run()
 
+    def pushed(self) -> None:
+        """After a push from trio code: learn the run (if none yet), wake a parked consumer."""
+        self.bind_if_unbound()
+        if self._queue.consumer_waiting:
+            self.wake()
+
     def bind_if_unbound(self) -> None:
         if self._token is None:
             self.bind()
@@ -422,11 +427,15 @@ class Handoff:
         self._queue.consumer_waiting = bool(waiters)
 
     def _convert_unconverted(self) -> None:
+        """Queue the tasks pushed where trio's clock could not be read (trio thread)."""
+        if not self.unconverted:  # the usual case, at every take: nothing to read
+            return
         scheduled = False
         now = trio.current_time()
+        deadline_of = run_clock().deadlines(now)
         while self.unconverted:
             task = self.unconverted.popleft()
-            deadline = self._deadline_for(task.parts.run_at, now)
+            deadline = deadline_of(task.parts.run_at)
             if deadline <= now:
                 self._queue.push(task, True)
             else:
@@ -434,20 +443,6 @@ class Handoff:
                 scheduled = True
         if scheduled and self.waiters:
             self.rearm()
-
-    def _deadline_for(self, run_at: float, now: float) -> float:
-        """The trio deadline of a wall-clock ``run_at``, read at trio time ``now``.
-
-        The offset between the two clocks is re-read only when trio's clock
-        has moved since the last read, so tasks converted in one instant (as
-        under a virtual clock, which stands still while wall time runs on)
-        keep the order of their ``run_at``; tasks with equal deadlines leave
-        in the order they were queued.
-        """
-        if now != self._offset_read_at:
-            self._offset_read_at = now
-            self._clock_offset = time.time() - now
-        return run_at - self._clock_offset
 
 
 _get_ident = threading.get_ident

@@ -21,6 +21,7 @@ from typing import Any
 
 import trio
 
+from ..._errors import AbortError
 from ..._implementation import (
     Task,
     TaskId,
@@ -41,6 +42,7 @@ from .._kit._args import (
     check_task_ids,
 )
 from .._kit._results import OutcomeListener, ResultStore
+from .._kit._sink import push_each
 from ._handoff import Handoff
 
 __all__ = ["MemoryStorage", "MemoryStorageStatistics", "OutcomeListener"]
@@ -122,6 +124,9 @@ class MemoryStorage:
     Reschedule              supported      a queued task moves; also worker retries
     Vacuum                  supported      forgets the kept finished tasks
     ResumeById              not supported
+    kill                    limited        queued tasks (in-flight ones are untracked)
+    count_tasks             limited        queued and kept finished; not in-flight
+    delete                  not supported
     ResumeAbandoned         not supported  tasks live and die with the process
     RegisterWorker          not supported
     ListWorkers             not supported
@@ -162,9 +167,7 @@ class MemoryStorage:
             if task_id is not None:
                 break
             await self._park_producer()
-        self._handoff.bind_if_unbound()
-        if self._queue.consumer_waiting:
-            self._handoff.wake()
+        self._handoff.pushed()
         await trio.lowlevel.cancel_shielded_checkpoint()
         return task_id
 
@@ -182,9 +185,7 @@ class MemoryStorage:
                 ids.append(task_id)
                 if self._queue.consumer_waiting:
                     self._handoff.wake()
-        self._handoff.bind_if_unbound()
-        if self._queue.consumer_waiting:
-            self._handoff.wake()
+        self._handoff.pushed()
         await trio.lowlevel.cancel_shielded_checkpoint()
         return ids
 
@@ -195,9 +196,7 @@ class MemoryStorage:
         task_id = self._prepare_pushed(task, "push_task")
         while not self._handoff.enqueue(task, force=False):
             await self._park_producer()
-        self._handoff.bind_if_unbound()
-        if self._queue.consumer_waiting:
-            self._handoff.wake()
+        self._handoff.pushed()
         await trio.lowlevel.cancel_shielded_checkpoint()
         return task_id
 
@@ -228,11 +227,7 @@ class MemoryStorage:
 
     async def push_stream(self, items: AsyncIterable[Any]) -> int:
         """Queue every item an async iterable yields, as it yields; returns the count."""
-        count = 0
-        async for args in items:
-            await self.push(args)
-            count += 1
-        return count
+        return await push_each(self.push, items)
 
     # -- consumer side (the Backend protocol) -------------------------------
 
@@ -356,6 +351,24 @@ class MemoryStorage:
         self._handoff.push_front(task)
         await trio.lowlevel.checkpoint()
 
+    async def kill_by_id(self, task_id: TaskId | str, reason: str = "killed") -> bool:
+        """Take a queued task out of the queue as Killed, ``reason`` its error.
+
+        It is kept among the finished tasks and whoever waits for it gets the
+        outcome. False for an id that is not queued: finished, unknown, or in
+        flight (not tracked, so it cannot be stopped from here).
+        """
+        key = check_task_id(task_id, "kill_by_id: task_id")
+        if not isinstance(reason, str):
+            raise TypeError(f"kill_by_id: reason must be a str, got {reason!r}")
+        await trio.lowlevel.checkpoint()
+        for task in self._queued_tasks():
+            if task.parts.task_id == key:
+                self._unqueue(task)
+                self._results.record_outcome(task, Status.Killed, None, AbortError(reason))
+                return True
+        return False
+
     # -- capabilities: FetchById, ListTasks, Vacuum, WaitForCompletion -----
 
     async def fetch_by_id(self, task_id: TaskId | str) -> Task | None:
@@ -400,6 +413,14 @@ class MemoryStorage:
             for _task_id, task in reversed(kept):
                 if status is None or task.parts.status is status:
                     yield task
+
+    async def count_tasks(self) -> dict[Status, int]:
+        """Queued and kept finished tasks by status (in-flight ones are not tracked)."""
+        await trio.lowlevel.checkpoint()
+        counts = dict.fromkeys(Status, 0)
+        for task in self._listed(None):
+            counts[task.parts.status] += 1
+        return counts
 
     async def vacuum(self) -> int:
         """Forget every kept finished task; returns how many were forgotten.

@@ -84,6 +84,9 @@ class SqliteStorage:
     Reschedule              supported
     Vacuum                  supported    removes this queue's finished tasks
     delete                  supported
+    kill                    supported    Pending or Running (the late ack is fenced)
+    count_tasks             supported    one GROUP BY on the (queue, status) index
+    list_queues             supported    queues of the file holding tasks
     ResumeById              supported    Failed, Killed or Running tasks
     ResumeAbandoned         supported    dead processes at once, else by lease
     RegisterWorker          supported
@@ -415,6 +418,28 @@ class SqliteStorage:
         )
         return [self._task_of(Row(*row)) for row in rows]
 
+    async def list_queues(self) -> list[str]:
+        """The file's queues that hold tasks, and this handle's own, sorted."""
+        rows = await self._db.run(
+            "listing queues",
+            lambda c: c.execute("SELECT DISTINCT queue FROM tasks").fetchall(),
+        )
+        return sorted({self._queue, *(row[0] for row in rows)})
+
+    async def count_tasks(self) -> dict[Status, int]:
+        """How many of this queue's tasks are in each status (zeros included)."""
+        rows = await self._db.run(
+            "counting tasks",
+            lambda c: c.execute(
+                "SELECT status, COUNT(*) FROM tasks WHERE queue = ? GROUP BY status",
+                (self._queue,),
+            ).fetchall(),
+        )
+        counts = dict.fromkeys(Status, 0)
+        for status, count in rows:
+            counts[Status(status)] = count
+        return counts
+
     async def update(self, task: Task) -> None:
         """Store the task's parts: status, attempts, run_at, limits, priority, metadata."""
         parts = check_task(task, "update: task").parts
@@ -487,6 +512,32 @@ class SqliteStorage:
         )
         if count:
             notify(self._db.key, work=True, results=True)
+        return bool(count)
+
+    async def kill_by_id(self, task_id: TaskId | str, reason: str = "killed") -> bool:
+        """Make a Pending or Running task Killed, with ``reason`` as its error.
+
+        A Running task's worker finishes its execution, but its ack is fenced
+        (the task is no longer Running under its owner), so the task stays
+        Killed. False for an unknown id or a finished task.
+        """
+        key = str(check_task_id(task_id, "kill_by_id: task_id"))
+        if not isinstance(reason, str):
+            raise TypeError(f"kill_by_id: reason must be a str, got {reason!r}")
+        done_at = ms_ceil(run_clock().wall_now())
+        count = await self._db.run(
+            "killing a task",
+            lambda c: (
+                c.execute(
+                    "UPDATE tasks SET status = 'Killed', error = ?, result = NULL, "
+                    "owner = NULL, lease_until = NULL, done_at = ? "
+                    "WHERE id = ? AND status IN ('Pending', 'Queued', 'Running')",
+                    (reason, done_at, key),
+                ).rowcount
+            ),
+        )
+        if count:
+            notify(self._db.key)
         return bool(count)
 
     async def resume_by_id(self, task_id: TaskId | str) -> bool:
