@@ -1,7 +1,8 @@
 """Backends: where tasks wait, and the protocols between them and workers.
 
 For users: the built-in backends (``MemoryStorage``, ``JsonStorage``), codecs,
-pipes, and polling backends built with ``BackendBuilder``. For backend authors:
+pipes, periodic tasks (``CronStream``), and polling backends built with
+``BackendBuilder``. For backend authors:
 the ``Backend`` protocol a worker consumes, the optional extras a worker uses
 (``SyncAck``, ``Wakeable``, ``Bindable``, ``RunsAlongside``, ``WorkerSessions``
 with ``WorkerIdentity``), the optional capability protocols (``FetchById``,
@@ -24,6 +25,8 @@ from ._capabilities import WaitForCompletion as WaitForCompletion
 from ._capabilities import WorkerInfo as WorkerInfo
 from ._codec import Codec as Codec
 from ._codec import JsonCodec as JsonCodec
+from ._cron._stream import CronStream as CronStream
+from ._cron._stream import MissedTicks as MissedTicks
 from ._custom import BackendBuilder as BackendBuilder
 from ._custom import CustomBackend as CustomBackend
 from ._custom import CustomConfig as CustomConfig
@@ -35,6 +38,8 @@ from ._memory._storage import MemoryStorage as MemoryStorage
 from ._memory._storage import MemoryStorageStatistics as MemoryStorageStatistics
 from ._pipe import Pipe as Pipe
 from ._pipe import PushTarget as PushTarget
+from ._pipe import TaskPushTarget as TaskPushTarget
+from ._pipe import TaskSource as TaskSource
 from ._pipe import pipe_to as pipe_to
 from ._poll import BackoffConfig as BackoffConfig
 from ._poll import FutureStrategy as FutureStrategy
@@ -58,6 +63,7 @@ __all__ = [
     "BackoffConfig",
     "Bindable",
     "Codec",
+    "CronStream",
     "CustomBackend",
     "CustomConfig",
     "FetchById",
@@ -70,6 +76,7 @@ __all__ = [
     "MemoryQueues",
     "MemoryStorage",
     "MemoryStorageStatistics",
+    "MissedTicks",
     "MultiStrategy",
     "Pipe",
     "PollStrategy",
@@ -83,8 +90,10 @@ __all__ = [
     "RunsAlongside",
     "StreamStrategy",
     "SyncAck",
+    "TaskPushTarget",
     "TaskResult",
     "TaskSink",
+    "TaskSource",
     "Update",
     "Vacuum",
     "WaitForCompletion",

@@ -41,6 +41,7 @@ from ..._implementation import (
 )
 from ..._status import Status
 from .._capabilities import TaskResult
+from ._ids import RememberedIds
 
 if TYPE_CHECKING:
     from ..._twin._execution import AckRecorder
@@ -135,13 +136,19 @@ class MemoryStorage:
     ======================  =============  ===========================================
     """
 
-    def __init__(self, maxsize: int | None = None, *, results: int = 10_000) -> None:
+    def __init__(
+        self, maxsize: int | None = None, *, results: int = 10_000, pushed_ids: int = 100_000
+    ) -> None:
         if maxsize is not None and (
             isinstance(maxsize, bool) or not isinstance(maxsize, int) or maxsize < 1
         ):
             raise ValueError(f"MemoryStorage: maxsize must be an int >= 1 or None, got {maxsize!r}")
         if isinstance(results, bool) or not isinstance(results, int) or results < 0:
             raise ValueError(f"MemoryStorage: results must be an int >= 0, got {results!r}")
+        if isinstance(pushed_ids, bool) or not isinstance(pushed_ids, int) or pushed_ids < 0:
+            raise ValueError(f"MemoryStorage: pushed_ids must be an int >= 0, got {pushed_ids!r}")
+        # The ids given to push_task: a second push of one stores nothing.
+        self._pushed_ids = RememberedIds(pushed_ids)
         self._queue = TaskQueue(trio.current_time, maxsize or 0)
         self._maxsize = maxsize
         # The worker's hot path calls this bound C method directly.
@@ -260,27 +267,40 @@ class MemoryStorage:
         """Queue a prepared task, keeping its id (one is generated if unset),
         ``run_at``, attempts, data and metadata."""
         await trio.lowlevel.checkpoint_if_cancelled()
-        task_id = self._prepare_pushed(task, "push_task")
-        while not self._enqueue(task, force=False):
-            await self._park_producer()
+        task_id, new = self._prepare_pushed(task, "push_task")
+        if not new:  # an id pushed before: nothing is stored
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return task_id
+        try:
+            while not self._enqueue(task, force=False):
+                await self._park_producer()
+        except BaseException:
+            self._pushed_ids.discard(task_id)  # not stored: it may be pushed again
+            raise
         self._bind_if_unbound()
         if self._queue.consumer_waiting:
             self._wake()
         await trio.lowlevel.cancel_shielded_checkpoint()
         return task_id
 
-    def _prepare_pushed(self, task: Task, method: str) -> TaskId:
-        """Check a task given to ``method`` and make it a new Pending one with an id."""
+    def _prepare_pushed(self, task: Task, method: str) -> tuple[TaskId, bool]:
+        """Check a task given to ``method`` and make it a new Pending one with an id.
+
+        Returns its id, and False if that id was pushed before (see
+        ``pushed_ids``): then the task is left as it is and nothing may be stored.
+        """
         if not isinstance(task, Task):
             raise TypeError(f"{method}: expected Task, got {type(task).__name__}")
         parts = task.parts
         task_id = parts.task_id
         if task_id is None:
             task_id = parts.task_id = TaskId.generate()
+        if not self._pushed_ids.add(task_id):
+            return task_id, False
         parts.status = Status.Pending
         if self._details:
             self._details.pop(task, None)  # it ran here before: that outcome is over
-        return task_id
+        return task_id, True
 
     def push_task_nowait(self, task: Task) -> TaskId:
         """Queue a prepared task now, as :meth:`push_task` does; safe from any thread.
@@ -290,8 +310,11 @@ class MemoryStorage:
         too; pushes made while a wake is pending share it).
         Raises ``trio.WouldBlock`` if ``maxsize`` is reached.
         """
-        task_id = self._prepare_pushed(task, "push_task_nowait")
+        task_id, new = self._prepare_pushed(task, "push_task_nowait")
+        if not new:  # an id pushed before: nothing is stored
+            return task_id
         if not self._enqueue(task, force=False):
+            self._pushed_ids.discard(task_id)  # not stored: it may be pushed again
             raise trio.WouldBlock(f"MemoryStorage is full (maxsize={self._maxsize})")
         if self._queue.consumer_waiting:
             self._wake()
