@@ -182,8 +182,7 @@ class CronStream:
             clock = run_clock()
             now = trio.current_time()
             wall = clock.wall_now(now)
-            # Ticks up to the current second are missed, except one exactly now.
-            tick = self._missed_tick(math.ceil(wall))
+            tick = self._catch_up(wall)
             if tick is None:
                 after = math.ceil(wall) - 1
                 if self._cursor is not None:
@@ -200,16 +199,24 @@ class CronStream:
         finally:
             self._waiting = False
 
-    def _missed_tick(self, before: int) -> int | None:
-        """The latest missed tick (earlier than ``before``) to yield now, if ``missed="last"``."""
+    def _catch_up(self, wall: float) -> int | None:
+        """A tick to yield at once: the latest one due by ``wall`` not yielded yet, if
+        ``missed="last"`` (a tick exactly at ``wall`` counts: it is due, not missed)."""
         cursor = self._cursor
-        if self._missed == "skip" and cursor is None:
-            return None  # not started: nothing to report
-        last = self._schedule.last_before(before)
+        if self._missed == "skip":
+            if cursor is not None:
+                self._report_skipped(cursor, math.ceil(wall))
+            return None
+        last = self._schedule.last_before(math.floor(wall) + 1)
         if last is None or (cursor is not None and last <= cursor):
             return None
-        if cursor is None or self._missed == "last":
-            return last
+        return last
+
+    def _report_skipped(self, cursor: int, before: int) -> None:
+        """Log the ticks later than ``cursor`` and earlier than ``before``, if any."""
+        last = self._schedule.last_before(before)
+        if last is None or last <= cursor:
+            return
         logger.warning(
             "CronStream %s: ticks after %s up to %s came while nothing waited for them; "
             "skipped (missed='skip')",
@@ -217,7 +224,6 @@ class CronStream:
             self._schedule.datetime_of(cursor).isoformat(),
             self._schedule.datetime_of(last).isoformat(),
         )
-        return None
 
     # -- a source of tasks for a Pipe ------------------------------------------------------
 
