@@ -132,6 +132,8 @@ def test_every_skip_names_its_cause() -> None:
     assert sorted(skips) == [
         "SKIPPED [1] pyapalis/testing/conformance.py:<line>: "
         "CustomBackend does not implement WaitForCompletion",
+        "SKIPPED [1] pyapalis/testing/conformance.py:<line>: "
+        "the harness says the backend does not keep ids unique (unique_ids)",
         "SKIPPED [2] pyapalis/testing/conformance.py:<line>: "
         "not persistent: the harness has no crash() (tasks die with the process)",
     ], proc.stdout
