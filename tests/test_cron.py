@@ -29,7 +29,7 @@ from pyapalis import (
     WorkerContext,
 )
 from pyapalis.backends import Backend, RunsAlongside, TaskSource
-from pyapalis.testing import WallClock
+from pyapalis.testing import TestWorker, WallClock
 
 BERLIN = ZoneInfo("Europe/Berlin")
 UTC = dt.UTC
@@ -444,6 +444,26 @@ async def test_a_failing_tick_is_retried_through_the_stream(
     assert calls == [(30.0, tick), (30.0, tick)]
 
 
+async def test_test_worker_executes_ticks_one_by_one(
+    autojump_clock: trio.testing.MockClock, start_at: StartAt
+) -> None:
+    start_at(dt.datetime(2026, 5, 4, 12, 0, 30, tzinfo=UTC))
+    stream = CronStream("* * * * *", name="minutely")
+
+    async def handler(tick: dt.datetime) -> str:
+        return f"{tick:%H:%M}"
+
+    async with TestWorker(stream, handler) as worker:
+        first = await worker.execute_next()
+        assert trio.current_time() == 30.0
+        second = await worker.execute_next()
+        assert trio.current_time() == 90.0
+    assert [(str(task_id), result.unwrap()) for task_id, result in (first, second)] == [
+        ("cron:minutely:2026-05-04T12:01:00Z", "12:01"),
+        ("cron:minutely:2026-05-04T12:02:00Z", "12:02"),
+    ]
+
+
 # -- a pipe: ticks become tasks of a storage, each once ------------------------------------------
 
 
@@ -500,3 +520,37 @@ async def test_two_processes_running_one_schedule_push_each_tick_once(
         "2026-05-04T14:02:00+02:00",
         "2026-05-04T14:03:00+02:00",
     ]
+
+
+async def test_a_tick_whose_push_was_interrupted_is_pushed_first_next_run(
+    autojump_clock: trio.testing.MockClock, start_at: StartAt
+) -> None:
+    start_at(dt.datetime(2026, 5, 4, 12, 0, 30, tzinfo=UTC))
+    storage = MemoryStorage(maxsize=1)
+    await storage.push("filler")
+    pipe = Pipe(CronStream("* * * * *", name="report"), storage)
+    with trio.move_on_after(45):  # 12:01 comes at 30 s; its push waits for room
+        await pipe.run()
+    assert storage.take_nowait() is not None  # the filler leaves: room for one
+    with trio.move_on_after(1):
+        await pipe.run()
+    task = storage.take_nowait()
+    assert task is not None
+    assert (str(task.parts.task_id), task.args) == (
+        "cron:report:2026-05-04T12:01:00Z",
+        "2026-05-04T12:01:00+00:00",
+    )
+    assert pipe.count == 1
+
+
+def test_a_pipe_of_ticks_needs_a_backend_with_push_task() -> None:
+    class PushOnly:
+        async def push(self, args: object) -> TaskId:
+            return TaskId("x")
+
+    with pytest.raises(
+        TypeError,
+        match=r"^Pipe: CronStream makes tasks: the backend needs an async push_task\(\) "
+        r"method, and PushOnly has none$",
+    ):
+        Pipe(CronStream("* * * * *"), PushOnly())
