@@ -58,7 +58,9 @@ from ._worker._worker import WorkerBuilder as WorkerBuilder
 from .backends._cron._stream import CronStream as CronStream
 from .backends._json._storage import JsonStorage as JsonStorage
 from .backends._memory._storage import MemoryStorage as MemoryStorage
+from .backends._open import open_backend as open_backend
 from .backends._pipe import Pipe as Pipe
+from .backends._sqlite._storage import SqliteStorage as SqliteStorage
 from .embed._runtime import start_in_thread as start_in_thread
 from .typed._pool import WorkerPool as WorkerPool
 from .typed._task import BackgroundTask as BackgroundTask
@@ -79,6 +81,8 @@ __all__ = [  # noqa: RUF022 - grouped by topic, sorted within each group
     "JsonStorage",
     "MemoryStorage",
     "Pipe",
+    "SqliteStorage",
+    "open_backend",
     # Workers
     "BackoffMode",
     "Data",

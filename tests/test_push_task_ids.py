@@ -99,7 +99,7 @@ async def test_memory_a_push_that_did_not_store_leaves_the_id_free(
 
 def test_memory_pushed_ids_must_be_a_count() -> None:
     with pytest.raises(
-        ValueError, match=r"^MemoryStorage: pushed_ids must be an int >= 0, got -1$"
+        ValueError, match=r"^MemoryStorage: pushed_ids must be an int >= 0, got int -1$"
     ):
         MemoryStorage(pushed_ids=-1)
 
