@@ -8,6 +8,11 @@ worker consumes ``Pipe(CronStream("* * * * *", name="report", missed=MISSED),
 JsonStorage(PATH))`` and stops after RUNS executions; it prints one line per
 execution (``ran <tick>``), then ``stored <n>`` (the tasks in the file).
 ``vacuum PATH`` vacuums the file instead and prints ``vacuumed <n>``.
+
+``shared PATH COUNT`` runs on the real clock against the SqliteStorage file
+PATH, beside another process doing the same: ``Pipe(CronStream("* * * * * *",
+name="shared"), storage)`` until COUNT ticks of the file are Done (whoever ran
+them), printing ``ran <tick>`` for each tick this process ran.
 """
 
 from __future__ import annotations
@@ -17,7 +22,15 @@ import sys
 import trio
 import trio.testing
 
-from pyapalis import CronStream, JsonStorage, Pipe, WorkerBuilder, WorkerContext
+from pyapalis import (
+    CronStream,
+    JsonStorage,
+    Pipe,
+    SqliteStorage,
+    Status,
+    WorkerBuilder,
+    WorkerContext,
+)
 from pyapalis.testing import WallClock
 
 
@@ -42,7 +55,26 @@ async def vacuum(path: str) -> None:
         print(f"vacuumed {await storage.vacuum()}", flush=True)
 
 
+async def shared(path: str, count: int) -> None:
+    async def report(tick: str) -> None:
+        print(f"ran {tick}", flush=True)
+
+    async with SqliteStorage(path) as storage:
+
+        async def until_done() -> None:
+            # Stop once COUNT ticks are Done in the file, whichever process ran them.
+            while len(await storage.list_tasks(status=Status.Done, page_size=100)) < count:
+                await trio.sleep(0.05)
+
+        schedule = CronStream("* * * * * *", name="shared")
+        worker = WorkerBuilder("shared").backend(Pipe(schedule, storage)).build(report)
+        await worker.run_until(until_done)
+
+
 def main() -> None:
+    if sys.argv[1] == "shared":
+        trio.run(shared, sys.argv[2], int(sys.argv[3]))
+        return
     if sys.argv[1] == "vacuum":
         trio.run(vacuum, sys.argv[2])
         return

@@ -12,12 +12,44 @@ time from a chosen wall-clock start (see ``tests/_cron_process.py``).
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
+import orjson
+
 HELPER = str(Path(__file__).resolve().parent / "_cron_process.py")
 UTC = dt.UTC
+
+
+def test_two_processes_running_one_schedule_on_sqlite_run_each_tick_once(
+    tmp_path: Path,
+) -> None:
+    """Two processes run the same every-second schedule on one SQLite file at once, on
+    the real clock, until three ticks are done: both push every tick, each runs once."""
+    path = str(tmp_path / "cron.db")
+    procs = [
+        subprocess.Popen(
+            [sys.executable, HELPER, "shared", path, "3"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outputs = [proc.communicate(timeout=60) for proc in procs]
+    for proc, (_, stderr) in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, stderr
+        assert stderr == ""
+    ran = [line for stdout, _ in outputs for line in stdout.splitlines()]
+    assert len(ran) == len(set(ran)), ran  # no tick ran twice
+    assert len(ran) >= 3
+    with sqlite3.connect(path) as db:
+        done = [row[0] for row in db.execute("SELECT args FROM tasks WHERE status = 'Done'")]
+        ids = [row[0] for row in db.execute("SELECT id FROM tasks")]
+    assert sorted(f"ran {orjson.loads(args)}" for args in done) == sorted(ran)
+    assert all(task_id.startswith("cron:shared:") for task_id in ids)
 
 
 def process(*args: str) -> list[str]:

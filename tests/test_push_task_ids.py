@@ -7,11 +7,13 @@ of that tick has already run to completion.
 
 MemoryStorage does not track tasks in flight, so it remembers the ids given to
 ``push_task`` (the last ``pushed_ids``, 100,000 by default). JsonStorage holds
-its tasks until vacuum or delete, and remembers the ids vacuum drops.
+its tasks until vacuum or delete, and remembers the ids vacuum drops; so does
+SqliteStorage (a ``vacuumed`` table, schema version 2).
 """
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +21,10 @@ import pytest
 import trio
 import trio.testing
 
-from pyapalis import JsonStorage, MemoryStorage, Status, Task, TaskBuilder, TaskId
+from pyapalis import JsonStorage, MemoryStorage, SqliteStorage, Status, Task, TaskBuilder, TaskId
 from pyapalis.backends._json import _store
+from pyapalis.backends._sqlite import _storage as _sqlite_storage
+from pyapalis.backends._sqlite._schema import MIGRATIONS, SCHEMA_VERSION
 from pyapalis.testing import TestWorker
 
 
@@ -136,6 +140,62 @@ async def test_json_remembers_the_last_vacuumed_ids_only(
 ) -> None:
     monkeypatch.setattr(_store, "VACUUMED_IDS", 2)
     with JsonStorage(tmp_path / "tasks.jsonl") as storage:
+        for name in ("a", "b", "c"):
+            await storage.push_task(tick(name, task_id=name))
+            await run_one(storage)
+        assert await storage.vacuum() == 3
+        for name in ("a", "b", "c"):
+            await storage.push_task(tick(f"{name} again", task_id=name))
+        assert [t.args for t in await storage.list_tasks()] == ["a again"]
+
+
+# -- SqliteStorage -------------------------------------------------------------------------------
+
+
+async def test_sqlite_an_id_is_not_stored_again_until_deleted(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    path = tmp_path / "tasks.db"
+    async with SqliteStorage(path) as storage:
+        task_id = await storage.push_task(tick())
+        await run_one(storage)
+        assert await storage.push_task(tick("again")) == task_id
+        assert await storage.vacuum() == 1
+        assert await storage.push_task(tick("after vacuum")) == task_id
+        assert await storage.list_tasks() == []
+    async with SqliteStorage(path) as storage:
+        assert await storage.push_task(tick("after restart")) == task_id
+        assert await storage.list_tasks() == []
+        assert await storage.delete(task_id)  # forgets the id
+        assert not await storage.delete(task_id)
+        assert await storage.push_task(tick("after delete")) == task_id
+        assert [t.args for t in await storage.list_tasks()] == ["after delete"]
+
+
+async def test_sqlite_a_version_1_file_gains_the_vacuumed_ids(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    path = tmp_path / "tasks.db"
+    with sqlite3.connect(path) as raw:
+        raw.executescript(MIGRATIONS[0])
+        raw.execute("PRAGMA user_version = 1")
+    raw.close()
+    async with SqliteStorage(path) as storage:
+        task_id = await storage.push_task(tick())
+        await run_one(storage)
+        assert await storage.vacuum() == 1
+        assert await storage.push_task(tick("after vacuum")) == task_id
+        assert await storage.list_tasks() == []
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    raw.close()
+
+
+async def test_sqlite_remembers_the_last_vacuumed_ids_only(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_sqlite_storage, "VACUUMED_IDS", 2)
+    async with SqliteStorage(tmp_path / "tasks.db") as storage:
         for name in ("a", "b", "c"):
             await storage.push_task(tick(name, task_id=name))
             await run_one(storage)
