@@ -1,4 +1,4 @@
-"""``push_task`` of an id that exists stores nothing and returns that id (DESIGN §6, §8).
+"""``push_task`` of an id that exists stores nothing and returns that id.
 
 In any status — queued, finished, and after ``vacuum`` — until the task is
 deleted. That is what makes a periodic tick pushed by several processes

@@ -1,6 +1,6 @@
 """The ids a MemoryStorage was given to keep, so that a second push of one stores nothing.
 
-Every backend follows one rule for ``push_task`` (DESIGN §6, §8): a task whose
+Every backend follows one rule for ``push_task``: a task whose
 id already exists is not stored again, whatever its status, until it is
 deleted; the push returns that id. That is what makes a periodic tick pushed
 by several processes (``Pipe(CronStream(...), storage)``) run once. A
