@@ -312,7 +312,7 @@ async def test_two_tasks_waiting_on_one_stream_is_refused(
 @pytest.mark.parametrize(
     ("kwargs", "error", "message"),
     [
-        ({"expression": 5}, TypeError, r"^CronStream: expression must be a str, got int$"),
+        ({"expression": 5}, TypeError, r"^CronStream: expression must be a str, got int 5$"),
         (
             {"expression": "* * *"},
             ValueError,
@@ -332,17 +332,22 @@ async def test_two_tasks_waiting_on_one_stream_is_refused(
         (
             {"expression": "* * * * *", "tz": 2},
             TypeError,
-            r"^CronStream: tz must be a zone name \(str\) or a tzinfo, got int$",
+            r"^CronStream: tz must be a zone name \(str\) or a tzinfo, got int 2$",
         ),
         (
             {"expression": "* * * * *", "name": ""},
             ValueError,
-            r"^CronStream: name must be a non-empty str or None, got ''$",
+            r"^CronStream: name must be a non-empty str, got str ''$",
+        ),
+        (
+            {"expression": "* * * * *", "name": 7},
+            TypeError,
+            r"^CronStream: name must be a non-empty str, got int 7$",
         ),
         (
             {"expression": "* * * * *", "missed": "all"},
             ValueError,
-            r"^CronStream: missed must be 'skip' or 'last', got 'all'$",
+            r"^CronStream: missed must be 'skip' or 'last', got str 'all'$",
         ),
     ],
 )

@@ -47,7 +47,8 @@ class Schedule:
     def __init__(self, expression: str, tz: str | _dt.tzinfo = "UTC") -> None:
         if not isinstance(expression, str):
             raise TypeError(
-                f"CronStream: expression must be a str, got {type(expression).__name__}"
+                f"CronStream: expression must be a str, got {type(expression).__name__} "
+                f"{expression!r}"
             )
         self.expression = " ".join(expression.split())
         """The expression as given, its whitespace collapsed."""
@@ -133,5 +134,5 @@ def _zone(tz: object) -> tuple[_dt.tzinfo, str]:
     if isinstance(tz, _dt.tzinfo):
         return tz, str(tz)
     raise TypeError(
-        f"CronStream: tz must be a zone name (str) or a tzinfo, got {type(tz).__name__}"
+        f"CronStream: tz must be a zone name (str) or a tzinfo, got {type(tz).__name__} {tz!r}"
     )

@@ -49,6 +49,7 @@ import trio
 
 from ..._implementation import Task, TaskBuilder, TaskId
 from ..._status import Status
+from .._kit._args import check_name
 from .._kit._clock import run_clock
 from .._memory._storage import MemoryStorage
 from ._schedule import Schedule
@@ -100,10 +101,13 @@ class CronStream:
         name: str | None = None,
         missed: MissedTicks = "skip",
     ) -> None:
-        if name is not None and (not isinstance(name, str) or not name.strip()):
-            raise ValueError(f"CronStream: name must be a non-empty str or None, got {name!r}")
+        if name is not None:
+            check_name(name, "CronStream: name")
         if missed not in _MISSED:
-            raise ValueError(f"CronStream: missed must be 'skip' or 'last', got {missed!r}")
+            raise ValueError(
+                f"CronStream: missed must be 'skip' or 'last', got {type(missed).__name__} "
+                f"{missed!r}"
+            )
         self._schedule = Schedule(expression, tz)
         self._name = name
         self._missed: MissedTicks = missed
