@@ -104,19 +104,26 @@ async def test_an_optional_seconds_field_comes_first(
         ("@annually", dt.datetime(2027, 1, 1, 0, 0), dt.datetime(2028, 1, 1, 0, 0)),
     ],
 )
-async def test_aliases_in_a_time_zone(
-    autojump_clock: trio.testing.MockClock,
-    start_at: StartAt,
-    alias: str,
-    first: dt.datetime,
-    second: dt.datetime,
-) -> None:
+def test_aliases_in_a_time_zone(alias: str, first: dt.datetime, second: dt.datetime) -> None:
+    stream = CronStream(alias, tz="Europe/Berlin")
     start = dt.datetime(2026, 5, 4, 12, 30, tzinfo=BERLIN)
-    start_at(start)
-    seen = await timed_ticks(CronStream(alias, tz="Europe/Berlin"), 2)
-    expected = [first.replace(tzinfo=BERLIN), second.replace(tzinfo=BERLIN)]
-    assert [tick for _, tick in seen] == expected
-    assert [at for at, _ in seen] == [tick.timestamp() - start.timestamp() for tick in expected]
+    one = stream.next_after(start)
+    assert one is not None
+    assert [one, stream.next_after(one)] == [
+        first.replace(tzinfo=BERLIN),
+        second.replace(tzinfo=BERLIN),
+    ]
+
+
+async def test_an_alias_is_awaited_in_its_time_zone(
+    autojump_clock: trio.testing.MockClock, start_at: StartAt
+) -> None:
+    start_at(dt.datetime(2026, 5, 4, 12, 30, tzinfo=BERLIN))
+    seen = await timed_ticks(CronStream("@daily", tz="Europe/Berlin"), 2)
+    assert seen == [
+        (11.5 * 3600, dt.datetime(2026, 5, 5, 0, 0, tzinfo=BERLIN)),
+        (35.5 * 3600, dt.datetime(2026, 5, 6, 0, 0, tzinfo=BERLIN)),
+    ]
 
 
 async def test_a_tzinfo_is_accepted_as_the_zone(
@@ -129,6 +136,22 @@ async def test_a_tzinfo_is_accepted_as_the_zone(
     assert tick == dt.datetime(2026, 5, 4, 15, 0, tzinfo=plus_two)
     assert tick.utcoffset() == dt.timedelta(hours=2)
     assert at == 30 * 60.0
+
+
+async def test_a_wall_clock_jump_during_a_long_wait_is_noticed(
+    autojump_clock: trio.testing.MockClock, start_at: StartAt
+) -> None:
+    # A machine suspended for half an hour: trio's monotonic clock did not move.
+    wall = start_at(dt.datetime(2026, 5, 4, 12, 0, tzinfo=UTC))
+
+    async def suspend() -> None:
+        await trio.sleep(100)
+        wall.start += 1800
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(suspend)
+        seen = await timed_ticks(CronStream("0 13 * * *"), 1)
+    assert seen == [(1800.0, dt.datetime(2026, 5, 4, 13, 0, tzinfo=UTC))]
 
 
 # -- daylight saving time ----------------------------------------------------------------------

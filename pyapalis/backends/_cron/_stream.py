@@ -50,7 +50,7 @@ import trio
 from ..._implementation import Task, TaskBuilder, TaskId
 from ..._status import Status
 from .._kit._args import check_name
-from .._kit._clock import run_clock
+from .._kit._clock import DeadlineConverter, run_clock
 from .._memory._storage import MemoryStorage
 from ._schedule import Schedule
 
@@ -62,6 +62,9 @@ MissedTicks = Literal["skip", "last"]
 """What a :class:`CronStream` does with ticks nothing waited for (see the module docs)."""
 
 _MISSED: tuple[MissedTicks, ...] = ("skip", "last")
+
+WAKE_EVERY = 60.0
+"""While waiting for a tick, the wall clock is read again at least this often (seconds)."""
 _DEFAULT_QUEUE = "default"
 
 
@@ -184,8 +187,7 @@ class CronStream:
         self._waiting = True
         try:
             clock = run_clock()
-            now = trio.current_time()
-            wall = clock.wall_now(now)
+            wall = clock.wall_now()
             tick = self._catch_up(wall)
             if tick is None:
                 after = math.ceil(wall) - 1
@@ -194,7 +196,7 @@ class CronStream:
                 tick = self._schedule.first_after(after)
                 if tick is None:
                     raise StopAsyncIteration
-                await trio.sleep_until(clock.deadline(tick, now))
+                await _sleep_until_wall(clock, tick)
             else:
                 await trio.lowlevel.checkpoint()
             # Only a tick returned moves the stream on: a cancelled wait changes nothing.
@@ -299,6 +301,20 @@ class CronStream:
     def __repr__(self) -> str:
         name = "" if self._name is None else f", name={self._name!r}"
         return f"CronStream({self.expression!r}, tz={self._schedule.zone!r}{name})"
+
+
+async def _sleep_until_wall(clock: DeadlineConverter, wall: int) -> None:
+    """Sleep until the wall-clock time ``wall``, looking at the wall clock every
+    :data:`WAKE_EVERY` seconds: trio's clock is monotonic, and a wall clock that
+    jumps meanwhile (a suspended machine, an NTP step) would otherwise make a
+    tick hours away come late by the jump."""
+    while True:
+        now = trio.current_time()
+        deadline = clock.deadline(wall, now)
+        if deadline <= now + WAKE_EVERY:
+            await trio.sleep_until(deadline)
+            return
+        await trio.sleep_until(now + WAKE_EVERY)
 
 
 class _TickTasks:
