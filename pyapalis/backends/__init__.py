@@ -6,7 +6,8 @@ backends built with ``BackendBuilder``. For backend authors:
 the ``Backend`` protocol a worker consumes, the optional extras a worker uses
 (``SyncAck``, ``Wakeable``, ``Bindable``, ``RunsAlongside``, ``WorkerSessions``
 with ``WorkerIdentity``), the optional capability protocols (``FetchById``,
-``WaitForCompletion`` ...) and ``TaskResult``/``WorkerInfo``.
+``WaitForCompletion`` ...) and ``TaskResult``/``WorkerInfo``; for pipe sources
+that make their own tasks, ``TaskSource`` (and ``TaskPushTarget``, what they feed).
 The common backends are also importable from :mod:`pyapalis` itself.
 """
 
