@@ -64,12 +64,12 @@ COMPACT_RETRY_MOST = 300.0
 
 RESUME_RETRY_FIRST = 0.1
 RESUME_RETRY_MOST = 10.0
+"""An expired lease whose resumption cannot be written is tried again after
+0.1 s, then 0.2, 0.4... up to 10 s."""
 
 VACUUMED_IDS = 100_000
 """How many ids of vacuumed tasks a store remembers (the most recent): a push
 of one stores nothing, so vacuum never reopens a periodic tick."""
-"""An expired lease whose resumption cannot be written is tried again after
-0.1 s, then 0.2, 0.4... up to 10 s."""
 
 log = logging.getLogger("pyapalis.journal")
 
