@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Callable
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -20,6 +21,7 @@ import trio.testing
 
 from pyapalis import (
     CronStream,
+    JsonStorage,
     MemoryStorage,
     Pipe,
     RetryPolicy,
@@ -582,3 +584,25 @@ def test_a_pipe_of_ticks_needs_a_backend_with_push_task() -> None:
         r"method, and PushOnly has none$",
     ):
         Pipe(CronStream("* * * * *"), PushOnly())
+
+
+async def test_one_expression_feeding_two_queues_of_a_file_gives_each_its_ticks(
+    autojump_clock: trio.testing.MockClock, start_at: StartAt, tmp_path: Path
+) -> None:
+    start_at(dt.datetime(2026, 5, 4, 12, 0, 30, tzinfo=UTC))
+    with JsonStorage(tmp_path / "tasks.jsonl") as reports, reports.queue("emails") as emails:
+        with trio.move_on_after(31):
+            async with trio.open_nursery() as nursery:
+                for storage in (reports, emails):
+                    nursery.start_soon(Pipe(CronStream("* * * * *"), storage).run)
+        one = await reports.list_tasks()
+        other = await emails.list_tasks()
+    assert (
+        [task.args for task in one]
+        == [task.args for task in other]
+        == ["2026-05-04T12:01:00+00:00"]
+    )
+    stream = CronStream("* * * * *")
+    tick = dt.datetime(2026, 5, 4, 12, 1, tzinfo=UTC)
+    assert one[0].parts.task_id == stream.tick_id(tick, queue="default")
+    assert other[0].parts.task_id == stream.tick_id(tick, queue="emails")
