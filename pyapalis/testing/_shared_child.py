@@ -11,7 +11,6 @@ worker has started.
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import signal
@@ -24,12 +23,7 @@ from .._implementation import Attempt, TaskId
 from .._worker._context import WorkerContext
 from .._worker._events import Event, EventKind
 from .._worker._worker import WorkerBuilder
-
-
-def resolve(target: str) -> Any:
-    """The object a ``"module:attribute"`` string names."""
-    module_name, _, attribute = target.partition(":")
-    return getattr(importlib.import_module(module_name), attribute)
+from ._resolve import resolve
 
 
 async def main(config: dict[str, Any]) -> None:

@@ -120,7 +120,7 @@ class SqliteStore:
         now_ms = ms_floor(now)
         lease_ms = ms_ceil(now + lease)
         owner = worker.id
-        self._generation = self.db.hub.generation
+        self._generation = self.db.work.generation
 
         def run(connection: sqlite3.Connection) -> tuple[list[Any], int | None, int, list[str]]:
             connection.execute("BEGIN IMMEDIATE")
@@ -164,7 +164,8 @@ class SqliteStore:
         tasks, next_due, version, failed = await self.db.run("claiming tasks", run)
         self._data_version = version
         if finals or retries or releases or failed:
-            notify(self.db.key)  # results for waiters; retries and hand-backs for takers
+            # Results for waiters; retries and hand-backs for idle takers.
+            notify(self.db.key, work=bool(retries or releases), results=bool(finals or failed))
         return Claim(tasks, None if next_due is None else next_due / 1000)
 
     def _settle_params(
@@ -260,7 +261,7 @@ class SqliteStore:
 
         count = await self.db.run("re-queueing expired leases", run)
         if count:
-            notify(self.db.key)
+            notify(self.db.key, work=True, results=True)
         return count
 
     async def retire(self, worker: WorkerIdentity) -> None:
@@ -271,7 +272,7 @@ class SqliteStore:
         )
 
     async def wait_wake(self, timeout: float) -> None:
-        await self.db.changed_since(self._generation, self._data_version, timeout)
+        await self.db.changed_since(self.db.work, self._generation, self._data_version, timeout)
 
     # -- recovery of provably dead workers -------------------------------------------
 
@@ -319,7 +320,7 @@ class SqliteStore:
 
         count = await self.db.run("resuming abandoned tasks", run)
         if count:
-            notify(self.db.key)
+            notify(self.db.key, work=True, results=True)
         return count
 
 
