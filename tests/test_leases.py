@@ -372,3 +372,25 @@ async def test_an_idle_worker_whose_wake_wait_fails_backs_off_and_goes_on(
     assert seen == [7]
     assert store.fail_next == 0
     assert caplog.text.count("wait_wake refused") == 2
+
+
+async def test_an_idle_worker_claims_once_per_wake_not_once_per_loop(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    store = FakeLeaseStore()
+    shared = Shared(store, LeaseConfig(poll=60))
+    seen: list[int] = []
+    worker = WorkerBuilder("w").backend(shared).concurrency(16).build(seen.append)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(worker.run)
+        await trio.sleep(5)  # idle: one loop waits on the store, fifteen park
+        before = len([c for c in store.calls if c[0] == "exchange"])
+        for item in range(3):
+            store.push(item)
+            await trio.sleep(1)
+        after = len([c for c in store.calls if c[0] == "exchange"])
+        worker.context.stop()
+    assert seen == [0, 1, 2]
+    # Per push: the claim after the wake, and the one carrying its ack as the
+    # worker goes idle again; never one per consumer loop.
+    assert after - before == 6

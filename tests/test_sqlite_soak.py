@@ -47,6 +47,7 @@ def test_sigkill_soak_loses_nothing_acknowledged(tmp_path: Path) -> None:
     rng = random.Random(14)
 
     def start_worker(name: str) -> subprocess.Popen[bytes]:
+        (tmp_path / f"{name}.ready").unlink(missing_ok=True)
         config = {
             "factory": "pyapalis.backends._open:open_backend",
             "url": url,
@@ -99,6 +100,12 @@ def test_sigkill_soak_loses_nothing_acknowledged(tmp_path: Path) -> None:
                 break
             time.sleep(0.1)
         for name in ("worker-a", "worker-b"):
+            # A worker started by the last round may still be starting: SIGTERM
+            # stops it gracefully only once it catches signals (it is ready).
+            while not (tmp_path / f"{name}.ready").exists():
+                assert processes[name].poll() is None, f"{name} exited"
+                assert time.monotonic() < deadline, f"{name} never started"
+                time.sleep(0.01)
             processes[name].terminate()
             assert processes[name].wait(timeout=60) == 0
         statuses = dict(connection.execute("SELECT id, status FROM tasks").fetchall())

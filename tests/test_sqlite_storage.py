@@ -387,7 +387,7 @@ async def test_a_worker_idle_for_a_long_virtual_time_still_picks_up_work(
         async def handler(item: int) -> None:
             started.append(trio.current_time())
 
-        worker = WorkerBuilder("w").backend(storage).build(handler)
+        worker = WorkerBuilder("w").backend(storage).heartbeat(600).build(handler)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(worker.run)
             for hours in (1, 24):

@@ -228,13 +228,6 @@ class WaitForCompletion(Protocol):
 
 
 @runtime_checkable
-class Delete(Protocol):
-    """Forgets one task, whatever its status; False if the backend does not hold it."""
-
-    async def delete(self, task_id: TaskId | str) -> bool: ...
-
-
-@runtime_checkable
 class PushNowait(Protocol):
     """Queues a task synchronously, from any thread (``MemoryStorage``)."""
 

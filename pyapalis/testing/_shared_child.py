@@ -58,17 +58,18 @@ async def main(config: dict[str, Any]) -> None:
         .build(handler)
     )
 
-    async def stop_on_signal() -> None:
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-            async for _ in signals:
-                worker.context.stop()
-                return
+    async def stop_on(signals: Any) -> None:
+        async for _ in signals:
+            worker.context.stop()
+            return
 
     try:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(stop_on_signal)
-            await worker.run()
-            nursery.cancel_scope.cancel()
+        # The signals are caught before the worker starts (and writes ``ready``).
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(stop_on, signals)
+                await worker.run()
+                nursery.cancel_scope.cancel()
     finally:
         log.close()
         close = getattr(backend, "aclose", None)

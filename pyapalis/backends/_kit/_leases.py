@@ -277,6 +277,14 @@ class LeaseSession:
         self._more = False
         self._low_water = max(1, worker.concurrency // 2)
         self._low = trio.Event()
+        # Idle waits: one loop waits on the store (``_idling`` meanwhile), the
+        # others park in ``_followers`` and are woken one at a time (each takes
+        # a task and wakes the next, or becomes the one waiting on the store).
+        # Each wait's end counts in ``_wakes``; a claim records the count it saw.
+        self._idling = False
+        self._followers = trio.lowlevel.ParkingLot()
+        self._wakes = 1
+        self._claimed_wakes = 0
 
     @property
     def worker(self) -> WorkerIdentity:
@@ -362,24 +370,41 @@ class LeaseSession:
         while True:
             task = self.take_nowait()
             if task is not None:
+                if self._ready and self._followers:
+                    self._followers.unpark()  # more to take: the next idle loop
                 return task
-            async with self._claiming:
-                if self._ready:
-                    continue
-                try:
-                    if not await self._claim():
-                        await self._idle()
-                except StorageError as error:
-                    delay = backoff.next()
-                    logger.warning(
-                        "worker %s: claiming failed (%s); trying again in %s s",
-                        self._worker.name,
-                        error,
-                        delay,
-                    )
-                    await trio.sleep(delay)
-                    continue
-                backoff.reset()
+            try:
+                if self._claim_warranted():
+                    async with self._claiming:
+                        if self._ready or not self._claim_warranted():
+                            continue
+                        self._claimed_wakes = self._wakes
+                        if await self._claim():
+                            backoff.reset()
+                            continue
+                await self._idle()
+            except StorageError as error:
+                self._claimed_wakes = -1  # claim again after the pause
+                delay = backoff.next()
+                logger.warning(
+                    "worker %s: claiming failed (%s); trying again in %s s",
+                    self._worker.name,
+                    error,
+                    delay,
+                )
+                await trio.sleep(delay)
+                continue
+            backoff.reset()
+
+    def _claim_warranted(self) -> bool:
+        """Whether a claim may find something: the last came back full, or a wake came
+        since; or it has outcomes to carry (a worker going idle writes them at once).
+
+        So the consumer loops of an idle worker do not each run an empty claim
+        whenever one task is pushed: one of them waits on the store, and after
+        its wake one claim runs (for every free slot).
+        """
+        return self._more or self._wakes != self._claimed_wakes or bool(self._pending)
 
     async def ack(
         self, task: Task, status: Status, result: Any, error: BaseException | None
@@ -488,14 +513,29 @@ class LeaseSession:
             task = claimed.task
             self._held[str(task.parts.task_id)] = claimed.attempt
             self._ready.append(task)
+        if claim.tasks and self._followers:
+            self._followers.unpark()  # a refill or a flush claimed: wake an idle loop
         return bool(claim.tasks)
 
     async def _idle(self) -> None:
-        """Wait for the wake hint, at most ``poll`` or until the next scheduled task."""
-        timeout = self._config.poll
-        if self._next_due is not None:
-            timeout = max(0.0, min(timeout, self._next_due - run_clock().wall_now()))
-        await self._store.wait_wake(timeout)
+        """Wait for the wake hint, at most ``poll`` or until the next scheduled task.
+
+        One consumer loop waits on the store; the others wait for it. The
+        wait does not hold the claim lock, so the flusher writes meanwhile.
+        """
+        if self._idling:
+            await self._followers.park()
+            return
+        self._idling = True
+        try:
+            timeout = self._config.poll
+            if self._next_due is not None:
+                timeout = max(0.0, min(timeout, self._next_due - run_clock().wall_now()))
+            await self._store.wait_wake(timeout)
+        finally:
+            self._wakes += 1
+            self._idling = False
+            self._followers.unpark()  # one: it takes a task, or waits on the store next
 
     async def _flush(self) -> None:
         """Write every queued settlement now (StorageError: they stay queued)."""

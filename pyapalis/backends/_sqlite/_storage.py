@@ -522,7 +522,7 @@ class SqliteStorage:
         (the task is no longer Running under its owner), so the task stays
         Killed. False for an unknown id or a finished task.
         """
-        key = _id_text(task_id, "kill_by_id")
+        key = str(check_task_id(task_id, "kill_by_id: task_id"))
         if not isinstance(reason, str):
             raise TypeError(f"kill_by_id: reason must be a str, got {reason!r}")
         done_at = ms_ceil(run_clock().wall_now())

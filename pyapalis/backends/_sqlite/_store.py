@@ -120,7 +120,9 @@ class SqliteStore:
         now_ms = ms_floor(now)
         lease_ms = ms_ceil(now + lease)
         owner = worker.id
-        self._generation = self.db.work.generation
+        # What a later wait_wake compares with: only a claim saw the queue (a
+        # flush that claims nothing must not hide a push made before it).
+        generation = self.db.work.generation
 
         def run(connection: sqlite3.Connection) -> tuple[list[Any], int | None, int, list[str]]:
             connection.execute("BEGIN IMMEDIATE")
@@ -162,7 +164,9 @@ class SqliteStore:
             return rows, next_due, version, failed
 
         tasks, next_due, version, failed = await self.db.run("claiming tasks", run)
-        self._data_version = version
+        if limit:
+            self._generation = generation
+            self._data_version = version
         if finals or retries or releases or failed:
             # Results for waiters; retries and hand-backs for idle takers.
             notify(self.db.key, work=bool(retries or releases), results=bool(finals or failed))
