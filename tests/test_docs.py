@@ -5,7 +5,8 @@
   a page marks a block with ``<!-- docs-test: MODE -->`` where the README says
   ``readme-test``.
 * The API reference (docs/reference/) has a ``::: module.name`` entry for every
-  name of each public module's ``__all__``, and nothing that is not public.
+  name of each public module's ``__all__``, and nothing that is not public
+  (``python -m tests.test_docs`` writes the pages from the ``__all__`` lists).
 * ``mkdocs build --strict`` passes: no broken link or anchor, no page left out of
   the navigation, no reference that mkdocstrings cannot resolve.
 """
@@ -73,31 +74,45 @@ def test_docs_block_runs_as_shown(block: test_readme.Block, tmp_path: Path) -> N
     test_readme.run_block(block, tmp_path)
 
 
-_ENTRY = re.compile(r"^::: (?P<name>[\w.]+)$", re.MULTILINE)
+_INTRO = {
+    "pyapalis": "What most programs use: tasks, the common backends, workers, the Monitor, "
+    "typed tasks, embedding and every error.",
+    "pyapalis.backends": "Every backend, codecs, pipes, polling backends, and the protocols "
+    "a backend author implements.",
+    "pyapalis.layers": "Middleware: the Service and Layer protocols and the built-in layers.",
+    "pyapalis.typed": "Backie-style typed background tasks and worker pools.",
+    "pyapalis.embed": "A worker on its own thread, for programs that are not trio programs.",
+    "pyapalis.testing": "`TestWorker`, `WallClock` and the backend conformance suites.",
+}
 
 
-def _reference_entries() -> dict[str, set[str]]:
-    """Module -> the names its reference page documents."""
-    entries: dict[str, set[str]] = {}
-    for module in PUBLIC_MODULES:
-        page = DOCS / "reference" / f"{module}.md"
-        assert page.is_file(), f"no reference page for {module}: {page}"
-        text = page.read_text(encoding="utf-8")
-        names = set()
-        for match in _ENTRY.finditer(text):
-            owner, _, name = match["name"].rpartition(".")
-            assert owner == module, f"{page.name} documents {match['name']}, not of {module}"
-            names.add(name)
-        entries[module] = names
-    return entries
+def reference_page(module: str) -> str:
+    """The reference page of ``module``: one mkdocstrings entry per name of its ``__all__``."""
+    names = importlib.import_module(module).__all__
+    lines = [
+        f"# `{module}`",
+        "",
+        _INTRO[module],
+        "",
+        f"Every name in `{module}.__all__`, in the order the module lists them; each entry is",
+        "generated from the docstring (`python -m tests.test_docs` rewrites this page).",
+        "",
+    ]
+    for name in names:
+        lines += [f"::: {module}.{name}", ""]
+    return "\n".join(lines)
 
 
 @pytest.mark.parametrize("module", PUBLIC_MODULES)
 def test_the_reference_covers_every_public_name(module: str) -> None:
-    documented = _reference_entries()[module]
+    page = DOCS / "reference" / f"{module}.md"
+    assert page.is_file(), f"no reference page for {module}: run python -m tests.test_docs"
+    expected = reference_page(module)
+    documented = set(re.findall(r"^::: [\w.]+\.(\w+)$", page.read_text(encoding="utf-8"), re.M))
     public = set(importlib.import_module(module).__all__)
-    assert sorted(public - documented) == [], f"missing from docs/reference/{module}.md"
-    assert sorted(documented - public) == [], f"not in {module}.__all__"
+    assert sorted(public - documented) == [], f"missing from {page.name}: python -m tests.test_docs"
+    assert sorted(documented - public) == [], f"not in {module}.__all__: python -m tests.test_docs"
+    assert page.read_text(encoding="utf-8") == expected, "python -m tests.test_docs rewrites it"
 
 
 def test_every_page_is_in_the_navigation() -> None:
@@ -124,3 +139,8 @@ def test_the_site_builds_strictly(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     reference = (tmp_path / "reference" / "pyapalis" / "index.html").read_text(encoding="utf-8")
     assert 'id="pyapalis.WorkerBuilder"' in reference  # mkdocstrings rendered the entries
+
+
+if __name__ == "__main__":
+    for module in PUBLIC_MODULES:
+        (DOCS / "reference" / f"{module}.md").write_text(reference_page(module), encoding="utf-8")
