@@ -115,6 +115,17 @@ def test_the_reference_covers_every_public_name(module: str) -> None:
     assert page.read_text(encoding="utf-8") == expected, "python -m tests.test_docs rewrites it"
 
 
+def test_the_measured_figures_are_the_readmes() -> None:
+    # The backends guide copies its throughput table from the README's measurements:
+    # a figure re-measured there must be updated here, not left stale.
+    guide = (DOCS / "guides" / "backends.md").read_text(encoding="utf-8")
+    table = guide.split("## Measured throughput", 1)[1].split("\n\n")[2]
+    figures = re.findall(r"\| (\d[\d.]*[kM]?) \|", table)
+    assert len(figures) >= 7
+    readme = test_readme.README.read_text(encoding="utf-8")
+    assert [f for f in figures if not re.search(rf"\b{re.escape(f)}\b", readme)] == []
+
+
 def test_every_page_is_in_the_navigation() -> None:
     nav = (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
     pages = [page.relative_to(DOCS).as_posix() for page in PAGES]
