@@ -150,6 +150,7 @@ def test_the_site_builds_strictly(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     reference = (tmp_path / "reference" / "pyapalis" / "index.html").read_text(encoding="utf-8")
     assert 'id="pyapalis.WorkerBuilder"' in reference  # mkdocstrings rendered the entries
+    assert ":class:<code>" not in reference  # docs/_hooks/sphinx_roles.py ran
 
 
 if __name__ == "__main__":
