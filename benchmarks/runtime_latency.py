@@ -52,6 +52,7 @@ sys.path.insert(
 
 from pyapalis import MemoryStorage, WorkerBuilder
 from pyapalis._implementation import IMPLEMENTATION
+from pyapalis.backends._memory._handoff import Handoff
 from pyapalis.embed._runtime import start_in_thread
 
 perf_counter = time.perf_counter
@@ -117,6 +118,80 @@ def latency_other_thread(samples: int) -> list[float]:
             runtime.push(storage, 0)
             handled.wait()
             results.append(started[0] - t0)
+    return results
+
+
+class _IoWakeClock(trio.abc.Instrument):
+    """Notes when trio's I/O wait (epoll) returns on the run's thread.
+
+    ``after_io_wait`` runs once the thread is back from the kernel and holds
+    the GIL again: the first Python line after the wake-up.
+    """
+
+    def __init__(self) -> None:
+        self.woke_at = 0.0
+
+    def after_io_wait(self, timeout: float) -> None:
+        self.woke_at = perf_counter()
+
+
+HOPS = (
+    "push call returns (producer)",
+    "epoll returns, GIL held (trio thread)",
+    "waker task hands over",
+    "handler's first line",
+)
+"""The stops between a producer's push and its handler, in order (see latency_hops)."""
+
+
+def latency_hops(samples: int) -> dict[str, list[float]]:
+    """:func:`latency_other_thread` with a timestamp at every hop (seconds since the push).
+
+    * the producer's ``runtime.push`` returns (the task is queued and the
+      waker's eventfd written);
+    * trio's epoll wait returns on the runtime's thread and that thread holds
+      the GIL again (a trio instrument's ``after_io_wait``);
+    * the storage's waker task runs and hands the task to the parked consumer
+      (``Handoff._wake_consumers``, wrapped here);
+    * the handler's first line runs.
+
+    The instrument and the wrapper cost a little: read these for where the
+    time goes, and the uninstrumented row for the total.
+    """
+    storage = MemoryStorage()
+    stamps = {hop: 0.0 for hop in HOPS}
+    handled = threading.Event()
+    clock = _IoWakeClock()
+    original = Handoff._wake_consumers
+
+    def wake_consumers(self: Handoff) -> None:
+        stamps[HOPS[2]] = perf_counter()
+        # Read now: after the handler, the run may wait for I/O again.
+        stamps[HOPS[1]] = clock.woke_at
+        original(self)
+
+    def handler(_item: int) -> None:
+        stamps[HOPS[3]] = perf_counter()
+        handled.set()
+
+    worker = WorkerBuilder("latency").backend(storage).build(handler)
+    results: dict[str, list[float]] = {hop: [] for hop in HOPS}
+    Handoff._wake_consumers = wake_consumers  # type: ignore[method-assign]
+    try:
+        with start_in_thread(worker) as runtime:
+            trio.from_thread.run_sync(trio.lowlevel.add_instrument, clock, trio_token=runtime.token)
+            for _ in range(samples):
+                while not storage.statistics().consumers_waiting:
+                    time.sleep(20e-6)
+                handled.clear()
+                t0 = perf_counter()
+                runtime.push(storage, 0)
+                stamps[HOPS[0]] = perf_counter()
+                handled.wait()
+                for hop in HOPS:
+                    results[hop].append(stamps[hop] - t0)
+    finally:
+        Handoff._wake_consumers = original  # type: ignore[method-assign]
     return results
 
 
@@ -329,13 +404,19 @@ LATENCY_ROWS = (
 )
 
 
-def measure(samples: int, tasks: int) -> dict[str, float]:
+def measure(samples: int, tasks: int, *, only_latency: bool = False) -> dict[str, float]:
     """Every figure: ``"<row> p50"`` / ``"<row> p99"`` in µs, ``"<row>"`` in tasks/s."""
     figures: dict[str, float] = {}
     for label, run in LATENCY_ROWS:
         values = sorted(run(samples))
         figures[f"{label} p50"] = percentile(values, 0.5) * 1e6
         figures[f"{label} p99"] = percentile(values, 0.99) * 1e6
+    for hop, values in latency_hops(samples).items():
+        values.sort()
+        figures[f"hop: {hop} p50"] = percentile(values, 0.5) * 1e6
+        figures[f"hop: {hop} p99"] = percentile(values, 0.99) * 1e6
+    if only_latency:
+        return figures
     figures[SAME] = statistics.median(throughput_same_thread(tasks) for _ in range(3))
     for how in HOW:
         for producers in (1, 2, 3, 4):
@@ -365,10 +446,25 @@ def print_figures(samples: int, tasks: int, figures: dict[str, float]) -> None:
     print(f"\nlatency, push to handler start ({samples} samples)    p50 µs    p99 µs")
     for label, _run in LATENCY_ROWS:
         print(f"  {label:<46}{figures[label + ' p50']:8.1f}{figures[label + ' p99']:10.1f}")
+    print_hops(figures)
+    if SAME not in figures:
+        return
     print(f"\nthroughput ({tasks} tasks)                          tasks/s   vs same thread")
     same = figures[SAME]
     for label in _throughput_labels():
         print(f"  {label:<46}{figures[label]:10,.0f}{figures[label] / same:10.2f}")
+
+
+def print_hops(figures: dict[str, float]) -> None:
+    """Where the other-thread time goes, as µs since the push and as multiples of the floors."""
+    plain = figures["floor: plain thread woken through an eventfd p50"]
+    trio_floor = figures["floor: trio task woken through an eventfd p50"]
+    print("\nother thread, hop by hop (instrumented run)     p50 µs  p50 step   x plain  x trio")
+    previous = 0.0
+    for hop in HOPS:
+        at = figures[f"hop: {hop} p50"]
+        print(f"  {hop:<46}{at:8.1f}{at - previous:10.1f}{at / plain:10.1f}{at / trio_floor:8.2f}")
+        previous = at
 
 
 def compare_trees(trees: dict[str, str], samples: int, tasks: int, rounds: int) -> None:
@@ -414,6 +510,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=2000)
     parser.add_argument("--tasks", type=int, default=200_000)
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument("--latency-only", action="store_true", help="skip the throughput rows")
     parser.add_argument("--against", metavar="DIR", help="another checkout to compare with")
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds (--against)")
     options = parser.parse_args()
@@ -424,10 +521,10 @@ def main() -> None:
         compare_trees(trees, samples, tasks, options.rounds)
         return
     if options.json:
-        print(json.dumps(measure(samples, tasks)))
+        print(json.dumps(measure(samples, tasks, only_latency=options.latency_only)))
         return
     print(f"pyapalis core: {IMPLEMENTATION}; Python {sys.version.split()[0]}")
-    print_figures(samples, tasks, measure(samples, tasks))
+    print_figures(samples, tasks, measure(samples, tasks, only_latency=options.latency_only))
 
 
 if __name__ == "__main__":
