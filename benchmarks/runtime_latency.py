@@ -96,7 +96,11 @@ def latency_same_thread(samples: int) -> list[float]:
     return results
 
 
-def latency_other_thread(samples: int) -> list[float]:
+SPIN = 200e-6
+"""The ``spin`` the *spin* rows run the runtime with (seconds)."""
+
+
+def latency_other_thread(samples: int, spin: float = 0.0) -> list[float]:
     """Push from this (plain) thread to a parked worker on the runtime's thread."""
     storage = MemoryStorage()
     started = [0.0]
@@ -108,7 +112,7 @@ def latency_other_thread(samples: int) -> list[float]:
 
     worker = WorkerBuilder("latency").backend(storage).build(handler)
     results: list[float] = []
-    with start_in_thread(worker) as runtime:
+    with start_in_thread(worker, spin=spin) as runtime:
         for _ in range(samples):
             # Measure the idle path: wait until the consumer has parked.
             while not storage.statistics().consumers_waiting:
@@ -292,6 +296,46 @@ def latency_trio_wake_floor(samples: int) -> list[float]:
     return results
 
 
+def latency_other_thread_spin(samples: int) -> list[float]:
+    """:func:`latency_other_thread` with the runtime's ``spin`` option set to :data:`SPIN`."""
+    return latency_other_thread(samples, SPIN)
+
+
+def spin_cpu_cost(spin: float, interval: float | None, seconds: float = 1.0) -> float:
+    """CPU-seconds the runtime's thread uses per second of wall time.
+
+    A plain thread pushes one task every ``interval`` seconds (None: never)
+    for ``seconds``; the handler does nothing. The runtime runs with ``spin``.
+    """
+    storage = MemoryStorage()
+    worker = WorkerBuilder("cpu").backend(storage).build(lambda _item: None)
+    with start_in_thread(worker, spin=spin) as runtime:
+        ident = runtime.thread.ident
+        assert ident is not None
+        clock = time.pthread_getcpuclockid(ident)
+        runtime.push(storage, 0)  # starts the storage's waker (and the spinning)
+        time.sleep(0.05)
+        cpu0, t0 = time.clock_gettime(clock), perf_counter()
+        end = t0 + seconds
+        while (now := perf_counter()) < end:
+            if interval is None:
+                time.sleep(end - now)
+            else:
+                runtime.push(storage, 0)
+                time.sleep(interval)
+        cpu = time.clock_gettime(clock) - cpu0
+        elapsed = perf_counter() - t0
+    return cpu / elapsed
+
+
+CPU_ROWS = (
+    ("no pushes", None),
+    ("a push every 10 ms", 10e-3),
+    ("a push every 1 ms", 1e-3),
+    ("a push every 100 µs", 100e-6),
+)
+
+
 def submit_round_trip(samples: int) -> list[float]:
     """``submit`` to ``future.result()`` returning, from a plain thread."""
     storage = MemoryStorage()
@@ -398,6 +442,7 @@ def throughput_threads(tasks: int, producers: int, how: str = "push") -> float:
 LATENCY_ROWS = (
     ("same thread (trio task, push_nowait)", latency_same_thread),
     ("other thread (runtime.push)", latency_other_thread),
+    (f"other thread, spin={SPIN * 1e6:.0f} µs", latency_other_thread_spin),
     ("floor: plain thread woken through an eventfd", latency_wake_floor),
     ("floor: trio task woken through an eventfd", latency_trio_wake_floor),
     ("submit -> future.result() round trip", submit_round_trip),
@@ -415,6 +460,9 @@ def measure(samples: int, tasks: int, *, only_latency: bool = False) -> dict[str
         values.sort()
         figures[f"hop: {hop} p50"] = percentile(values, 0.5) * 1e6
         figures[f"hop: {hop} p99"] = percentile(values, 0.99) * 1e6
+    for label, interval in CPU_ROWS:
+        for spin in (0.0, SPIN):
+            figures[f"cpu: {label}, spin={spin * 1e6:.0f} µs"] = spin_cpu_cost(spin, interval)
     if only_latency:
         return figures
     figures[SAME] = statistics.median(throughput_same_thread(tasks) for _ in range(3))
@@ -447,6 +495,11 @@ def print_figures(samples: int, tasks: int, figures: dict[str, float]) -> None:
     for label, _run in LATENCY_ROWS:
         print(f"  {label:<46}{figures[label + ' p50']:8.1f}{figures[label + ' p99']:10.1f}")
     print_hops(figures)
+    print("\nruntime thread, CPU-seconds per second           spin off  spin on")
+    for label, _interval in CPU_ROWS:
+        off = figures[f"cpu: {label}, spin=0 µs"]
+        on = figures[f"cpu: {label}, spin={SPIN * 1e6:.0f} µs"]
+        print(f"  {label:<46}{off:8.3f}{on:9.3f}")
     if SAME not in figures:
         return
     print(f"\nthroughput ({tasks} tasks)                          tasks/s   vs same thread")

@@ -12,7 +12,8 @@ This module imports nothing from the trio layer: it owns data, not waiting.
 cimport cython
 from libc.math cimport isnan, isinf
 from libc.stdint cimport uint16_t, uint64_t
-from posix.time cimport CLOCK_REALTIME, clock_gettime, timespec
+from libc.errno cimport EINTR, errno
+from posix.time cimport CLOCK_MONOTONIC, CLOCK_REALTIME, clock_gettime, timespec
 
 import datetime as _datetime
 import os as _os
@@ -37,3 +38,4 @@ include "_task.pxi"
 include "_deque.pxi"
 include "_execution.pxi"
 include "_invoke.pxi"
+include "_spin.pxi"

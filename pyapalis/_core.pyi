@@ -31,6 +31,7 @@ from pyapalis._twin import Verdict as Verdict
 from pyapalis._twin import ready as ready
 from pyapalis._twin import retry_delay as retry_delay
 from pyapalis._twin import set_status as set_status
+from pyapalis._twin import spin_until_readable as spin_until_readable
 from pyapalis._twin import undo_attempt as undo_attempt
 
 IMPLEMENTATION: Final[str]

@@ -67,6 +67,7 @@ if TYPE_CHECKING:
     from ._twin import Verdict as Verdict
     from ._twin import retry_delay as retry_delay
     from ._twin import set_status as set_status
+    from ._twin import spin_until_readable as spin_until_readable
     from ._twin import undo_attempt as undo_attempt
 else:
     DONE = core.DONE
@@ -95,4 +96,5 @@ else:
     Verdict = core.Verdict
     retry_delay = core.retry_delay
     set_status = core.set_status
+    spin_until_readable = core.spin_until_readable
     undo_attempt = core.undo_attempt

@@ -33,6 +33,7 @@ from ._invoke import SyncDone as SyncDone
 from ._invoke import Verdict as Verdict
 from ._invoke import ready as ready
 from ._invoke import retry_delay as retry_delay
+from ._spin import spin_until_readable as spin_until_readable
 from ._task import Parts as Parts
 from ._task import Task as Task
 from ._task import TaskBuilder as TaskBuilder
@@ -69,5 +70,6 @@ __all__ = [
     "ready",
     "retry_delay",
     "set_status",
+    "spin_until_readable",
     "undo_attempt",
 ]

@@ -164,6 +164,15 @@ class MemoryStorage:
         """
         return self._queue.push_nowait
 
+    @property
+    def wake_fileno(self) -> int | None:
+        """The file descriptor a push from another thread makes readable to wake
+        this storage's consumers, once the first such wake has happened (else None).
+
+        The embedding runtime's ``spin`` option polls it before its thread parks.
+        """
+        return self._handoff.signal_fileno
+
     async def push(self, args: Any) -> TaskId:
         """Queue ``args`` as a new task, waiting for room if ``maxsize`` is reached."""
         await trio.lowlevel.checkpoint_if_cancelled()
