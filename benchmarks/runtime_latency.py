@@ -34,7 +34,9 @@ figures as JSON; ``PYAPALIS_BENCH_TREE=DIR`` picks the tree to import).
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
+import math
 import os
 import selectors
 import statistics
@@ -53,7 +55,7 @@ sys.path.insert(
 from pyapalis import MemoryStorage, WorkerBuilder
 from pyapalis._implementation import IMPLEMENTATION
 from pyapalis.backends._memory._handoff import Handoff
-from pyapalis.embed._runtime import start_in_thread
+from pyapalis.embed._runtime import BackgroundRuntime, start_in_thread
 
 perf_counter = time.perf_counter
 
@@ -99,6 +101,15 @@ def latency_same_thread(samples: int) -> list[float]:
 SPIN = 200e-6
 """The ``spin`` the *spin* rows run the runtime with (seconds)."""
 
+SPIN_SUPPORTED = "spin" in inspect.signature(start_in_thread).parameters
+"""False for a tree from before the option (``--against``): its spin rows are NaN."""
+
+
+def _start(worker: object, spin: float) -> BackgroundRuntime:
+    if spin and not SPIN_SUPPORTED:
+        raise NotImplementedError("this tree's start_in_thread has no spin option")
+    return start_in_thread(worker, spin=spin) if spin else start_in_thread(worker)
+
 
 def latency_other_thread(samples: int, spin: float = 0.0) -> list[float]:
     """Push from this (plain) thread to a parked worker on the runtime's thread."""
@@ -112,7 +123,7 @@ def latency_other_thread(samples: int, spin: float = 0.0) -> list[float]:
 
     worker = WorkerBuilder("latency").backend(storage).build(handler)
     results: list[float] = []
-    with start_in_thread(worker, spin=spin) as runtime:
+    with _start(worker, spin) as runtime:
         for _ in range(samples):
             # Measure the idle path: wait until the consumer has parked.
             while not storage.statistics().consumers_waiting:
@@ -309,7 +320,7 @@ def spin_cpu_cost(spin: float, interval: float | None, seconds: float = 1.0) -> 
     """
     storage = MemoryStorage()
     worker = WorkerBuilder("cpu").backend(storage).build(lambda _item: None)
-    with start_in_thread(worker, spin=spin) as runtime:
+    with _start(worker, spin) as runtime:
         ident = runtime.thread.ident
         assert ident is not None
         clock = time.pthread_getcpuclockid(ident)
@@ -453,6 +464,9 @@ def measure(samples: int, tasks: int, *, only_latency: bool = False) -> dict[str
     """Every figure: ``"<row> p50"`` / ``"<row> p99"`` in µs, ``"<row>"`` in tasks/s."""
     figures: dict[str, float] = {}
     for label, run in LATENCY_ROWS:
+        if run is latency_other_thread_spin and not SPIN_SUPPORTED:
+            figures[f"{label} p50"] = figures[f"{label} p99"] = math.nan
+            continue
         values = sorted(run(samples))
         figures[f"{label} p50"] = percentile(values, 0.5) * 1e6
         figures[f"{label} p99"] = percentile(values, 0.99) * 1e6
@@ -462,7 +476,9 @@ def measure(samples: int, tasks: int, *, only_latency: bool = False) -> dict[str
         figures[f"hop: {hop} p99"] = percentile(values, 0.99) * 1e6
     for label, interval in CPU_ROWS:
         for spin in (0.0, SPIN):
-            figures[f"cpu: {label}, spin={spin * 1e6:.0f} µs"] = spin_cpu_cost(spin, interval)
+            key = f"cpu: {label}, spin={spin * 1e6:.0f} µs"
+            supported = SPIN_SUPPORTED or not spin
+            figures[key] = spin_cpu_cost(spin, interval) if supported else math.nan
     if only_latency:
         return figures
     figures[SAME] = statistics.median(throughput_same_thread(tasks) for _ in range(3))
@@ -520,7 +536,9 @@ def print_hops(figures: dict[str, float]) -> None:
         previous = at
 
 
-def compare_trees(trees: dict[str, str], samples: int, tasks: int, rounds: int) -> None:
+def compare_trees(
+    trees: dict[str, str], samples: int, tasks: int, rounds: int, *, only_latency: bool = False
+) -> None:
     """Measure each tree in fresh processes, alternating; print medians side by side."""
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in trees}
     for round_ in range(rounds):
@@ -528,14 +546,15 @@ def compare_trees(trees: dict[str, str], samples: int, tasks: int, rounds: int) 
             print(f"round {round_ + 1}/{rounds}: {name} ({tree})", file=sys.stderr, flush=True)
             env = {**os.environ, "PYAPALIS_BENCH_TREE": tree}
             command = [sys.executable, __file__, "--json", f"--samples={samples}"]
+            if only_latency:
+                command.append("--latency-only")
             output = subprocess.run(
                 [*command, f"--tasks={tasks}"], env=env, check=True, capture_output=True, text=True
             ).stdout
             figures = json.loads(output)
             runs[name].append(figures)
             other = figures["other thread (runtime.push) p50"]
-            rate = figures[_threads_label(1, "push")] / figures[SAME]
-            print(f"  other thread p50 {other:.1f} µs, 1 thread {rate:.2f}x", file=sys.stderr)
+            print(f"  other thread p50 {other:.1f} µs", file=sys.stderr)
     names = list(trees)
     medians = {
         name: {key: statistics.median(run[key] for run in runs[name]) for key in runs[name][0]}
@@ -544,11 +563,30 @@ def compare_trees(trees: dict[str, str], samples: int, tasks: int, rounds: int) 
     header = "".join(f"{name:>14}" for name in names)
     print(f"medians of {rounds} alternating rounds; {samples} samples, {tasks} tasks")
     print(f"\nlatency, push to handler start, µs                   {header}")
-    for label, _run in LATENCY_ROWS:
-        for q in ("p50", "p99"):
-            key = f"{label} {q}"
-            cells = "".join(f"{medians[name][key]:14.1f}" for name in names)
-            print(f"  {key:<52}{cells}")
+    latency_keys = [f"{label} {q}" for label, _run in LATENCY_ROWS for q in ("p50", "p99")]
+    latency_keys += [f"hop: {hop} p50" for hop in HOPS]
+    for key in latency_keys:
+        cells = "".join(f"{medians[name][key]:14.1f}" for name in names)
+        print(f"  {key:<52}{cells}")
+    for name in names:
+        plain = medians[name]["floor: plain thread woken through an eventfd p50"]
+        trio_floor = medians[name]["floor: trio task woken through an eventfd p50"]
+        other = medians[name]["other thread (runtime.push) p50"]
+        spun = medians[name][f"other thread, spin={SPIN * 1e6:.0f} µs p50"]
+        print(
+            f"  {name}: other thread p50 = {other / plain:.1f}x the plain floor, "
+            f"{other / trio_floor:.2f}x the trio floor; with spin {spun / trio_floor:.2f}x"
+        )
+    print(f"\nruntime thread, CPU-seconds per second, spin off / spin={SPIN * 1e6:.0f} µs")
+    for label, _interval in CPU_ROWS:
+        cells = "".join(
+            f"{medians[name][f'cpu: {label}, spin=0 µs']:8.3f} /"
+            f"{medians[name][f'cpu: {label}, spin={SPIN * 1e6:.0f} µs']:6.3f}"
+            for name in names
+        )
+        print(f"  {label:<52}{cells}")
+    if SAME not in medians[names[0]]:
+        return
     print(f"\nthroughput, tasks/s (x same thread of the same tree) {header}")
     for label in _throughput_labels():
         cells = "".join(
@@ -571,7 +609,7 @@ def main() -> None:
     if options.against:
         this = str(Path(__file__).resolve().parents[1])
         trees = {"before": str(Path(options.against).resolve()), "after": this}
-        compare_trees(trees, samples, tasks, options.rounds)
+        compare_trees(trees, samples, tasks, options.rounds, only_latency=options.latency_only)
         return
     if options.json:
         print(json.dumps(measure(samples, tasks, only_latency=options.latency_only)))
