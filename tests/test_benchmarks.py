@@ -412,6 +412,27 @@ def test_runtime_latency_rows_each_return_one_figure_per_sample() -> None:
         assert all(0 < value < 5.0 for value in values)
 
 
+def test_runtime_latency_hops_time_every_stop_after_the_push() -> None:
+    from benchmarks import runtime_latency
+
+    hops = runtime_latency.latency_hops(5)
+    assert list(hops) == list(runtime_latency.HOPS)
+    for values in hops.values():
+        assert len(values) == 5
+        assert all(0 < value < 5.0 for value in values)
+    # The handler starts after the waker handed its task over, every time.
+    handed, started = hops[runtime_latency.HOPS[2]], hops[runtime_latency.HOPS[3]]
+    assert all(a <= b for a, b in zip(handed, started, strict=True))
+
+
+def test_runtime_latency_spin_cpu_cost_is_a_fraction_of_one_cpu() -> None:
+    from benchmarks import runtime_latency
+
+    for spin in (0.0, runtime_latency.SPIN):
+        cost = runtime_latency.spin_cpu_cost(spin, 1e-3, seconds=0.05)
+        assert 0.0 <= cost <= 1.5  # one thread: at most about one CPU-second per second
+
+
 def test_the_paired_latency_probe_samples_both_consumers_alternately() -> None:
     import trio
 
