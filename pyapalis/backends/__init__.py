@@ -43,6 +43,7 @@ from ._poll import MultiStrategy as MultiStrategy
 from ._poll import PollStrategy as PollStrategy
 from ._poll import PollTicker as PollTicker
 from ._poll import StreamStrategy as StreamStrategy
+from ._postgres._storage import PostgresStorage as PostgresStorage
 from ._protocols import Backend as Backend
 from ._worker_protocols import Bindable as Bindable
 from ._worker_protocols import RunsAlongside as RunsAlongside
@@ -74,6 +75,7 @@ __all__ = [
     "Pipe",
     "PollStrategy",
     "PollTicker",
+    "PostgresStorage",
     "PushTarget",
     "RegisterWorker",
     "ReplayReport",

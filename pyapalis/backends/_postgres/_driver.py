@@ -66,7 +66,7 @@ class Connection:
     session gets (LISTEN), whenever input is read.
     """
 
-    __slots__ = ("_closed", "_lock", "_on_notify", "_pgconn", "dsn")
+    __slots__ = ("_closed", "_idle_wait", "_lock", "_on_notify", "_pgconn", "_wanted", "dsn")
 
     def __init__(
         self,
@@ -78,6 +78,8 @@ class Connection:
         self._lock = trio.Lock()
         self._closed = False
         self._on_notify = on_notify
+        self._idle_wait: trio.CancelScope | None = None
+        self._wanted = 0  # statements waiting for the session (a listener's wait gives way)
         self.dsn = dsn
 
     @property
@@ -94,7 +96,13 @@ class Connection:
         """Close the session (idempotent, never blocks)."""
         if not self._closed:
             self._closed = True
-            self._pgconn.finish()
+            pgconn = self._pgconn
+            try:
+                # Waiters on the socket get ClosedResourceError, not a stale fd.
+                trio.lowlevel.notify_closing(pgconn.socket)
+            except (RuntimeError, psycopg.Error):
+                pass  # not in a trio run, or libpq has no socket any more
+            pgconn.finish()
 
     async def execute(self, sql: bytes, params: Sequence[bytes | None] = ()) -> list[Row]:
         """Run one statement; its rows (empty for a statement without rows).
@@ -103,7 +111,14 @@ class Connection:
         Raises :class:`PostgresError` for a server error and
         :class:`StorageError` when the connection is lost.
         """
-        async with self._lock:
+        self._wanted += 1
+        try:
+            if self._idle_wait is not None:
+                self._idle_wait.cancel()  # a listener's wait gives the session up to us
+            await self._lock.acquire()
+        finally:
+            self._wanted -= 1
+        try:
             self._check()
             pgconn = self._pgconn
             try:
@@ -119,15 +134,30 @@ class Connection:
             except trio.Cancelled:
                 await self._cancel_running()
                 raise
+            except trio.ClosedResourceError as error:
+                raise self._lost("the session was closed", error) from error
+        finally:
+            self._lock.release()
 
     async def wait_for_input(self) -> None:
         """Wait until the server sends something (a notification), and read it.
 
-        For a listening session between statements; notifications go to ``on_notify``.
+        For a listening session between statements; notifications go to
+        ``on_notify``. A statement sent meanwhile (:meth:`execute`) ends the
+        wait early: it reads what arrives itself.
         """
         async with self._lock:
             self._check()
-            await trio.lowlevel.wait_readable(self._pgconn.socket)
+            if self._wanted:
+                return  # a statement is waiting: let it have the session
+            with trio.CancelScope() as scope:
+                self._idle_wait = scope
+                try:
+                    await trio.lowlevel.wait_readable(self._pgconn.socket)
+                except trio.ClosedResourceError as error:
+                    raise self._lost("the session was closed", error) from error
+                finally:
+                    self._idle_wait = None
             self._consume()
 
     # -- internals --------------------------------------------------------------------

@@ -25,11 +25,14 @@ What the schema holds (``{schema}`` is the storage's ``schema`` argument):
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 import trio
 
 from ..._errors import StorageError
-from ._driver import Connection
+
+if TYPE_CHECKING:
+    from ._driver import Connection
 
 __all__ = ["LATEST", "MIGRATIONS", "check_schema_name", "migrate"]
 
