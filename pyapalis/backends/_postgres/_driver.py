@@ -26,6 +26,7 @@ SQL also runs through psycopg's ``RawCursor`` on a caller's connection (see
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Sequence
 
@@ -97,11 +98,10 @@ class Connection:
         if not self._closed:
             self._closed = True
             pgconn = self._pgconn
-            try:
-                # Waiters on the socket get ClosedResourceError, not a stale fd.
+            # Waiters on the socket get ClosedResourceError, not a stale fd
+            # (nothing to do outside a trio run, or once libpq has no socket).
+            with contextlib.suppress(RuntimeError, psycopg.Error):
                 trio.lowlevel.notify_closing(pgconn.socket)
-            except (RuntimeError, psycopg.Error):
-                pass  # not in a trio run, or libpq has no socket any more
             pgconn.finish()
 
     async def execute(self, sql: bytes, params: Sequence[bytes | None] = ()) -> list[Row]:
