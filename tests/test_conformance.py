@@ -15,6 +15,9 @@ import pytest
 from pyapalis import MemoryStorage, Task, TaskId
 from pyapalis.backends._json._storage import JsonStorage
 from pyapalis.testing import BackendConformance, BackendHarness
+from tests._postgres import DSN as POSTGRES_DSN
+from tests._postgres import needs_postgres
+from tests._postgres import pg_schema as pg_schema
 
 
 class TestMemoryStorage(BackendConformance):
@@ -135,3 +138,22 @@ def test_every_skip_names_its_cause() -> None:
         "SKIPPED [2] pyapalis/testing/conformance.py:<line>: "
         "not persistent: the harness has no crash() (tasks die with the process)",
     ], proc.stdout
+
+
+@needs_postgres
+class TestPostgresStorage(BackendConformance):
+    """PostgreSQL, each test in a schema of its own; a crash closes every session
+    without handing anything back, as a killed process would."""
+
+    @pytest.fixture
+    def harness(self, pg_schema: str) -> BackendHarness:
+        from pyapalis import PostgresStorage
+
+        async def close(storage: PostgresStorage) -> None:
+            await storage.aclose()
+
+        return BackendHarness(
+            open=lambda: PostgresStorage(POSTGRES_DSN, schema=pg_schema),
+            close=close,
+            crash=close,
+        )

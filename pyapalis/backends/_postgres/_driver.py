@@ -14,6 +14,13 @@ opens its own connection), and its result is drained so the connection can be
 used again; if that fails, the connection is closed. No query is left
 running on the server behind a cancelled trio task.
 
+Under a virtual clock (``trio.testing.MockClock``, the test suite's
+``autojump_clock``), a wait for a statement's answer is a blocking ``select``
+in the trio thread instead: otherwise the clock would take that wait for
+idleness and leap ahead while the server works (leases would expire, polls
+would spin). The listener's wait for notifications stays a trio wait: it *is*
+idle.
+
 Every failure — a lost connection, a server error, a statement timeout —
 raises :class:`~pyapalis.StorageError` (:class:`PostgresError` for an error the
 server reported, with its SQLSTATE), so callers handle one exception type.
@@ -28,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import select
 from collections.abc import Callable, Sequence
 
 import psycopg
@@ -67,7 +75,16 @@ class Connection:
     session gets (LISTEN), whenever input is read.
     """
 
-    __slots__ = ("_closed", "_idle_wait", "_lock", "_on_notify", "_pgconn", "_wanted", "dsn")
+    __slots__ = (
+        "_closed",
+        "_idle_wait",
+        "_inline",
+        "_lock",
+        "_on_notify",
+        "_pgconn",
+        "_wanted",
+        "dsn",
+    )
 
     def __init__(
         self,
@@ -81,6 +98,7 @@ class Connection:
         self._on_notify = on_notify
         self._idle_wait: trio.CancelScope | None = None
         self._wanted = 0  # statements waiting for the session (a listener's wait gives way)
+        self._inline = run_clock().virtual  # see the module docstring
         self.dsn = dsn
 
     @property
@@ -182,7 +200,10 @@ class Connection:
                 raise self._lost("cannot send the statement", error) from error
             if not pending:
                 return
-            await trio.lowlevel.wait_writable(pgconn.socket)
+            await self._wait(pgconn.socket, writable=True)
+
+    async def _wait(self, fd: int, *, writable: bool = False) -> None:
+        await _wait_socket(fd, writable=writable, inline=self._inline)
 
     def _consume(self) -> None:
         pgconn = self._pgconn
@@ -204,7 +225,7 @@ class Connection:
             # Read what has arrived before waiting: a short answer is often already there.
             self._consume()
             while pgconn.is_busy():
-                await trio.lowlevel.wait_readable(pgconn.socket)
+                await self._wait(pgconn.socket)
                 self._consume()
             result = pgconn.get_result()
             if result is None:
@@ -246,12 +267,15 @@ class Connection:
             scope.deadline = _deadline_after(_CANCEL_GRACE)
             try:
                 cancel = pgconn.get_cancel()
-                await trio.to_thread.run_sync(cancel.cancel, abandon_on_cancel=True)
+                if self._inline:
+                    cancel.cancel()
+                else:
+                    await trio.to_thread.run_sync(cancel.cancel, abandon_on_cancel=True)
                 await self._flush()
                 while True:
                     self._consume()
                     while pgconn.is_busy():
-                        await trio.lowlevel.wait_readable(pgconn.socket)
+                        await self._wait(pgconn.socket)
                         self._consume()
                     if pgconn.get_result() is None:
                         break
@@ -280,6 +304,7 @@ async def connect(
         message = pgconn.get_error_message().strip()
         pgconn.finish()
         raise StorageError(f"PostgreSQL: cannot connect to {_safe(dsn)}: {message}")
+    inline = run_clock().virtual  # see the module docstring
     try:
         with trio.fail_at(_deadline_after(timeout)):
             while True:
@@ -287,9 +312,9 @@ async def connect(
                 if state == pq.PollingStatus.OK:
                     break
                 if state == pq.PollingStatus.READING:
-                    await trio.lowlevel.wait_readable(pgconn.socket)
+                    await _wait_socket(pgconn.socket, writable=False, inline=inline)
                 elif state == pq.PollingStatus.WRITING:
-                    await trio.lowlevel.wait_writable(pgconn.socket)
+                    await _wait_socket(pgconn.socket, writable=True, inline=inline)
                 else:
                     message = pgconn.get_error_message().strip()
                     raise StorageError(f"PostgreSQL: cannot connect to {_safe(dsn)}: {message}")
@@ -303,6 +328,20 @@ async def connect(
         raise
     pgconn.nonblocking = 1
     return Connection(pgconn, dsn, on_notify)
+
+
+async def _wait_socket(fd: int, *, writable: bool, inline: bool) -> None:
+    """Wait for the socket during a statement or handshake (blocking when ``inline``)."""
+    if inline:
+        if writable:
+            select.select([], [fd], [])
+        else:
+            select.select([fd], [], [])
+        await trio.lowlevel.checkpoint()
+    elif writable:
+        await trio.lowlevel.wait_writable(fd)
+    else:
+        await trio.lowlevel.wait_readable(fd)
 
 
 def _deadline_after(seconds: float) -> float:

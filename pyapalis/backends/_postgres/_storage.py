@@ -533,9 +533,14 @@ class PostgresStorage:
 
     async def wait_for_single(self, task_id: TaskId | str) -> TaskResult:
         """Wait until the task is final; its result."""
-        async for result in self.wait_for([task_id]):
-            return result
-        raise AssertionError("unreachable")  # pragma: no cover
+        key = _id(task_id)
+        delay = _POLL_FIRST
+        while True:
+            (result,) = await self.check_status([key])
+            if result.is_final:
+                return result
+            await trio.sleep(delay)
+            delay = _next_poll(delay)
 
     async def wait_for(self, task_ids: Iterable[TaskId | str]) -> AsyncGenerator[TaskResult, None]:
         """Yield each task's result as it becomes final (polling, 5 ms up to 250 ms)."""
@@ -552,7 +557,7 @@ class PostgresStorage:
                 delay = _POLL_FIRST
                 continue
             await trio.sleep(delay)
-            delay = min(delay * 2, _POLL_MOST)
+            delay = _next_poll(delay)
 
     # -- producers outside trio -------------------------------------------------------
 
@@ -635,6 +640,11 @@ class _Session(LeaseSession):
     async def __aenter__(self) -> LeaseSession:
         await self._storage.open()
         return await super().__aenter__()
+
+
+def _next_poll(delay: float) -> float:
+    """The next wait between two looks at results: doubling up to ``_POLL_MOST``."""
+    return min(delay * 2, _POLL_MOST)
 
 
 def _encode(codec: Codec, value: Any, what: str) -> bytes:
