@@ -214,6 +214,14 @@ class SyncProducer:
                 producer = cls._instances[owner] = cls(dsn, statements)
             return producer
 
+    @classmethod
+    def close_of(cls, owner: object) -> None:
+        """Close the producer of ``owner``, if it has one."""
+        with cls._instances_lock:
+            producer = cls._instances.pop(owner, None)
+        if producer is not None:
+            producer.close()
+
     def push(self, queue: str, rows: PushRows) -> list[TaskId]:
         """Push ``rows`` to ``queue`` and commit (blocking)."""
         import psycopg

@@ -15,7 +15,9 @@ clocks in sync (NTP) to well within a lease.
 Wake-ups: a statement that makes tasks due (a push, a retry, a hand-back, a
 recovery) sends **one** NOTIFY for its queue, never one per row (a
 transaction that notifies takes a global lock at commit; per-row notifies
-would serialise every push).
+would serialise every push). The NOTIFY lives in a CTE whose count is part
+of the statement's output: PostgreSQL skips a CTE (or removes a joined
+subquery) whose result nobody reads, and the notification with it.
 """
 
 from __future__ import annotations
@@ -126,7 +128,7 @@ class Statements:
             ), woken AS (
                 SELECT pg_notify($12::text, $1::text) FROM (SELECT 1 FROM stored LIMIT 1) one
             )
-            SELECT id FROM stored LEFT JOIN (SELECT count(*) FROM woken) w ON true
+            SELECT stored.id, w.n FROM stored CROSS JOIN (SELECT count(*) AS n FROM woken) w
             """
         )
 
@@ -287,8 +289,9 @@ class Statements:
                 FROM (SELECT 1 FROM recovered WHERE status = 'Pending' LIMIT 1) one
             )
             SELECT count(*) FILTER (WHERE status = 'Pending'),
-                   count(*) FILTER (WHERE status = 'Failed')
-            FROM recovered LEFT JOIN (SELECT count(*) FROM woken) w ON true
+                   count(*) FILTER (WHERE status = 'Failed'),
+                   (SELECT count(*) FROM woken)
+            FROM recovered
             """
         )
 
@@ -331,7 +334,7 @@ class Statements:
                 SELECT pg_notify($11::text, $1::text)
                 FROM (SELECT 1 FROM changed WHERE status = 'Pending') one
             )
-            SELECT id FROM changed LEFT JOIN (SELECT count(*) FROM woken) w ON true
+            SELECT changed.id, w.n FROM changed CROSS JOIN (SELECT count(*) AS n FROM woken) w
             """
         )
 
@@ -349,7 +352,7 @@ class Statements:
             ), woken AS (
                 SELECT pg_notify($4::text, $1::text) FROM resumed
             )
-            SELECT id FROM resumed LEFT JOIN (SELECT count(*) FROM woken) w ON true
+            SELECT resumed.id, w.n FROM resumed CROSS JOIN (SELECT count(*) AS n FROM woken) w
             """
         )
 

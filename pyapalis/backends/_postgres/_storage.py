@@ -172,8 +172,13 @@ class PostgresStorage:
 
     async def aclose(self) -> None:
         """Close every session of this storage (all its queue handles)."""
-        self._connections.close()
+        self.close()
         await trio.lowlevel.checkpoint()
+
+    def close(self) -> None:
+        """Close every session of this storage, the :meth:`push_sync` one too (never blocks)."""
+        SyncProducer.close_of(self._connections)
+        self._connections.close()
 
     async def __aenter__(self) -> PostgresStorage:
         return await self.open()

@@ -211,7 +211,7 @@ class PostgresStore:
                 text(statements.owner_key("")),
             ],
         )
-        requeued, failed = (int(value or 0) for value in rows[0])
+        requeued, failed = (int(value or 0) for value in rows[0][:2])
         if requeued:
             self._connections.wake(self._queue)
         return requeued + failed
