@@ -21,6 +21,7 @@ from pyapalis import (
     WorkerContext,
 )
 from pyapalis.backends import WorkerIdentity
+from pyapalis.backends._kit._clock import run_clock
 from pyapalis.backends._kit._leases import Settlement
 from pyapalis.testing import WallClock
 from tests._postgres import DSN, needs_postgres
@@ -72,7 +73,7 @@ async def test_named_queues_are_separate(storage: PostgresStorage) -> None:
     assert await _drain(emails, 1) == ["mail"]
     assert await storage.count() == 1
     assert await emails.count() == 0
-    assert await storage.fetch_by_id((await emails.push("x"))) is None
+    assert await storage.fetch_by_id(await emails.push("x")) is None
 
 
 async def test_bulk_push_is_one_statement_in_order(storage: PostgresStorage) -> None:
@@ -106,9 +107,6 @@ async def test_late_ack_of_a_lost_lease_changes_nothing(storage: PostgresStorage
     store = storage.lease_store()
     old = WorkerIdentity.mint("old", 1)
     new = WorkerIdentity.mint("new", 1)
-    now = trio.current_time() + 1e9  # far beyond any lease: compare with the storage's clock
-    from pyapalis.backends._kit._clock import run_clock
-
     now = run_clock().wall_now()
     claim = await store.exchange(old, (), 1, now, 5.0)
     assert [c.attempt for c in claim.tasks] == [1]
@@ -125,8 +123,6 @@ async def test_late_ack_of_a_lost_lease_changes_nothing(storage: PostgresStorage
 
 
 async def test_heartbeat_extends_every_held_lease(storage: PostgresStorage) -> None:
-    from pyapalis.backends._kit._clock import run_clock
-
     await storage.push_bulk(["a", "b"])
     store = storage.lease_store()
     worker = WorkerIdentity.mint("beater", 2)
@@ -141,8 +137,6 @@ async def test_heartbeat_extends_every_held_lease(storage: PostgresStorage) -> N
 
 
 async def test_lease_expiry_without_attempts_left_fails_the_task(storage: PostgresStorage) -> None:
-    from pyapalis.backends._kit._clock import run_clock
-
     task_id = await storage.push_task(TaskBuilder("once").attempts(1).build())
     store = storage.lease_store()
     now = run_clock().wall_now()
@@ -198,8 +192,9 @@ async def test_an_undecodable_stored_task_fails_and_the_worker_goes_on(
 
     conn = await driver().connect(DSN)
     try:
+        table = f'"{storage.schema}".tasks'
         await conn.execute(
-            f"UPDATE \"{storage.schema}\".tasks SET args = '\\xff'::bytea WHERE id = $1::text".encode(),
+            f"UPDATE {table} SET args = '\\xff'::bytea WHERE id = $1::text".encode(),
             [str(bad).encode()],
         )
     finally:
