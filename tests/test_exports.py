@@ -39,6 +39,8 @@ TOP_LEVEL_CONTRACT = {
     "Extensions",
     "MemoryStorage",
     "JsonStorage",
+    "SqliteStorage",
+    "open_backend",
     "Pipe",
     "WorkerBuilder",
     "Worker",
