@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from ..._errors import CodecError, StorageError
 from ..._implementation import Task, TaskId
 from .._codec import Codec
+from .._kit._args import check_task
 from ._sql import Statements, bytea_array, number, number_array, text, text_array
 
 if TYPE_CHECKING:
@@ -96,9 +97,7 @@ class PushRows:
         """Prepared tasks; one without an id gets one (set on the task)."""
         rows = cls([], [], [], [], [], [], [], [], [])
         for task in tasks:
-            if not isinstance(task, Task):
-                raise TypeError(f"push_task: expected a Task, got {type(task).__name__}")
-            parts = task.parts
+            parts = check_task(task, "push_task: task").parts
             if parts.task_id is None:
                 parts.task_id = TaskId.generate()
             rows.ids.append(str(parts.task_id))

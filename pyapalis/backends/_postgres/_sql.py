@@ -383,10 +383,10 @@ class Statements:
 
     @cached_property
     def list_workers(self) -> bytes:
-        """The workers of queue $1, most recently seen first."""
+        """The workers of queue $1 seen since $2, most recently seen first."""
         return self._t(
-            "SELECT name, pid, started_at, last_seen FROM {workers}"
-            " WHERE queue = $1::text ORDER BY last_seen DESC"
+            "SELECT name, pid, started_at, last_seen, id, host FROM {workers}"
+            " WHERE queue = $1::text AND last_seen >= $2::float8 ORDER BY last_seen DESC"
         )
 
     @cached_property

@@ -16,6 +16,15 @@ from ..._implementation import Task, TaskId
 from ..._status import Status
 from .._capabilities import TaskResult, WorkerInfo
 from .._codec import Codec, JsonCodec
+from .._kit._args import (
+    check_delay,
+    check_name,
+    check_positive_int,
+    check_status_filter,
+    check_task,
+    check_task_id,
+    check_task_ids,
+)
 from .._kit._clock import run_clock
 from .._kit._leases import LeaseConfig, LeaseSession, Settlement
 from .._worker_protocols import WorkerIdentity
@@ -218,6 +227,7 @@ class PostgresStorage:
         status, until deleted), or a live task holds the task's uniqueness
         key, nothing is stored and that task's id is returned.
         """
+        task = check_task(task, "push_task: task")
         (task_id,) = await self._push(PushRows.of_tasks(self._codec, [task]))
         return task_id
 
@@ -346,7 +356,8 @@ class PostgresStorage:
 
     async def fetch_by_id(self, task_id: TaskId | str) -> Task | None:
         """The task of this queue with this id (any status), or None."""
-        rows = await self._execute(self._statements.fetch, [text(self._queue), text(_id(task_id))])
+        key = str(check_task_id(task_id, "fetch_by_id: task_id"))
+        rows = await self._execute(self._statements.fetch, [text(self._queue), text(key)])
         return self._task(rows[0]) if rows else None
 
     def _task(self, row: Row) -> Task:
@@ -366,9 +377,7 @@ class PostgresStorage:
         be made Running or Queued. Raises :class:`StorageError` if the task is
         not stored or is Running.
         """
-        if not isinstance(task, Task):
-            raise TypeError(f"update: expected a Task, got {type(task).__name__}")
-        parts = task.parts
+        parts = check_task(task, "update: task").parts
         if parts.status in (Status.Running, Status.Queued):
             raise ValueError(
                 f"update: status must be Pending, Done, Failed or Killed, got {parts.status.value}"
@@ -400,9 +409,8 @@ class PostgresStorage:
 
     async def reschedule(self, task: Task, delay: float) -> None:
         """Make the task Pending again, due ``delay`` seconds from now."""
-        if not isinstance(task, Task):
-            raise TypeError(f"reschedule: expected a Task, got {type(task).__name__}")
-        _check_delay(delay)
+        task = check_task(task, "reschedule: task")
+        delay = check_delay(delay, "reschedule: delay")
         copy = task.clone()
         copy.parts.status = Status.Pending
         copy.parts.run_at = run_clock().wall_now() + delay
@@ -417,7 +425,8 @@ class PostgresStorage:
 
     async def delete(self, task_id: TaskId | str) -> bool:
         """Forget one task (any status but Running); False if it was not there."""
-        rows = await self._execute(self._statements.delete, [text(self._queue), text(_id(task_id))])
+        key = str(check_task_id(task_id, "delete: task_id"))
+        rows = await self._execute(self._statements.delete, [text(self._queue), text(key)])
         return bool(rows)
 
     async def resume_by_id(self, task_id: TaskId | str) -> bool:
@@ -426,7 +435,7 @@ class PostgresStorage:
             self._statements.resume,
             [
                 text(self._queue),
-                text(_id(task_id)),
+                text(str(check_task_id(task_id, "resume_by_id: task_id"))),
                 number(run_clock().wall_now()),
                 text(self._statements.channel),
             ],
@@ -455,6 +464,7 @@ class PostgresStorage:
 
     async def register_worker(self, name: str) -> None:
         """Record this handle as a worker named ``name`` (and extend its direct leases)."""
+        name = check_name(name, "register_worker: name")
         identity = self._direct_identity()
         if identity.name != name:
             identity = self._identity = WorkerIdentity(
@@ -465,27 +475,34 @@ class PostgresStorage:
         await self._store.heartbeat(identity, run_clock().wall_now(), self._config.lease)
 
     async def list_workers(self) -> list[WorkerInfo]:
-        """The worker runs of this queue, most recently seen first."""
-        rows = await self._execute(self._statements.list_workers, [text(self._queue)])
+        """The live worker runs of this queue (seen within a lease), most recent first.
+
+        A worker that stopped leaves the list at once, one that died once its
+        lease has passed.
+        """
+        cutoff = run_clock().wall_now() - self._config.lease
+        rows = await self._execute(
+            self._statements.list_workers, [text(self._queue), number(cutoff)]
+        )
         return [
             WorkerInfo(
                 name=(name or b"").decode(),
                 pid=int(pid or 0),
                 started_at=float(started or 0),
                 last_seen=float(seen or 0),
+                id=(worker_id or b"").decode(),
+                host=(host or b"").decode(),
             )
-            for name, pid, started, seen in rows
+            for name, pid, started, seen, worker_id, host in rows
         ]
 
     async def list_tasks(
         self, status: Status | None = None, page: int = 1, page_size: int = 10
     ) -> list[Task]:
         """A page of this queue's tasks in push order (pages start at 1)."""
-        if status is not None and not isinstance(status, Status):
-            raise TypeError(f"list_tasks: status must be a Status or None, got {status!r}")
-        for name, value in (("page", page), ("page_size", page_size)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"list_tasks: {name} must be an int >= 1, got {value!r}")
+        status = check_status_filter(status, "list_tasks: status")
+        page = check_positive_int(page, "list_tasks: page")
+        page_size = check_positive_int(page_size, "list_tasks: page_size")
         status_text = None if status is None else status.value
         if status_text == Status.Queued.value:
             status_text = Status.Pending.value  # no separate Queued state is stored
@@ -507,7 +524,7 @@ class PostgresStorage:
 
     async def check_status(self, task_ids: Iterable[TaskId | str]) -> list[TaskResult]:
         """The status (and outcome, once final) of each task; KeyError for an unknown id."""
-        keys = [_id(task_id) for task_id in task_ids]
+        keys = [str(key) for key in check_task_ids(task_ids, "check_status: task_ids")]
         rows = await self._execute(
             self._statements.status_of, [text(self._queue), text_array(keys)]
         )
@@ -538,7 +555,7 @@ class PostgresStorage:
 
     async def wait_for_single(self, task_id: TaskId | str) -> TaskResult:
         """Wait until the task is final; its result."""
-        key = _id(task_id)
+        key = str(check_task_id(task_id, "wait_for_single: task_id"))
         delay = _POLL_FIRST
         while True:
             (result,) = await self.check_status([key])
@@ -549,7 +566,8 @@ class PostgresStorage:
 
     async def wait_for(self, task_ids: Iterable[TaskId | str]) -> AsyncGenerator[TaskResult, None]:
         """Yield each task's result as it becomes final (polling, 5 ms up to 250 ms)."""
-        waiting = list(dict.fromkeys(_id(task_id) for task_id in task_ids))
+        checked = check_task_ids(task_ids, "wait_for: task_ids")
+        waiting = list(dict.fromkeys(str(key) for key in checked))
         delay = _POLL_FIRST
         while waiting:
             results = await self.check_status(waiting)
@@ -663,14 +681,6 @@ def _encode(codec: Codec, value: Any, what: str) -> bytes:
         ) from error
 
 
-def _id(task_id: object) -> str:
-    if isinstance(task_id, TaskId):
-        return str(task_id)
-    if isinstance(task_id, str) and task_id:
-        return task_id
-    raise TypeError(f"expected a TaskId or a non-empty str, got {task_id!r}")
-
-
 def _check_queue(name: object) -> None:
     if not isinstance(name, str) or not name:
         raise ValueError(f"PostgresStorage: queue must be a non-empty str, got {name!r}")
@@ -680,11 +690,4 @@ def _check_seconds(name: str, value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
         raise ValueError(
             f"PostgresStorage: {name} must be a finite number of seconds > 0, got {value!r}"
-        )
-
-
-def _check_delay(delay: object) -> None:
-    if isinstance(delay, bool) or not isinstance(delay, (int, float)) or not 0 <= delay < math.inf:
-        raise ValueError(
-            f"reschedule: delay must be a finite number of seconds >= 0, got {delay!r}"
         )
