@@ -212,6 +212,8 @@ class Connections:
                     while True:
                         await conn.wait_for_input()
                 except StorageError as error:
+                    if self._closed:
+                        return
                     logger.warning(
                         "PostgresStorage: listener lost its session (%s); reconnecting", error
                     )

@@ -112,6 +112,17 @@ class PushRows:
         return rows
 
 
+def trio_thread() -> bool:
+    """True on a thread running trio (where a blocking call would stall every task)."""
+    import trio
+
+    try:
+        trio.lowlevel.current_trio_token()
+    except RuntimeError:
+        return False
+    return True
+
+
 def push_statement_params(
     statements: Statements, queue: str, rows: PushRows, now: float
 ) -> tuple[bytes, list[bytes | None]]:
@@ -222,8 +233,14 @@ class SyncProducer:
             producer.close()
 
     def push(self, queue: str, rows: PushRows) -> list[TaskId]:
-        """Push ``rows`` to ``queue`` and commit (blocking)."""
+        """Push ``rows`` to ``queue`` and commit (blocking; refused on a trio thread)."""
         import psycopg
+
+        if trio_thread():
+            raise RuntimeError(
+                "PostgresStorage.push_sync blocks: on a trio thread, await push() instead "
+                "(or call it through trio.to_thread.run_sync)"
+            )
 
         with self._lock:
             for attempt in range(2):

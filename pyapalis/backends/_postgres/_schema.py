@@ -12,10 +12,13 @@ What the schema holds (``{schema}`` is the storage's ``schema`` argument):
   and metadata, status, priority, due time (``run_at``, UNIX seconds), the
   attempt count and limits, the owner (worker run id) and lease deadline
   while Running, the uniqueness key, and the result or error once final.
-  ``seq`` keeps push order. Partial indexes serve the claim (Pending rows in
-  claim order), the lease scan (Running rows by deadline) and a worker's held
-  rows (by owner); a partial unique index makes a uniqueness key block a
-  second task only while the first is Pending or Running. ``fillfactor`` 70
+  ``seq`` keeps push order. Two partial indexes serve the hot path: the claim
+  (Pending rows in claim order) and the Running rows by lease deadline (the
+  recovery scan, and a worker's heartbeat, which reads the few Running rows
+  of its queue). Every index costs an insertion at each status change, so
+  there are no more (``vacuum`` and listings scan). A partial unique index
+  makes a uniqueness key block a second task only while the first is Pending
+  or Running. ``fillfactor`` 70
   leaves room for the status updates to stay on their page (HOT updates).
 * ``workers``: one row per worker run (id, queue, name, host, pid, start,
   last heartbeat).
@@ -67,9 +70,6 @@ MIGRATIONS: tuple[str, ...] = (
         WHERE status = 'Pending';
     CREATE INDEX tasks_leased ON {schema}.tasks (queue, lease_until)
         WHERE status = 'Running';
-    CREATE INDEX tasks_owner ON {schema}.tasks (owner) WHERE status = 'Running';
-    CREATE INDEX tasks_finished ON {schema}.tasks (queue, finished_at)
-        WHERE status IN ('Done', 'Failed', 'Killed');
     CREATE UNIQUE INDEX tasks_unique ON {schema}.tasks (queue, unique_key)
         WHERE unique_key IS NOT NULL AND status IN ('Pending', 'Running');
     CREATE TABLE {schema}.workers (

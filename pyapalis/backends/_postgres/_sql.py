@@ -230,7 +230,7 @@ class Statements:
                 RETURNING 1
             ), extended AS (
                 UPDATE {tasks} SET lease_until = $3::float8
-                WHERE owner = $1::text AND status = 'Running'
+                WHERE queue = $4::text AND status = 'Running' AND owner = $1::text
                 RETURNING 1
             )
             SELECT (SELECT count(*) FROM extended) FROM seen
