@@ -19,6 +19,7 @@ through ``search_path``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 import time
@@ -123,10 +124,8 @@ async def run_procrastinate_worker(config: dict[str, Any]) -> None:
         )
         await loop.run_in_executor(None, sys.stdin.read)
         worker.cancel()
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await worker
-        except asyncio.CancelledError:
-            pass
 
 
 async def run_pgqueuer_worker(config: dict[str, Any]) -> None:
