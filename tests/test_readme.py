@@ -56,6 +56,11 @@ def blocks() -> list[Block]:
 
 PYTHON = [block for block in blocks() if block.lang == "python"]
 
+NEEDS_POSTGRES = "script, needs postgres"
+"""A script that uses the PostgreSQL server (``DATABASE_URL``) in the schema ``demo``:
+skipped with the reason when no server answers (never in CI); the schema is
+dropped before and after."""
+
 
 def _env() -> dict[str, str]:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -73,7 +78,7 @@ def test_the_readme_has_its_blocks() -> None:
         "&& .venv/bin/python examples/worker.py",
         ".venv/bin/python -m pytest",
     ]
-    assert {block.mode for block in PYTHON} <= {"script", "pytest"} | {
+    assert {block.mode for block in PYTHON} <= {"script", "pytest", NEEDS_POSTGRES} | {
         block.mode for block in PYTHON if block.mode.startswith("interrupt after ")
     }
 
@@ -98,6 +103,9 @@ def test_readme_block_runs_as_shown(block: Block, tmp_path: Path) -> None:
         return
     script = tmp_path / "snippet.py"
     script.write_text(block.code, encoding="utf-8")
+    if block.mode == NEEDS_POSTGRES:
+        _run_with_postgres(script)
+        return
     if block.mode == "script":
         proc = subprocess.run(
             [sys.executable, script.name],
@@ -117,6 +125,29 @@ def test_readme_block_runs_as_shown(block: Block, tmp_path: Path) -> None:
     assert returncode == 0, stderr
     assert stderr == ""
     assert match[1] in stdout.splitlines()
+
+
+def _run_with_postgres(script: Path) -> None:
+    from tests._optional import IN_CI
+    from tests._postgres import DSN, REASON, drop_schema
+
+    if REASON is not None and not IN_CI:
+        pytest.skip(REASON)
+    drop_schema("demo")
+    try:
+        proc = subprocess.run(
+            [sys.executable, script.name],
+            cwd=script.parent,
+            env={**_env(), "DATABASE_URL": DSN},
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            check=False,
+        )
+    finally:
+        drop_schema("demo")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
 
 
 def _run_until_printed(script: Path, line: str) -> tuple[int, str, str]:
