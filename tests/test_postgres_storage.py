@@ -6,19 +6,24 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import trio
 import trio.testing
 
 from pyapalis import (
+    BackgroundTask,
+    CurrentTask,
     PostgresStorage,
     Status,
     StorageError,
     TaskBuilder,
+    TaskHash,
     TaskId,
     WorkerBuilder,
     WorkerContext,
+    WorkerPool,
 )
 from pyapalis.backends import WorkerIdentity
 from pyapalis.backends._kit._clock import run_clock
@@ -320,3 +325,37 @@ async def test_a_push_through_another_session_wakes_an_idle_worker(pg_schema: st
                 await trio.to_thread.run_sync(other.push_sync, "from afar")
         other.close()
         assert seen == ["from afar"]
+
+
+# -- typed tasks ----------------------------------------------------------------------
+
+
+class Report(BackgroundTask):
+    TASK_NAME = "report"
+    MAX_RETRIES = 0
+    day: str
+
+    async def run(self, task: CurrentTask, app: Any) -> str:
+        return f"report {self.day}"
+
+    def uniq(self) -> TaskHash | None:
+        return TaskHash.of(self.day)
+
+
+async def test_typed_tasks_and_uniqueness_across_handles(
+    storage: PostgresStorage, pg_schema: str
+) -> None:
+    async with PostgresStorage(DSN, schema=pg_schema) as other:
+        first = await Report("monday").enqueue(storage)
+        # Another handle (as another process would) meets the same unique key.
+        assert await Report("monday").enqueue(other) == first
+        pool = WorkerPool(storage).register_task_type(Report)
+
+        async def until_done() -> None:
+            # RemoveDone (the default on a backend that can delete): gone once Done.
+            while await storage.fetch_by_id(first) is not None:
+                await trio.sleep(0.01)
+
+        await pool.run_until(until_done)
+        second = await Report("monday").enqueue(other)  # finished: the key is free again
+        assert second != first

@@ -366,11 +366,8 @@ class Statements:
 
     @cached_property
     def delete(self) -> bytes:
-        """Delete task $2 of queue $1 unless Running; the id if deleted."""
-        return self._t(
-            "DELETE FROM {tasks} WHERE queue = $1::text AND id = $2::text"
-            " AND status <> 'Running' RETURNING id"
-        )
+        """Delete task $2 of queue $1 (any status); the id if deleted."""
+        return self._t("DELETE FROM {tasks} WHERE queue = $1::text AND id = $2::text RETURNING id")
 
     @cached_property
     def list_tasks(self) -> bytes:

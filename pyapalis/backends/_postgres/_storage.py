@@ -81,7 +81,7 @@ class PostgresStorage:
     Update                  supported    not while Running
     Reschedule              supported    not while Running
     Vacuum                  supported    deletes this queue's finished tasks
-    delete                  supported    any status but Running
+    delete                  supported    any status (retention)
     ResumeById              supported    Failed or Killed tasks
     ResumeAbandoned         supported    dead processes at once, else by lease
     RegisterWorker          supported    the heartbeat, extends held leases
@@ -424,7 +424,12 @@ class PostgresStorage:
         return int(rows[0][0] or 0)
 
     async def delete(self, task_id: TaskId | str) -> bool:
-        """Forget one task (any status but Running); False if it was not there."""
+        """Forget one task, in any status; False if it was not there.
+
+        A Running task's worker then acknowledges nothing (its fenced
+        acknowledgement finds no row): this is what ``WorkerPool`` retention
+        calls once a task's outcome is queued for acknowledgement.
+        """
         key = str(check_task_id(task_id, "delete: task_id"))
         rows = await self._execute(self._statements.delete, [text(self._queue), text(key)])
         return bool(rows)
