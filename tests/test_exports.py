@@ -41,6 +41,7 @@ TOP_LEVEL_CONTRACT = {
     "JsonStorage",
     "SqliteStorage",
     "open_backend",
+    "CronStream",
     "Pipe",
     "WorkerBuilder",
     "Worker",

@@ -27,6 +27,10 @@ nursery beside the workers::
         nursery.start_soon(pipe_to, ticks(), storage)
         nursery.start_soon(worker.run)
 
+A source that makes its own tasks (a :class:`TaskSource`, such as
+:class:`~pyapalis.CronStream`, whose ticks get ids derived from the schedule)
+has them pushed with ``await backend.push_task(task)`` instead.
+
 Each item is pushed (``await backend.push(item)``) before the next is
 requested, so a bounded backend (``MemoryStorage(maxsize=n)``) holds the
 source back. Nothing is dropped: an error from the source propagates from
@@ -43,8 +47,10 @@ import trio
 
 from .._implementation import Task, TaskId
 from .._status import Status
+from ._capabilities import RegisterWorker
+from ._worker_protocols import Bindable, SyncAck, Wakeable
 
-__all__ = ["Pipe", "PushTarget", "pipe_to"]
+__all__ = ["Pipe", "PushTarget", "TaskPushTarget", "TaskSource", "pipe_to"]
 
 
 @runtime_checkable
@@ -54,22 +60,62 @@ class PushTarget(Protocol):
     async def push(self, args: Any) -> TaskId: ...
 
 
+@runtime_checkable
+class TaskPushTarget(Protocol):
+    """What a pipe whose source makes tasks (:class:`TaskSource`) feeds."""
+
+    async def push_task(self, task: Task) -> TaskId: ...
+
+
+@runtime_checkable
+class TaskSource(Protocol):
+    """Optional: a pipe source that makes its own tasks for the backend it feeds.
+
+    A :class:`~pyapalis.CronStream` is one: its ticks become tasks whose ids
+    derive from the schedule and the tick, so that several processes feeding
+    one backend store each tick once. A pipe whose source has it pushes the
+    tasks of ``source.tasks_for(backend)`` with ``await backend.push_task(task)``
+    instead of pushing the source's items as args.
+    """
+
+    def tasks_for(self, backend: object) -> AsyncIterator[Task]:
+        """The tasks to push into ``backend``; an iterator a cancelled ``__anext__``
+        leaves usable (not an async generator)."""
+
+
+@runtime_checkable
+class _Closing(Protocol):
+    """A source iterator that holds something until closed (an async generator)."""
+
+    async def aclose(self) -> None: ...
+
+
 _NOTHING: Any = object()
 
-_DELEGATED = (
-    # The Backend protocol: present when the pipe feeds a backend a worker can consume.
-    "bind",
-    "take_nowait",
-    "take",
-    "ack",
-    "retry",
-    "release",
-    # Optional extras a worker looks for (fast paths, the heartbeat).
-    "ack_nowait",
-    "take_or_wake",
-    "wake_takers",
-    "register_worker",
+
+@runtime_checkable
+class _Consumable(Protocol):
+    """What a worker needs of the backend a pipe feeds (``Backend`` but ``bind``)."""
+
+    def take_nowait(self) -> Task | None: ...
+    async def take(self) -> Task: ...
+    async def ack(
+        self, task: Task, status: Status, result: Any, error: BaseException | None
+    ) -> None: ...
+    async def retry(self, task: Task, delay: float, error: BaseException) -> None: ...
+    async def release(self, task: Task) -> None: ...
+
+
+_DELEGATED: tuple[tuple[type, tuple[str, ...]], ...] = (
+    # Present when the pipe feeds a backend a worker can consume ...
+    (_Consumable, ("take_nowait", "take", "ack", "retry", "release")),
+    # ... and the optional extras a worker uses (fast paths, the heartbeat).
+    (Bindable, ("bind",)),
+    (SyncAck, ("ack_nowait",)),
+    (Wakeable, ("take_or_wake", "wake_takers")),
+    (RegisterWorker, ("register_worker",)),
 )
+"""The declared protocols a pipe lends the worker when its backend implements them."""
 
 
 class Pipe:
@@ -105,9 +151,14 @@ class Pipe:
     def __init__(self, source: AsyncIterable[Any], backend: PushTarget) -> None:
         if not isinstance(source, AsyncIterable):
             raise TypeError(f"Pipe: source must be an async iterable, got {type(source).__name__}")
-        if not callable(getattr(backend, "push", None)):
+        if not isinstance(backend, PushTarget):
             raise TypeError(
                 f"Pipe: backend must have an async push() method, got {type(backend).__name__}"
+            )
+        if isinstance(source, TaskSource) and not isinstance(backend, TaskPushTarget):
+            raise TypeError(
+                f"Pipe: {type(source).__name__} makes tasks: the backend needs an async "
+                f"push_task() method, and {type(backend).__name__} has none"
             )
         self._source = source
         self._backend = backend
@@ -117,10 +168,10 @@ class Pipe:
         self._running = False
         # The backend's own methods, bound once: a worker consuming the pipe
         # calls them directly. A method the backend lacks stays unset here too.
-        for name in _DELEGATED:
-            method = getattr(backend, name, None)
-            if callable(method):
-                setattr(self, name, method)
+        for protocol, names in _DELEGATED:
+            if isinstance(backend, protocol):
+                for name in names:
+                    setattr(self, name, getattr(backend, name))
 
     @property
     def source(self) -> AsyncIterable[Any]:
@@ -150,9 +201,14 @@ class Pipe:
             )
         self._running = True
         try:
-            if self._iterator is None:
-                self._iterator = aiter(self._source)
-            push = self._backend.push
+            source, backend = self._source, self._backend
+            push: Callable[[Any], Awaitable[TaskId]] = backend.push
+            if isinstance(source, TaskSource) and isinstance(backend, TaskPushTarget):
+                push = backend.push_task
+                if self._iterator is None:
+                    self._iterator = source.tasks_for(backend)
+            elif self._iterator is None:
+                self._iterator = aiter(source)
             while True:
                 if self._held is _NOTHING:
                     try:
@@ -172,9 +228,8 @@ class Pipe:
     async def aclose(self) -> None:
         """Close the source's iterator (an async generator's ``aclose``), if started."""
         iterator, self._iterator = self._iterator, None
-        close = getattr(iterator, "aclose", None)
-        if close is not None:
-            await close()
+        if isinstance(iterator, _Closing):
+            await iterator.aclose()
 
     def __repr__(self) -> str:
         return f"Pipe(count={self._count}, backend={self._backend!r})"

@@ -37,19 +37,21 @@ import os
 import shutil
 import uuid
 import weakref
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import trio
 
 from ..._errors import StorageError
+from ..._implementation import TaskId
 from ..._status import Status
 from .._capabilities import WorkerInfo
 from .._kit._clock import DeadlineConverter, run_clock
+from .._kit._results import ResultWaiters
 from ._journal import Backoff, Journal, WriteError
 
-__all__ = ["FAR_FUTURE", "Entry", "Queue", "Store", "Watch", "open_store"]
+__all__ = ["FAR_FUTURE", "Entry", "Queue", "Store", "open_store"]
 
 PENDING = Status.Pending
 RUNNING = Status.Running
@@ -66,6 +68,10 @@ RESUME_RETRY_FIRST = 0.1
 RESUME_RETRY_MOST = 10.0
 """An expired lease whose resumption cannot be written is tried again after
 0.1 s, then 0.2, 0.4... up to 10 s."""
+
+VACUUMED_IDS = 100_000
+"""How many ids of vacuumed tasks a store remembers (the most recent): a push
+of one stores nothing, so vacuum never reopens a periodic tick."""
 
 log = logging.getLogger("pyapalis.journal")
 
@@ -193,20 +199,6 @@ class Queue:
         self.lot = trio.lowlevel.ParkingLot()
 
 
-class Watch:
-    """One ``wait_for``: the entries it waits for that became final, in that order.
-
-    An entry deleted while waited for is handed over too, its id in ``deleted``.
-    """
-
-    __slots__ = ("deleted", "finished", "lot")
-
-    def __init__(self) -> None:
-        self.finished: deque[Entry] = deque()
-        self.deleted: set[str] = set()
-        self.lot = trio.lowlevel.ParkingLot()
-
-
 class Store:
     """Everything one journal file holds, shared by every handle on it in a process."""
 
@@ -224,9 +216,13 @@ class Store:
         self.abandoned: dict[str, Entry] = {}
         self.leases: list[tuple[float, int, Entry]] = []
         self.in_flight: dict[str, Entry] = {}
-        self.watchers: dict[str, list[Watch]] = {}
+        self.waiters: ResultWaiters[tuple[Entry, bool]] = ResultWaiters()
+        """Callers of ``wait_for`` on any handle: handed ``(entry, deleted)``."""
         self.reserved: set[str] = set()
         """Ids whose push is waiting for the disk."""
+        self.vacuumed: OrderedDict[str, None] = OrderedDict()
+        """Ids of finished tasks :meth:`vacuum` dropped, the last :data:`VACUUMED_IDS`:
+        a push of one stores nothing (a periodic tick is never run twice)."""
         self.sequence = itertools.count()
         self.handles = 0
         self.temp_dir: str | None = None
@@ -277,7 +273,12 @@ class Store:
             self.workers[info.name] = info
             return None
         if op == "delete":
-            return self.entries.pop(_field(record, "id", str), None)
+            key = _field(record, "id", str)
+            self.vacuumed.pop(key, None)
+            return self.entries.pop(key, None)
+        if op == "vacuumed":
+            self.remember_vacuumed(_field(record, "ids", list))
+            return None
         entry = self.entries[_field(record, "id", str)]
         if op == "take":
             entry.status = RUNNING
@@ -480,15 +481,14 @@ class Store:
 
     def finished(self, entry: Entry) -> None:
         """Tell the waiters of ``entry`` that it is final."""
-        for watch in self.watchers.pop(entry.task_id, ()):
-            watch.finished.append(entry)
-            watch.lot.unpark_all()
+        if self.waiters:
+            self.waiters.deliver(TaskId(entry.task_id), (entry, False))
 
     def forget(self, entry: Entry) -> None:
         """Apply a durable delete: the entry leaves every index; its waiters learn it.
 
         Waiters still registered for it never saw it final (a final entry has
-        none): they are handed the entry with its id in ``Watch.deleted``.
+        none): they are handed ``(entry, True)``.
         Stale places in the lease heap are skipped when they come up.
         """
         key = entry.task_id
@@ -497,22 +497,8 @@ class Store:
         self.unqueue(entry)
         self.abandoned.pop(key, None)
         self.in_flight.pop(key, None)
-        for watch in self.watchers.pop(key, ()):
-            watch.deleted.add(key)
-            watch.finished.append(entry)
-            watch.lot.unpark_all()
-
-    def watch(self, watch: Watch, entries: Iterable[Entry]) -> None:
-        for entry in entries:
-            self.watchers.setdefault(entry.task_id, []).append(watch)
-
-    def unwatch(self, watch: Watch, entries: Iterable[Entry]) -> None:
-        for entry in entries:
-            watchers = self.watchers.get(entry.task_id)
-            if watchers is not None and watch in watchers:
-                watchers.remove(watch)
-                if not watchers:
-                    del self.watchers[entry.task_id]
+        if self.waiters:
+            self.waiters.deliver(TaskId(key), (entry, True))
 
     # -- abandoned tasks ---------------------------------------------------------
 
@@ -594,7 +580,10 @@ class Store:
 
     def snapshot(self, skip: set[str] | frozenset[str] = frozenset()) -> list[dict[str, Any]]:
         """The records that recreate the store (without the entries in ``skip``)."""
-        records = [entry.snapshot() for key, entry in self.entries.items() if key not in skip]
+        records: list[dict[str, Any]] = []
+        if self.vacuumed:
+            records.append({"op": "vacuumed", "ids": list(self.vacuumed)})
+        records.extend(entry.snapshot() for key, entry in self.entries.items() if key not in skip)
         records.extend(
             {
                 "op": "worker",
@@ -639,11 +628,28 @@ class Store:
         finished = {
             key for key, entry in self.entries.items() if entry.status.is_final and not entry.busy
         }
-        self.journal.rewrite(self.snapshot(skip=finished))
+        kept = self.vacuumed.copy()
+        self.remember_vacuumed(key for key in self.entries if key in finished)
+        try:
+            self.journal.rewrite(self.snapshot(skip=finished))
+        except BaseException:
+            self.vacuumed = kept
+            raise
         self._compaction.succeeded()
         for key in finished:
             del self.entries[key]
         return len(finished)
+
+    def remember_vacuumed(self, keys: Iterable[str]) -> None:
+        """Add ``keys`` to :attr:`vacuumed`, forgetting the oldest beyond the bound."""
+        vacuumed = self.vacuumed
+        for key in keys:
+            if not isinstance(key, str):
+                raise TypeError(f"a vacuumed id must be a str, got {key!r}")
+            vacuumed[key] = None
+            vacuumed.move_to_end(key)
+        while len(vacuumed) > VACUUMED_IDS:
+            vacuumed.popitem(last=False)
 
     # -- lifetime ------------------------------------------------------------------
 
@@ -652,9 +658,7 @@ class Store:
         # Takers and waiters parked on this store wake up and find it closed.
         for queue in self.queues.values():
             queue.lot.unpark_all()
-        for watchers in self.watchers.values():
-            for watch in watchers:
-                watch.lot.unpark_all()
+        self.waiters.wake_all()
         if self.temp_dir is not None:
             shutil.rmtree(self.temp_dir, ignore_errors=True)
 
