@@ -41,7 +41,7 @@ from typing import Any
 
 from benchmarks.peers.postgres_peers import (
     PYAPALIS,
-    pgqueuer_driver,
+    pgqueuer_queries,
     procrastinate_app,
     pyapalis_storage,
 )
@@ -79,6 +79,7 @@ class Contender:
         self._task: Any = None
         self._queries: Any = None
         self._watcher: Any = None
+        self._pgqueuer_connection: Any = None
 
     # -- set-up -------------------------------------------------------------------------
     def reset(self) -> None:
@@ -100,10 +101,9 @@ class Contender:
 
             self._runner.run(install_procrastinate())
         else:
-            from pgqueuer import Queries
 
             async def install_pgqueuer() -> None:
-                self._queries = Queries(await pgqueuer_driver(self.config))
+                self._queries, self._pgqueuer_connection = await pgqueuer_queries(self.config)
                 await self._queries.install(create_schema=False)
 
             self._runner.run(install_pgqueuer())
@@ -119,7 +119,7 @@ class Contender:
             self._runner.run(self._app.close_async())
             self._app = None
         if self._queries is not None:
-            self._runner.run(self._queries.driver.connection.close())
+            self._runner.run(self._pgqueuer_connection.close())
             self._queries = None
         self._runner.close()
 

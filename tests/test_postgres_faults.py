@@ -63,7 +63,7 @@ async def test_terminated_sessions_mid_run_lose_nothing(pg_schema: str) -> None:
 
 
 async def test_statement_timeout_is_a_storage_error_the_worker_rides_out(pg_schema: str) -> None:
-    async with PostgresStorage(DSN, schema=pg_schema, statement_timeout=0.05, poll=0.05) as storage:
+    async with PostgresStorage(DSN, schema=pg_schema, statement_timeout=0.3, poll=0.05) as storage:
         await storage.push_bulk(range(20))
         from pyapalis.backends._postgres._connections import driver
 
@@ -91,7 +91,7 @@ async def test_statement_timeout_is_a_storage_error_the_worker_rides_out(pg_sche
             with trio.fail_after(30):
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(worker.run)
-                    await trio.sleep(0.5)  # several claims time out and back off
+                    await trio.sleep(1.0)  # claims time out and back off
                     released.set()
                     await locker.execute(b"ROLLBACK")
             assert sorted(seen) == list(range(20))

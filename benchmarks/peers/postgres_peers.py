@@ -63,14 +63,15 @@ def procrastinate_app(config: dict[str, Any]) -> tuple[Any, Any]:
     return app, noop
 
 
-async def pgqueuer_driver(config: dict[str, Any]) -> Any:
+async def pgqueuer_queries(config: dict[str, Any]) -> tuple[Any, Any]:
+    """pgqueuer's ``Queries`` over a psycopg connection of its own, and that connection."""
     import psycopg
-    from pgqueuer import PsycopgDriver
+    from pgqueuer import PsycopgDriver, Queries
 
     conn = await psycopg.AsyncConnection.connect(
         peer_conninfo(config["dsn"], config["namespace"]), autocommit=True
     )
-    return PsycopgDriver(conn)
+    return Queries(PsycopgDriver(conn)), conn
 
 
 def _stdin_line() -> str:
@@ -132,8 +133,8 @@ async def run_pgqueuer_worker(config: dict[str, Any]) -> None:
     from pgqueuer import QueueManager
     from pgqueuer.models import Job
 
-    driver = await pgqueuer_driver(config)
-    manager = QueueManager(driver)
+    queries, _ = await pgqueuer_queries(config)
+    manager = QueueManager(queries)
 
     @manager.entrypoint("noop")
     async def noop(job: Job) -> None:
@@ -178,9 +179,7 @@ async def run_procrastinate_producer(config: dict[str, Any]) -> None:
 
 
 async def run_pgqueuer_producer(config: dict[str, Any]) -> None:
-    from pgqueuer import Queries
-
-    queries = Queries(await pgqueuer_driver(config))
+    queries, _ = await pgqueuer_queries(config)
     await queries.enqueue("noop", b"-1")
     print("ready", flush=True)
     await asyncio.get_running_loop().run_in_executor(None, _stdin_line)

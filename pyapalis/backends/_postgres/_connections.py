@@ -156,6 +156,16 @@ class Connections:
                 self._listen, self._listener_scope, name="pyapalis.postgres.listener"
             )
 
+    async def listening(self, patience: float) -> None:
+        """Start the listener and wait (at most ``patience`` seconds) until it listens.
+
+        A storage that is open hears the pushes made from then on; if the
+        listener cannot connect in time, polling stands in until it does.
+        """
+        self.start_listener()
+        with trio.move_on_after(patience):
+            await self._listener_ready.wait()
+
     async def hold_owner(self, owner: str) -> None:
         """Take the liveness lock of worker run ``owner`` on the listening session (once)."""
         if owner in self._owners:

@@ -20,6 +20,9 @@ What the schema holds (``{schema}`` is the storage's ``schema`` argument):
   makes a uniqueness key block a second task only while the first is Pending
   or Running. ``fillfactor`` 70
   leaves room for the status updates to stay on their page (HOT updates).
+* ``vacuumed``: the ids ``vacuum`` removed, so that a task pushed again
+  under one of them (a periodic tick another process already ran) is still
+  refused; ``delete`` forgets an id for good.
 * ``workers``: one row per worker run (id, queue, name, host, pid, start,
   last heartbeat).
 * ``schema_version``: the migrations applied.
@@ -72,6 +75,11 @@ MIGRATIONS: tuple[str, ...] = (
         WHERE status = 'Running';
     CREATE UNIQUE INDEX tasks_unique ON {schema}.tasks (queue, unique_key)
         WHERE unique_key IS NOT NULL AND status IN ('Pending', 'Running');
+    CREATE TABLE {schema}.vacuumed (
+        queue       text NOT NULL,
+        id          text NOT NULL,
+        PRIMARY KEY (queue, id)
+    );
     CREATE TABLE {schema}.workers (
         id          text PRIMARY KEY,
         queue       text NOT NULL,

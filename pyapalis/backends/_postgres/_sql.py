@@ -98,6 +98,7 @@ class Statements:
         return (
             sql.replace("{tasks}", f'"{self.schema}".tasks')
             .replace("{workers}", f'"{self.schema}".workers')
+            .replace("{vacuumed}", f'"{self.schema}".vacuumed')
             .encode()
         )
 
@@ -122,6 +123,8 @@ class Statements:
                      WITH ORDINALITY
                      AS a(id, args, run_at, priority, attempts, max_attempts, timeout, meta,
                           unique_key, n)
+                WHERE NOT EXISTS (
+                    SELECT 1 FROM {vacuumed} v WHERE v.queue = $1::text AND v.id = a.id)
                 ORDER BY a.n
                 ON CONFLICT DO NOTHING
                 RETURNING id
@@ -140,6 +143,7 @@ class Statements:
             """
             SELECT a.id, coalesce(
                 (SELECT t.id FROM {tasks} t WHERE t.queue = $1::text AND t.id = a.id),
+                (SELECT v.id FROM {vacuumed} v WHERE v.queue = $1::text AND v.id = a.id),
                 (SELECT t.id FROM {tasks} t WHERE t.queue = $1::text
                    AND t.unique_key = a.unique_key AND t.status IN ('Pending', 'Running')
                  LIMIT 1))
@@ -358,16 +362,34 @@ class Statements:
 
     @cached_property
     def vacuum(self) -> bytes:
-        """Delete the finished tasks of queue $1; how many."""
+        """Delete the finished tasks of queue $1, remembering their ids; how many."""
         return self._t(
-            f"WITH gone AS (DELETE FROM {{tasks}} WHERE queue = $1::text AND status IN {_FINAL}"
-            " RETURNING 1) SELECT count(*) FROM gone"
+            f"""
+            WITH gone AS (
+                DELETE FROM {{tasks}} WHERE queue = $1::text AND status IN {_FINAL}
+                RETURNING queue, id
+            ), kept AS (
+                INSERT INTO {{vacuumed}} (queue, id) SELECT queue, id FROM gone
+                ON CONFLICT DO NOTHING
+                RETURNING 1
+            )
+            SELECT count(*), (SELECT count(*) FROM kept) FROM gone
+            """
         )
 
     @cached_property
     def delete(self) -> bytes:
-        """Delete task $2 of queue $1 (any status); the id if deleted."""
-        return self._t("DELETE FROM {tasks} WHERE queue = $1::text AND id = $2::text RETURNING id")
+        """Delete task $2 of queue $1 (any status) and forget its id; the id if it was there."""
+        return self._t(
+            """
+            WITH task AS (
+                DELETE FROM {tasks} WHERE queue = $1::text AND id = $2::text RETURNING id
+            ), memory AS (
+                DELETE FROM {vacuumed} WHERE queue = $1::text AND id = $2::text RETURNING id
+            )
+            SELECT id FROM task UNION ALL SELECT id FROM memory
+            """
+        )
 
     @cached_property
     def list_tasks(self) -> bytes:
@@ -385,6 +407,29 @@ class Statements:
             "SELECT name, pid, started_at, last_seen, id, host FROM {workers}"
             " WHERE queue = $1::text AND last_seen >= $2::float8 ORDER BY last_seen DESC"
         )
+
+    @cached_property
+    def kill(self) -> bytes:
+        """Make task $2 Killed with error $3 if it is Pending or Running; the id if so."""
+        return self._t(
+            """
+            UPDATE {tasks}
+            SET status = 'Killed', error = $3::text, result = NULL, owner = NULL,
+                lease_until = NULL, finished_at = $4::float8
+            WHERE queue = $1::text AND id = $2::text AND status IN ('Pending', 'Running')
+            RETURNING id
+            """
+        )
+
+    @cached_property
+    def count_by_status(self) -> bytes:
+        """(status, count) of queue $1's tasks."""
+        return self._t("SELECT status, count(*) FROM {tasks} WHERE queue = $1::text GROUP BY 1")
+
+    @cached_property
+    def queues(self) -> bytes:
+        """The queues that hold tasks."""
+        return self._t("SELECT DISTINCT queue FROM {tasks}")
 
     @cached_property
     def count(self) -> bytes:

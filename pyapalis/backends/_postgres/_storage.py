@@ -80,8 +80,11 @@ class PostgresStorage:
     FetchById               supported    this queue
     Update                  supported    not while Running
     Reschedule              supported    not while Running
-    Vacuum                  supported    deletes this queue's finished tasks
-    delete                  supported    any status (retention)
+    Vacuum                  supported    deletes this queue's finished tasks; ids kept
+    delete                  supported    any status (retention); forgets the id
+    kill                    supported    Pending or Running (the late ack is fenced)
+    count_tasks             supported    one GROUP BY
+    list_queues             supported    queues of the schema holding tasks
     ResumeById              supported    Failed or Killed tasks
     ResumeAbandoned         supported    dead processes at once, else by lease
     RegisterWorker          supported    the heartbeat, extends held leases
@@ -176,6 +179,7 @@ class PostgresStorage:
             if not opening.done:
                 async with self._connections.connection() as conn:
                     await migrate(conn, self.schema)
+                await self._connections.listening(self._connections.settings.connect_timeout)
                 opening.done = True
         return self
 
@@ -224,8 +228,8 @@ class PostgresStorage:
         """Store a prepared task (its id, run_at, attempts, limits, priority, metadata).
 
         A task without an id gets one. If the id is already stored (any
-        status, until deleted), or a live task holds the task's uniqueness
-        key, nothing is stored and that task's id is returned.
+        status, also vacuumed, until deleted), or a live task holds the task's
+        uniqueness key, nothing is stored and that task's id is returned.
         """
         task = check_task(task, "push_task: task")
         (task_id,) = await self._push(PushRows.of_tasks(self._codec, [task]))
@@ -419,9 +423,40 @@ class PostgresStorage:
         task.parts.run_at = copy.parts.run_at
 
     async def vacuum(self) -> int:
-        """Delete this queue's finished tasks; how many."""
+        """Delete this queue's finished tasks; how many. Their ids stay known: a task
+        pushed again under one of them stores nothing (see :meth:`push_task`)."""
         rows = await self._execute(self._statements.vacuum, [text(self._queue)])
         return int(rows[0][0] or 0)
+
+    async def kill_by_id(self, task_id: TaskId | str, reason: str = "killed") -> bool:
+        """Make a Pending or Running task Killed, with ``reason`` as its error.
+
+        A Running task's worker finishes its execution, but its acknowledgement
+        is fenced off (the task is no longer Running under its owner), so the
+        task stays Killed. False for an unknown id or a finished task.
+        """
+        key = str(check_task_id(task_id, "kill_by_id: task_id"))
+        if not isinstance(reason, str):
+            raise TypeError(f"kill_by_id: reason must be a str, got {reason!r}")
+        rows = await self._execute(
+            self._statements.kill,
+            [text(self._queue), text(key), text(reason), number(run_clock().wall_now())],
+        )
+        return bool(rows)
+
+    async def count_tasks(self) -> dict[Status, int]:
+        """How many of this queue's tasks are in each status (zeros included)."""
+        rows = await self._execute(self._statements.count_by_status, [text(self._queue)])
+        counts = dict.fromkeys(Status, 0)
+        for status, count in rows:
+            assert status is not None and count is not None
+            counts[Status(status.decode())] = int(count)
+        return counts
+
+    async def list_queues(self) -> list[str]:
+        """The queues of this schema that hold tasks, and this handle's own, sorted."""
+        rows = await self._execute(self._statements.queues, [])
+        return sorted({self._queue, *((row[0] or b"").decode() for row in rows)})
 
     async def delete(self, task_id: TaskId | str) -> bool:
         """Forget one task, in any status; False if it was not there.
