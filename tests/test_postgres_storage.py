@@ -359,3 +359,22 @@ async def test_typed_tasks_and_uniqueness_across_handles(
         await pool.run_until(until_done)
         second = await Report("monday").enqueue(other)  # finished: the key is free again
         assert second != first
+
+
+async def test_a_claim_whose_answer_was_lost_is_undone_before_the_next_heartbeat(
+    storage: PostgresStorage,
+) -> None:
+    """A session dropped after the server applied a claim: the worker never got those
+    tasks, so its heartbeat must not keep them Running under it; they come back
+    Pending, the claim not counted."""
+    task_id = await storage.push("orphan")
+    store = storage.lease_store()
+    worker = WorkerIdentity.mint("w", 1)
+    now = run_clock().wall_now()
+    claim = await store.exchange(worker, (), 1, now, 5.0)
+    assert [c.task.parts.task_id for c in claim.tasks] == [task_id]
+    store._in_doubt[worker.id] = [now]  # as the store records it when the answer is lost
+    assert await store.heartbeat(worker, now + 1.0, 5.0) == 0, "nothing left to extend"
+    task = await storage.fetch_by_id(task_id)
+    assert task is not None
+    assert (task.parts.status, task.parts.attempt.current()) == (Status.Pending, 0)

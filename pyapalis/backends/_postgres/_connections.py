@@ -63,9 +63,10 @@ class SessionSettings:
         self.statement_timeout = statement_timeout
         self.connect_timeout = connect_timeout
 
-    def setup_sql(self) -> bytes:
+    def setup_sql(self, *, relaxed: bool = False) -> bytes:
+        """How a new session is set up; ``relaxed``: commits never wait for the WAL flush."""
         parts = ["SET application_name = 'pyapalis'"]
-        if not self.synchronous_commit:
+        if relaxed or not self.synchronous_commit:
             parts.append("SET synchronous_commit = off")
         if self.statement_timeout is not None:
             parts.append(f"SET statement_timeout = {max(1, round(self.statement_timeout * 1000))}")
@@ -83,6 +84,7 @@ class Connections:
         self.settings = settings
         self._size = size
         self._idle: list[Connection] = []
+        self._idle_relaxed: list[Connection] = []  # synchronous_commit off (see connection())
         self._slots = trio.Semaphore(size)
         self._wakes: dict[str, trio.Event] = {}
         self._owners: set[str] = set()
@@ -94,31 +96,42 @@ class Connections:
     # -- statements ---------------------------------------------------------------
 
     @asynccontextmanager
-    async def connection(self) -> AsyncIterator[Connection]:
-        """A session of the pool for a few statements; a broken one is dropped."""
+    async def connection(self, *, relaxed: bool = False) -> AsyncIterator[Connection]:
+        """A session of the pool for a few statements; a broken one is dropped.
+
+        ``relaxed``: a session whose commits do not wait for the WAL flush,
+        for statements whose loss in a *server* crash only makes a task run
+        again (a claim: the task goes back to Pending with its claim; the
+        worker's later fenced acknowledgement then changes nothing). Any
+        durable commit after it flushes it too: WAL is written in order.
+        """
         if self._closed:
             raise StorageError("PostgresStorage is closed")
+        relaxed = relaxed and self.settings.synchronous_commit
+        idle = self._idle_relaxed if relaxed else self._idle
         async with self._slots:
-            conn = self._idle.pop() if self._idle else None
+            conn = idle.pop() if idle else None
             if conn is None or conn.closed:
-                conn = await self._open()
+                conn = await self._open(relaxed=relaxed)
             try:
                 yield conn
             finally:
                 if conn.closed or self._closed:
                     conn.close()
                 else:
-                    self._idle.append(conn)
+                    idle.append(conn)
 
-    async def execute(self, sql: bytes, params: list[bytes | None]) -> list[list[bytes | None]]:
-        """One statement on a pooled session."""
-        async with self.connection() as conn:
+    async def execute(
+        self, sql: bytes, params: list[bytes | None], *, relaxed: bool = False
+    ) -> list[list[bytes | None]]:
+        """One statement on a pooled session (see :meth:`connection` for ``relaxed``)."""
+        async with self.connection(relaxed=relaxed) as conn:
             return await conn.execute(sql, params)
 
-    async def _open(self) -> Connection:
+    async def _open(self, *, relaxed: bool = False) -> Connection:
         conn: Connection = await driver().connect(self.dsn, timeout=self.settings.connect_timeout)
         try:
-            await conn.execute(self.settings.setup_sql())
+            await conn.execute(self.settings.setup_sql(relaxed=relaxed))
         except BaseException:
             conn.close()
             raise
@@ -243,9 +256,10 @@ class Connections:
             self._listener_scope.cancel()
         if self._listener is not None:
             self._listener.close()
-        for conn in self._idle:
+        for conn in (*self._idle, *self._idle_relaxed):
             conn.close()
         self._idle.clear()
+        self._idle_relaxed.clear()
         self.wake_all()
 
     @property

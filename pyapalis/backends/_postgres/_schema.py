@@ -10,7 +10,7 @@ What the schema holds (``{schema}`` is the storage's ``schema`` argument):
 
 * ``tasks``: one row per task, keyed by (queue, id): the encoded arguments
   and metadata, status, priority, due time (``run_at``, UNIX seconds), the
-  attempt count and limits, the owner (worker run id) and lease deadline
+  attempt count and limits, the owner (worker run id), its claim's time and the lease deadline
   while Running, the uniqueness key, and the result or error once final.
   ``seq`` keeps push order. Two partial indexes serve the hot path: the claim
   (Pending rows in claim order) and the Running rows by lease deadline (the
@@ -62,6 +62,7 @@ MIGRATIONS: tuple[str, ...] = (
         meta         bytea,
         owner        text,
         lease_until  double precision,
+        claimed_at   double precision,
         unique_key   text,
         result       bytea,
         error        text,

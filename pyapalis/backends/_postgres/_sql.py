@@ -197,7 +197,7 @@ class Statements:
             ), claimed AS (
                 UPDATE {{tasks}} t
                 SET status = 'Running', owner = $3::text, attempts = t.attempts + 1,
-                    lease_until = $13::float8
+                    lease_until = $13::float8, claimed_at = $2::float8
                 FROM picked
                 WHERE t.queue = $1::text AND t.id = picked.id
                 RETURNING {returning}
@@ -211,6 +211,30 @@ class Statements:
                         WHERE queue = $1::text AND status = 'Pending' AND run_at > $2::float8)
                    END,
                    NULL, NULL, NULL, NULL, NULL, NULL
+            """
+        )
+
+    @cached_property
+    def release_in_doubt(self) -> bytes:
+        """Hand back the tasks of claims whose answer was lost (the session never got them).
+
+        $1 queue, $2 owner, $3 the times of those claims (each claim marks its
+        rows with its own ``claimed_at``, which heartbeats leave alone), $4 channel. The claims are undone: Pending again,
+        attempt - 1. Rows: (handed back, notified).
+        """
+        return self._t(
+            """
+            WITH released AS (
+                UPDATE {tasks}
+                SET status = 'Pending', owner = NULL, lease_until = NULL,
+                    attempts = attempts - 1
+                WHERE queue = $1::text AND status = 'Running' AND owner = $2::text
+                  AND claimed_at = ANY($3::float8[])
+                RETURNING 1
+            ), woken AS (
+                SELECT pg_notify($4::text, $1::text) FROM (SELECT 1 FROM released LIMIT 1) one
+            )
+            SELECT count(*), (SELECT count(*) FROM woken) FROM released
             """
         )
 

@@ -96,6 +96,10 @@ class PostgresStore:
         self._statements = connections.statements
         self._queue = queue
         self._codec = codec
+        # Claims whose answer was lost (the session never got their tasks), by worker
+        # id: the time each marked its rows with (claimed_at). Undone before that worker's next statement,
+        # or its heartbeat would keep those tasks Running under it for good.
+        self._in_doubt: dict[str, list[float]] = {}
 
     async def exchange(
         self,
@@ -108,6 +112,7 @@ class PostgresStore:
         connections = self._connections
         if limit:
             await connections.hold_owner(worker.id)
+        await self._undo_lost_claims(worker.id)
         ids: list[str | None] = []
         attempts: list[float | None] = []
         statuses: list[str | None] = []
@@ -131,7 +136,34 @@ class PostgresStore:
             deltas.append(-1 if item.release else 0)
             results.append(result)
             errors.append(error)
-        rows = await connections.execute(
+        try:
+            rows = await self._send_exchange(
+                worker, ids, attempts, statuses, run_ats, deltas, results, errors, limit, now, lease
+            )
+        except BaseException:
+            if limit:
+                # The claim may have been applied with its answer lost (a dropped session).
+                self._in_doubt.setdefault(worker.id, []).append(now)
+            raise
+        if requeued:
+            connections.wake(self._queue)  # a hand-back or retry here: wake local takers
+        return await self._claimed(worker, rows, now, lease)
+
+    async def _send_exchange(
+        self,
+        worker: WorkerIdentity,
+        ids: list[str | None],
+        attempts: list[float | None],
+        statuses: list[str | None],
+        run_ats: list[float | None],
+        deltas: list[float | None],
+        results: list[bytes | None],
+        errors: list[str | None],
+        limit: int,
+        now: float,
+        lease: float,
+    ) -> list[Row]:
+        return await self._connections.execute(
             self._statements.exchange,
             [
                 text(self._queue),
@@ -148,9 +180,15 @@ class PostgresStore:
                 number(limit),
                 number(now + lease),
             ],
+            # A claim alone need not wait for the WAL flush (see Connections.connection);
+            # settlements are acknowledgements: they do.
+            relaxed=not ids,
         )
-        if requeued:
-            connections.wake(self._queue)  # a hand-back or retry here: wake local takers
+
+    async def _claimed(
+        self, worker: WorkerIdentity, rows: list[Row], now: float, lease: float
+    ) -> Claim:
+        """The claim an exchange's rows describe (undecodable tasks are failed)."""
         summary = rows.pop()  # the last row: (NULL id, ..., next due in run_at)
         next_due = _float(summary[3])
         rows.sort(key=_claim_order)
@@ -176,8 +214,27 @@ class PostgresStore:
             await self.exchange(worker, broken, 0, now, lease)
         return Claim(claimed, next_due)
 
+    async def _undo_lost_claims(self, owner: str) -> None:
+        """Hand back what the lost claims of ``owner`` took (see ``release_in_doubt``)."""
+        deadlines = self._in_doubt.get(owner)
+        if not deadlines:
+            return
+        statements = self._statements
+        await self._connections.execute(
+            statements.release_in_doubt,
+            [
+                text(self._queue),
+                text(owner),
+                number_array(deadlines),
+                text(statements.channel),
+            ],
+        )
+        del self._in_doubt[owner]
+        self._connections.wake(self._queue)
+
     async def heartbeat(self, worker: WorkerIdentity, now: float, lease: float) -> int:
         await self._connections.hold_owner(worker.id)
+        await self._undo_lost_claims(worker.id)
         rows = await self._connections.execute(
             self._statements.heartbeat,
             [
@@ -217,6 +274,7 @@ class PostgresStore:
         return requeued + failed
 
     async def retire(self, worker: WorkerIdentity) -> None:
+        await self._undo_lost_claims(worker.id)
         await self._connections.execute(self._statements.retire, [text(worker.id)])
         await self._connections.drop_owner(worker.id)
 
