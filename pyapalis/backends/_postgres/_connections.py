@@ -204,6 +204,15 @@ class Connections:
         self.wake(notification[1])
 
     async def _listen(self, scope: trio.CancelScope) -> None:
+        try:
+            await self._listen_until_closed(scope)
+        finally:
+            # The task ends with its trio run: a later run of this storage starts another.
+            if self._listener_scope is scope:
+                self._listener_scope = None
+                self._owners.clear()  # their locks ended with the session
+
+    async def _listen_until_closed(self, scope: trio.CancelScope) -> None:
         delay = 0.0
         with scope:
             while not self._closed:

@@ -219,8 +219,9 @@ class Statements:
         """Hand back the tasks of claims whose answer was lost (the session never got them).
 
         $1 queue, $2 owner, $3 the times of those claims (each claim marks its
-        rows with its own ``claimed_at``, which heartbeats leave alone), $4 channel. The claims are undone: Pending again,
-        attempt - 1. Rows: (handed back, notified).
+        rows with its own ``claimed_at``, which heartbeats leave alone), $4
+        channel. The claims are undone: Pending again, attempt - 1. Rows:
+        (handed back, notified).
         """
         return self._t(
             """

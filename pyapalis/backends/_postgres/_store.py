@@ -96,9 +96,10 @@ class PostgresStore:
         self._statements = connections.statements
         self._queue = queue
         self._codec = codec
-        # Claims whose answer was lost (the session never got their tasks), by worker
-        # id: the time each marked its rows with (claimed_at). Undone before that worker's next statement,
-        # or its heartbeat would keep those tasks Running under it for good.
+        # Claims whose answer was lost (the session never got their tasks), by
+        # worker id: the time each marked its rows with (claimed_at). Undone
+        # before that worker's next statement, or its heartbeat would keep those
+        # tasks Running under it for good.
         self._in_doubt: dict[str, list[float]] = {}
 
     async def exchange(
