@@ -2,7 +2,8 @@
 
 The pool opens sessions lazily up to ``size`` and drops a session that broke
 (the next statement opens a fresh one, so a restarted server is picked up
-without ceremony). Each new session is set up once (``synchronous_commit``,
+without ceremony). Each new session is set up once (``synchronous_commit`` off
+for the relaxed ones, see :meth:`Connections.connection`,
 ``statement_timeout``, ``application_name``).
 
 The listener is one more session per storage, kept open by a trio system task
@@ -66,7 +67,7 @@ class SessionSettings:
     def setup_sql(self, *, relaxed: bool = False) -> bytes:
         """How a new session is set up; ``relaxed``: commits never wait for the WAL flush."""
         parts = ["SET application_name = 'pyapalis'"]
-        if relaxed or not self.synchronous_commit:
+        if relaxed:
             parts.append("SET synchronous_commit = off")
         if self.statement_timeout is not None:
             parts.append(f"SET statement_timeout = {max(1, round(self.statement_timeout * 1000))}")
@@ -101,13 +102,15 @@ class Connections:
 
         ``relaxed``: a session whose commits do not wait for the WAL flush,
         for statements whose loss in a *server* crash only makes a task run
-        again (a claim: the task goes back to Pending with its claim; the
-        worker's later fenced acknowledgement then changes nothing). Any
-        durable commit after it flushes it too: WAL is written in order.
+        again: a claim (the task goes back to Pending with its claim; the
+        worker's later fenced acknowledgement then changes nothing), and the
+        workers' acknowledgements when the storage was made with
+        ``synchronous_commit=False``. Pushes always use durable sessions. Any
+        durable commit flushes the relaxed ones before it: WAL is written in
+        order.
         """
         if self._closed:
             raise StorageError("PostgresStorage is closed")
-        relaxed = relaxed and self.settings.synchronous_commit
         idle = self._idle_relaxed if relaxed else self._idle
         async with self._slots:
             conn = idle.pop() if idle else None

@@ -61,11 +61,12 @@ class PostgresStorage:
     its heartbeat extends; acknowledgements are fenced by owner and attempt
     and batched; any live worker re-queues expired leases. A push wakes idle
     workers at once in this process and through LISTEN/NOTIFY elsewhere,
-    backed by polling every ``poll`` seconds. ``synchronous_commit=False``
-    sets it off for this storage's sessions: faster commits, and a server
-    crash (not a client crash) may forget the last few hundred milliseconds
-    of acknowledgements (those tasks then run again), never a push made
-    through another session. Server faults raise :class:`StorageError`; a
+    backed by polling every ``poll`` seconds. Claims never wait for the WAL flush
+    (a server crash can only make such a task run again); pushes always do.
+    ``synchronous_commit=False`` also sets it off for the workers'
+    acknowledgements and heartbeats: faster, and a server crash (not a
+    client crash) may forget the last few hundred milliseconds of
+    acknowledgements (those tasks then run again). Server faults raise :class:`StorageError`; a
     worker backs off and goes on.
 
     Producers outside trio: :meth:`push_sync` (a blocking psycopg session of

@@ -93,6 +93,7 @@ class PostgresStore:
 
     def __init__(self, connections: Connections, queue: str, codec: Codec) -> None:
         self._connections = connections
+        self._durable_acks = connections.settings.synchronous_commit
         self._statements = connections.statements
         self._queue = queue
         self._codec = codec
@@ -182,8 +183,8 @@ class PostgresStore:
                 number(now + lease),
             ],
             # A claim alone need not wait for the WAL flush (see Connections.connection);
-            # settlements are acknowledgements: they do.
-            relaxed=not ids,
+            # acknowledgements do, unless the storage says otherwise.
+            relaxed=not ids or not self._durable_acks,
         )
 
     async def _claimed(
@@ -238,7 +239,8 @@ class PostgresStore:
         await self._undo_lost_claims(worker.id)
         rows = await self._connections.execute(
             self._statements.heartbeat,
-            [
+            relaxed=not self._durable_acks,
+            params=[
                 text(worker.id),
                 number(now),
                 number(now + lease),
