@@ -27,11 +27,12 @@ async def _admin(sql: bytes, params: list[bytes | None] | None = None) -> list[l
         conn.close()
 
 
-async def _terminate_storage_sessions() -> int:
+async def _terminate_storage_sessions(schema: str) -> int:
+    """Terminate every session of the storages on ``schema`` (their names end in it)."""
     rows = await _admin(
         b"SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-        b" WHERE application_name LIKE 'pyapalis%' AND pid <> pg_backend_pid()"
-        b" AND datname = current_database()"
+        b" WHERE application_name IN ($1::text, $2::text)",
+        [f"pyapalis:{schema}".encode(), f"pyapalis-listener:{schema}".encode()],
     )
     return int(rows[0][0] or 0)
 
@@ -48,7 +49,7 @@ async def test_terminated_sessions_mid_run_lose_nothing(pg_schema: str) -> None:
             seen.add(item)
             if len(seen) in fault_at:
                 fault_at.discard(len(seen))
-                terminated.append(await _terminate_storage_sessions())
+                terminated.append(await _terminate_storage_sessions(pg_schema))
             if len(seen) == count:
                 ctx.stop()
 

@@ -64,9 +64,13 @@ class SessionSettings:
         self.statement_timeout = statement_timeout
         self.connect_timeout = connect_timeout
 
-    def setup_sql(self, *, relaxed: bool = False) -> bytes:
-        """How a new session is set up; ``relaxed``: commits never wait for the WAL flush."""
-        parts = ["SET application_name = 'pyapalis'"]
+    def setup_sql(self, schema: str, *, relaxed: bool = False) -> bytes:
+        """How a new session is set up; ``relaxed``: commits never wait for the WAL flush.
+
+        Sessions are named ``pyapalis:<schema>`` in ``pg_stat_activity`` (the
+        listener ``pyapalis-listener:<schema>``).
+        """
+        parts = [f"SET application_name = 'pyapalis:{schema}'"]
         if relaxed:
             parts.append("SET synchronous_commit = off")
         if self.statement_timeout is not None:
@@ -134,7 +138,7 @@ class Connections:
     async def _open(self, *, relaxed: bool = False) -> Connection:
         conn: Connection = await driver().connect(self.dsn, timeout=self.settings.connect_timeout)
         try:
-            await conn.execute(self.settings.setup_sql(relaxed=relaxed))
+            await conn.execute(self.settings.setup_sql(self.statements.schema, relaxed=relaxed))
         except BaseException:
             conn.close()
             raise
@@ -233,7 +237,8 @@ class Connections:
                 try:
                     channel = self.statements.channel
                     await conn.execute(
-                        f"SET application_name = 'pyapalis-listener'; LISTEN \"{channel}\"".encode()
+                        f"SET application_name = 'pyapalis-listener:{self.statements.schema}';"
+                        f' LISTEN "{channel}"'.encode()
                     )
                     for owner in list(self._owners):
                         await conn.execute(
