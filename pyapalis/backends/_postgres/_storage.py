@@ -55,8 +55,8 @@ class PostgresStorage:
     creates or migrates the schema (see :mod:`._schema`). ``storage.queue(name)``
     is a handle on another named queue sharing the connections.
 
-    Delivery follows the shared-backend model (DESIGN §8): each worker run
-    claims batches (``FOR UPDATE SKIP LOCKED``; up to its free slots plus
+    Delivery follows the shared-backend model
+    (:mod:`pyapalis.backends._kit._leases`): each worker run claims batches (``FOR UPDATE SKIP LOCKED``; up to its free slots plus
     ``prefetch``, at most ``batch``) under a lease of ``lease`` seconds that
     its heartbeat extends; acknowledgements are fenced by owner and attempt
     and batched; any live worker re-queues expired leases. A push wakes idle

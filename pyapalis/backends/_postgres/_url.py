@@ -9,7 +9,7 @@ an unknown option is refused by name here, not at the first connection.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import SplitResult, urlencode
+from urllib.parse import SplitResult, urlencode, urlunsplit
 
 from .._open import take_options
 
@@ -49,7 +49,7 @@ def postgres_from_url(url: SplitResult, options: dict[str, str]) -> Any:
                 "must be on or off"
             )
         kwargs["synchronous_commit"] = switch
-    dsn = url._replace(scheme="postgresql", query=urlencode(theirs)).geturl()
+    dsn = urlunsplit(("postgresql", url.netloc, url.path, urlencode(theirs), url.fragment))
     try:
         pq.Conninfo.parse(dsn.encode())
     except psycopg.Error as error:
