@@ -56,7 +56,8 @@ class PostgresStorage:
     is a handle on another named queue sharing the connections.
 
     Delivery follows the shared-backend model
-    (:mod:`pyapalis.backends._kit._leases`): each worker run claims batches (``FOR UPDATE SKIP LOCKED``; up to its free slots plus
+    (:mod:`pyapalis.backends._kit._leases`): each worker run claims batches
+    (``FOR UPDATE SKIP LOCKED``; up to its free slots plus
     ``prefetch``, at most ``batch``) under a lease of ``lease`` seconds that
     its heartbeat extends; acknowledgements are fenced by owner and attempt
     and batched; any live worker re-queues expired leases. A push wakes idle
