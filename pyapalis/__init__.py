@@ -58,6 +58,7 @@ from ._worker._worker import WorkerBuilder as WorkerBuilder
 from .backends._json._storage import JsonStorage as JsonStorage
 from .backends._memory._storage import MemoryStorage as MemoryStorage
 from .backends._pipe import Pipe as Pipe
+from .backends._redis._storage import RedisStorage as RedisStorage
 from .embed._runtime import start_in_thread as start_in_thread
 from .typed._pool import WorkerPool as WorkerPool
 from .typed._task import BackgroundTask as BackgroundTask
@@ -77,6 +78,7 @@ __all__ = [  # noqa: RUF022 - grouped by topic, sorted within each group
     "JsonStorage",
     "MemoryStorage",
     "Pipe",
+    "RedisStorage",
     # Workers
     "BackoffMode",
     "Data",

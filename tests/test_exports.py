@@ -39,6 +39,7 @@ TOP_LEVEL_CONTRACT = {
     "Extensions",
     "MemoryStorage",
     "JsonStorage",
+    "RedisStorage",
     "Pipe",
     "WorkerBuilder",
     "Worker",

@@ -1,6 +1,7 @@
 """Backends: where tasks wait, and the protocols between them and workers.
 
-For users: the built-in backends (``MemoryStorage``, ``JsonStorage``), codecs,
+For users: the built-in backends (``MemoryStorage``, ``JsonStorage``,
+``RedisStorage``), codecs,
 pipes, and polling backends built with ``BackendBuilder``. For backend authors:
 the ``Backend`` protocol a worker consumes, the optional extras a worker uses
 (``SyncAck``, ``Wakeable``, ``Bindable``, ``RunsAlongside``, ``WorkerSessions``
@@ -44,6 +45,7 @@ from ._poll import PollStrategy as PollStrategy
 from ._poll import PollTicker as PollTicker
 from ._poll import StreamStrategy as StreamStrategy
 from ._protocols import Backend as Backend
+from ._redis._storage import RedisStorage as RedisStorage
 from ._worker_protocols import Bindable as Bindable
 from ._worker_protocols import RunsAlongside as RunsAlongside
 from ._worker_protocols import SyncAck as SyncAck
@@ -75,6 +77,7 @@ __all__ = [
     "PollStrategy",
     "PollTicker",
     "PushTarget",
+    "RedisStorage",
     "RegisterWorker",
     "ReplayReport",
     "Reschedule",

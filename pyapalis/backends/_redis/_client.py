@@ -21,8 +21,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
-import anyio
-
 from ..._errors import StorageError
 from ._scripts import Script
 
@@ -43,9 +41,7 @@ def _coredis() -> Any:
     try:
         import coredis
     except ImportError as error:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "RedisStorage needs coredis: pip install 'pyapalis[redis]'"
-        ) from error
+        raise ImportError("RedisStorage needs coredis: pip install 'pyapalis[redis]'") from error
     return coredis
 
 
@@ -56,6 +52,8 @@ class RedisClient:
 
     def __init__(self, url: str, **options: Any) -> None:
         coredis = _coredis()
+        import anyio  # coredis's own dependency: there whenever coredis is
+
         self._url = url
         self._where = redacted(url)
         self._options = options

@@ -339,24 +339,19 @@ return 1
 RECOVER = _script(
     "recover",
     r"""
--- ARGV: P, now, limit, retention (ms), owners ('' all; else the worker ids
--- whose tasks to take back at once, comma-separated).
--- Re-queues up to limit Running tasks whose lease expired (or those of the
--- given dead owners), the lost execution counted: Failed when no attempts
--- are left. Then deletes up to limit tasks finished before now - retention.
--- Returns {re-queued, deleted}.
+-- ARGV: P, now, limit, owners ('' none; else comma-separated worker ids whose
+-- tasks to take back at once), expire before ('' none; a time in ms, or
+-- '+inf'), expire limit.
+-- Re-queues up to limit Running tasks whose lease expired before now, and
+-- every task the given (dead) owners hold, the lost execution counted:
+-- Failed when no attempts are left. Then deletes up to expire limit tasks
+-- finished before the expiry time (retention). Returns {re-queued, deleted}.
 local now = tonumber(ARGV[2])
 local limit = tonumber(ARGV[3])
-local retention = tonumber(ARGV[4])
-local ids
-if ARGV[5] == '' then
-  ids = redis.call('ZRANGEBYSCORE', P .. 'lease', '-inf', '(' .. now, 'LIMIT', 0, limit)
-else
-  ids = {}
-  for owner in string.gmatch(ARGV[5], '[^,]+') do
-    for _, id in ipairs(redis.call('SMEMBERS', P .. 'h:' .. owner)) do
-      ids[#ids + 1] = id
-    end
+local ids = redis.call('ZRANGEBYSCORE', P .. 'lease', '-inf', '(' .. now, 'LIMIT', 0, limit)
+for owner in string.gmatch(ARGV[4], '[^,]+') do
+  for _, id in ipairs(redis.call('SMEMBERS', P .. 'h:' .. owner)) do
+    ids[#ids + 1] = id
   end
 end
 local recovered = 0
@@ -381,9 +376,9 @@ for _, id in ipairs(ids) do
 end
 wake(due)
 local deleted = 0
-if retention >= 0 then
-  for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. 'fin', '-inf', now - retention,
-      'LIMIT', 0, limit)) do
+if ARGV[5] ~= '' then
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. 'fin', '-inf', ARGV[5],
+      'LIMIT', 0, tonumber(ARGV[6]))) do
     forget(id)
     deleted = deleted + 1
   end
@@ -413,7 +408,11 @@ local run_at = tonumber(ARGV[6])
 if ARGV[12] == 'update' then
   redis.call('HSET', key, 'n', ARGV[5], 'x', ARGV[7], 'T', ARGV[8], 'p', ARGV[9],
     'k', ARGV[10])
-  if ARGV[11] == '' then redis.call('HDEL', key, 'm') else redis.call('HSET', key, 'm', ARGV[11]) end
+  if ARGV[11] == '' then
+    redis.call('HDEL', key, 'm')
+  else
+    redis.call('HSET', key, 'm', ARGV[11])
+  end
 end
 redis.call('HSET', key, 'r', run_at)
 if old == 'Done' or old == 'Failed' or old == 'Killed' then

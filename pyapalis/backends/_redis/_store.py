@@ -1,0 +1,530 @@
+"""One queue in Redis: the LeaseStore of the shared-backend model, and the capabilities' queries.
+
+:class:`RedisStore` implements :class:`~pyapalis.backends._kit._leases.LeaseStore`
+(``exchange``, ``heartbeat``, ``recover``, ``retire``, ``wait_wake``) with one
+Lua script per call (:mod:`._scripts`), and what :class:`RedisStorage` needs
+beyond it (push, fetch, update, delete, listing). It converts between tasks
+and the hash fields of a task; the storage checks arguments and owns the
+lifecycle.
+
+The wake-up: pushes and re-queues leave markers on the queue's ``wake`` list;
+an idle session blocks on it with ``BLPOP`` (coredis gives a blocking command
+a connection of its own), bounded by the session's poll and by the next
+scheduled task, so a lost marker only delays. The BLPOP's own timeout is the
+wait on a real clock; a trio cancel scope slightly longer bounds it on trio's
+clock too (under a virtual clock that scope fires first).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from ..._errors import CodecError
+from ..._implementation import Attempt, Parts, Task, TaskId
+from ..._status import Status
+from .._capabilities import TaskResult, WorkerInfo
+from .._codec import Codec
+from .._kit._leases import Claim, Claimed, Settlement
+from .._worker_protocols import WorkerIdentity
+from ._client import RedisClient
+from ._keys import QueueKeys
+from ._scripts import (
+    DELETE,
+    EXCHANGE,
+    HEARTBEAT,
+    PUSH,
+    RECOVER,
+    RESUME,
+    RETIRE,
+    UPDATE,
+)
+
+__all__ = ["NewTask", "RedisStore", "sort_prefix", "to_ms"]
+
+INT64_MAX = 2**63 - 1
+
+_FINAL_KIND = {Status.Done: b"D", Status.Failed: b"F", Status.Killed: b"K"}
+_FIELDS = (b"a", b"m", b"s", b"n", b"r", b"x", b"T", b"p", b"v", b"e")
+
+
+def to_ms(seconds: float) -> int:
+    """Wall seconds as whole milliseconds, rounded down (now, deadlines)."""
+    return math.floor(seconds * 1000.0)
+
+
+def due_ms(seconds: float) -> int:
+    """A run_at as whole milliseconds, rounded up: a task is never due early."""
+    return math.ceil(seconds * 1000.0)
+
+
+def sort_prefix(priority: int) -> str:
+    """16 hex digits that sort a higher priority first (the whole 64-bit range)."""
+    return f"{INT64_MAX - priority:016x}"
+
+
+def _optional(value: bytes | None) -> bytes | None:
+    return value if value else None
+
+
+@dataclass(frozen=True, slots=True)
+class NewTask:
+    """A task as the push script stores it (already encoded)."""
+
+    task_id: str
+    args: bytes
+    meta: bytes
+    run_at: float
+    max_attempts: int | None
+    timeout: float | None
+    priority: int
+    unique: str
+    attempts: int
+
+    def fields(self) -> list[Any]:
+        return [
+            self.task_id,
+            self.args,
+            self.meta,
+            due_ms(self.run_at),
+            "" if self.max_attempts is None else self.max_attempts,
+            "" if self.timeout is None else repr(self.timeout),
+            self.priority,
+            sort_prefix(self.priority),
+            self.unique,
+            self.attempts,
+        ]
+
+
+class RedisStore:
+    """One queue of one Redis server, for one trio run's client."""
+
+    __slots__ = ("_client", "_codec", "_keep_workers", "_keys", "_retention_ms")
+
+    def __init__(
+        self,
+        client: RedisClient,
+        keys: QueueKeys,
+        codec: Codec,
+        retention: float,
+        keep_workers: float,
+    ) -> None:
+        self._client = client
+        self._keys = keys
+        self._codec = codec
+        self._retention_ms = -1 if math.isinf(retention) else to_ms(retention)
+        self._keep_workers = max(1, to_ms(keep_workers))
+
+    @property
+    def keys(self) -> QueueKeys:
+        return self._keys
+
+    @property
+    def client(self) -> RedisClient:
+        return self._client
+
+    # -- LeaseStore -----------------------------------------------------------------
+
+    async def exchange(
+        self,
+        worker: WorkerIdentity,
+        settle: Sequence[Settlement],
+        limit: int,
+        now: float,
+        lease: float,
+    ) -> Claim:
+        keys = self._keys
+        args: list[Any] = [
+            keys.prefix,
+            worker.id,
+            to_ms(now),
+            max(1, to_ms(lease)),
+            limit,
+            max(limit, 256),
+        ]
+        for item in settle:
+            args.extend(self._settlement(item))
+        reply = await self._client.run(EXCHANGE, keys.ready, args)
+        next_due = None if reply[1] is None else (int(reply[1]) + 0.5) / 1000.0
+        tasks: list[Claimed] = []
+        broken: list[Settlement] = []
+        for index in range(2, len(reply), 8):
+            task_id, args_raw, meta, attempt, run_at, most, timeout, priority = reply[
+                index : index + 8
+            ]
+            identifier = task_id.decode()
+            attempt = int(attempt)
+            try:
+                task = self._task(
+                    identifier,
+                    args_raw,
+                    meta,
+                    attempt - 1,
+                    Status.Running,
+                    run_at,
+                    most,
+                    timeout,
+                    priority,
+                )
+            except (CodecError, ValueError, TypeError) as error:
+                broken.append(Settlement(identifier, attempt, Status.Failed, error=f"{error}"))
+                continue
+            tasks.append(Claimed(task, attempt))
+        if broken:
+            await self.exchange(worker, broken, 0, now, lease)
+        return Claim(tasks, next_due)
+
+    def _settlement(self, item: Settlement) -> list[Any]:
+        status = item.status
+        run_at: Any = ""
+        if status is Status.Done:
+            try:
+                payload: Any = self._codec.encode(item.result)
+                kind = b"D"
+            except CodecError as error:
+                payload, kind = f"the result cannot be stored: {error}", b"F"
+        elif status.is_final:
+            kind = _FINAL_KIND[status]
+            payload = item.error or ""
+        elif item.release:
+            kind, payload = b"B", ""
+        else:
+            kind, payload = b"R", item.error or ""
+            run_at = due_ms(item.run_at if item.run_at is not None else 0.0)
+        return [item.task_id, item.attempt, kind, payload, run_at]
+
+    async def heartbeat(self, worker: WorkerIdentity, now: float, lease: float) -> int:
+        keys = self._keys
+        reply = await self._client.run(
+            HEARTBEAT,
+            keys.lease,
+            [
+                keys.prefix,
+                worker.id,
+                to_ms(now),
+                max(1, to_ms(lease)),
+                worker.name,
+                worker.host,
+                worker.pid,
+                to_ms(worker.started_at),
+                self._keep_workers,
+            ],
+        )
+        return int(reply)
+
+    async def recover(self, now: float, limit: int) -> int:
+        expire = "" if self._retention_ms < 0 else to_ms(now) - self._retention_ms
+        recovered, _ = await self.recover_and_expire(now, limit, expire, limit)
+        return recovered
+
+    async def recover_and_expire(
+        self,
+        now: float,
+        limit: int,
+        expire_before: int | str = "",
+        expire_limit: int = 0,
+        owners: Sequence[str] = (),
+    ) -> tuple[int, int]:
+        """Re-queue up to ``limit`` expired leases and every task of ``owners`` (dead
+        worker runs); delete up to ``expire_limit`` tasks finished before
+        ``expire_before`` (ms, ``"+inf"``, or ``""`` for none). ``(re-queued, deleted)``."""
+        keys = self._keys
+        reply = await self._client.run(
+            RECOVER,
+            keys.lease,
+            [keys.prefix, to_ms(now), limit, ",".join(owners), expire_before, expire_limit],
+        )
+        return int(reply[0]), int(reply[1])
+
+    async def retire(self, worker: WorkerIdentity) -> None:
+        keys = self._keys
+        await self._client.run(RETIRE, keys.workers, [keys.prefix, worker.id])
+
+    async def wait_wake(self, timeout: float) -> None:
+        if timeout <= 0.0:
+            await trio.lowlevel.checkpoint()
+            return
+        wake = self._keys.wake
+        # BLPOP's timeout has a resolution of milliseconds; 0 would mean forever.
+        server_timeout = max(timeout, 0.001)
+        with trio.move_on_after(timeout + 0.05):
+            await self._client.call(
+                "waiting for a wake-up",
+                lambda client: client.blpop([wake], timeout=server_timeout),
+            )
+
+    # -- pushes ---------------------------------------------------------------------
+
+    def new_task(self, task: Task, unique: str = "") -> NewTask:
+        """``task`` encoded for the push script (raises CodecError for what cannot be stored)."""
+        parts = task.parts
+        ctx = parts.ctx
+        task_id = parts.task_id
+        return NewTask(
+            task_id=str(task_id) if task_id is not None else str(TaskId.generate()),
+            args=self._codec.encode(task.args),
+            meta=self._codec.encode(ctx) if ctx else b"",
+            run_at=parts.run_at,
+            max_attempts=parts.max_attempts,
+            timeout=parts.timeout,
+            priority=parts.priority,
+            unique=unique,
+            attempts=parts.attempt.current(),
+        )
+
+    async def push(self, tasks: Sequence[NewTask], now: float) -> list[TaskId]:
+        """Store ``tasks`` in one script; the id of each (an existing holder's for duplicates)."""
+        if not tasks:
+            return []
+        keys = self._keys
+        args: list[Any] = [keys.prefix, to_ms(now)]
+        for item in tasks:
+            args.extend(item.fields())
+        reply = await self._client.run(PUSH, keys.ready, args)
+        return [TaskId(raw.decode()) for raw in reply]
+
+    # -- reads ----------------------------------------------------------------------
+
+    async def fetch(self, task_ids: Sequence[str]) -> list[Task | None]:
+        """The stored tasks (None for unknown ids), one pipelined round trip."""
+        rows = await self._rows(task_ids)
+        return [
+            None if row is None else self._row_task(task_id, row)
+            for task_id, row in zip(task_ids, rows, strict=True)
+        ]
+
+    async def results(self, task_ids: Sequence[str]) -> list[TaskResult | None]:
+        """Each task's status and outcome once final (None for unknown ids)."""
+        rows = await self._rows(task_ids)
+        out: list[TaskResult | None] = []
+        for task_id, row in zip(task_ids, rows, strict=True):
+            out.append(None if row is None else self._row_result(task_id, row))
+        return out
+
+    async def _rows(self, task_ids: Sequence[str]) -> list[list[bytes | None] | None]:
+        if not task_ids:
+            return []
+        keys = self._keys
+
+        async def read(client: Any) -> list[Any]:
+            async with client.pipeline(transaction=False) as pipe:
+                pending = [pipe.hmget(keys.task(task_id), _FIELDS) for task_id in task_ids]
+            return [await item for item in pending]
+
+        rows = await self._client.call("reading tasks", read)
+        return [None if row[2] is None else list(row) for row in rows]
+
+    def _row_task(self, task_id: str, row: list[bytes | None]) -> Task:
+        args, meta, status, attempts, run_at, most, timeout, priority = row[:8]
+        assert status is not None and attempts is not None
+        return self._task(
+            task_id,
+            args,
+            meta,
+            int(attempts),
+            Status(status.decode()),
+            run_at,
+            most,
+            timeout,
+            priority,
+        )
+
+    def _row_result(self, task_id: str, row: list[bytes | None]) -> TaskResult:
+        status_raw = row[2]
+        assert status_raw is not None
+        status = Status(status_raw.decode())
+        identifier = TaskId(task_id)
+        if status is Status.Done:
+            value = row[8]
+            return TaskResult.done(identifier, None if value is None else self._decode(value))
+        if status.is_final:
+            error = row[9]
+            return TaskResult.failed(
+                identifier, status, error.decode() if error else f"task {task_id} {status.value}"
+            )
+        return TaskResult(identifier, status)
+
+    def _decode(self, raw: bytes) -> Any:
+        return self._codec.decode(raw)
+
+    def _task(
+        self,
+        task_id: str,
+        args: bytes | None,
+        meta: bytes | None,
+        attempts: int,
+        status: Status,
+        run_at: bytes | None,
+        most: bytes | None,
+        timeout: bytes | None,
+        priority: bytes | None,
+    ) -> Task:
+        codec = self._codec
+        if args is None:
+            raise ValueError(f"task {task_id} has no arguments stored")
+        try:
+            value = codec.decode(args)
+            ctx = codec.decode(meta) if meta else None
+        except CodecError as error:
+            raise CodecError(f"RedisStorage: task {task_id} cannot be decoded: {error}") from error
+        parts = Parts(
+            task_id=TaskId(task_id),
+            attempt=Attempt(attempts),
+            ctx=ctx,
+            status=status,
+            run_at=int(run_at or 0) / 1000.0,
+            max_attempts=int(most) if most else None,
+            timeout=float(timeout) if timeout else None,
+            priority=int(priority or 0),
+        )
+        return Task.from_parts(value, parts)
+
+    # -- changes --------------------------------------------------------------------
+
+    async def update(self, task: Task, now: float, mode: str) -> int:
+        """Store ``task``'s parts (``update``) or queue it at its run_at (``reschedule``).
+
+        1 done, 0 unknown id, -1 the task is Running (its worker owns it).
+        """
+        parts = task.parts
+        keys = self._keys
+        ctx = parts.ctx
+        reply = await self._client.run(
+            UPDATE,
+            keys.ready,
+            [
+                keys.prefix,
+                to_ms(now),
+                str(parts.task_id),
+                parts.status.value,
+                parts.attempt.current(),
+                due_ms(parts.run_at),
+                "" if parts.max_attempts is None else parts.max_attempts,
+                "" if parts.timeout is None else repr(parts.timeout),
+                parts.priority,
+                sort_prefix(parts.priority),
+                self._codec.encode(ctx) if ctx else b"",
+                mode,
+            ],
+        )
+        return int(reply)
+
+    async def resume(self, task_id: str, now: float) -> bool:
+        keys = self._keys
+        reply = await self._client.run(RESUME, keys.ready, [keys.prefix, to_ms(now), task_id])
+        return int(reply) == 1
+
+    async def delete(self, task_id: str) -> int:
+        keys = self._keys
+        return int(await self._client.run(DELETE, keys.ready, [keys.prefix, task_id]))
+
+    # -- listings -------------------------------------------------------------------
+
+    async def page(self, status: Status | None, start: int, count: int) -> list[Task]:
+        """Tasks in push order (of one status), ``count`` from ``start``."""
+        keys = self._keys
+        index = keys.all if status is None else keys.status(status.value)
+        raw = await self._client.call(
+            "listing tasks",
+            lambda client: client.zrange(index, start, start + count - 1),
+        )
+        ids = [item.decode() for item in raw]
+        return [task for task in await self.fetch(ids) if task is not None]
+
+    async def count(self) -> int:
+        keys = self._keys
+        return int(await self._client.call("counting tasks", lambda c: c.zcard(keys.all)))
+
+    async def workers(self, now: float) -> list[tuple[str, WorkerInfo]]:
+        """Live worker runs (id, info): those that beat within the keep time."""
+        keys = self._keys
+        since = to_ms(now) - self._keep_workers
+
+        async def read(client: Any) -> list[tuple[str, WorkerInfo]]:
+            ids = await client.zrangebyscore(keys.workers, since, "+inf")
+            if not ids:
+                return []
+            async with client.pipeline(transaction=False) as pipe:
+                pending = [
+                    pipe.hmget(keys.worker(raw.decode()), [b"name", b"pid", b"started", b"seen"])
+                    for raw in ids
+                ]
+            out = []
+            for raw, item in zip(ids, pending, strict=True):
+                name, pid, started, seen = await item
+                if name is None:
+                    continue
+                out.append(
+                    (
+                        raw.decode(),
+                        WorkerInfo(
+                            name=name.decode(),
+                            pid=int(pid or 0),
+                            started_at=int(started or 0) / 1000.0,
+                            last_seen=int(seen or 0) / 1000.0,
+                        ),
+                    )
+                )
+            return out
+
+        return await self._client.call("listing workers", read)
+
+    async def worker_hosts(self, now: float) -> list[tuple[str, str, int]]:
+        """(worker id, host, pid) of every registered worker run."""
+        keys = self._keys
+
+        async def read(client: Any) -> list[tuple[str, str, int]]:
+            ids = await client.zrange(keys.workers, 0, -1)
+            if not ids:
+                return []
+            async with client.pipeline(transaction=False) as pipe:
+                pending = [pipe.hmget(keys.worker(raw.decode()), [b"host", b"pid"]) for raw in ids]
+            out = []
+            for raw, item in zip(ids, pending, strict=True):
+                host, pid = await item
+                if host is not None:
+                    out.append((raw.decode(), host.decode(), int(pid or 0)))
+            return out
+
+        return await self._client.call("listing workers", read)
+
+    async def owners(self) -> list[str]:
+        """The worker ids that hold at least one Running task."""
+        keys = self._keys
+
+        async def read(client: Any) -> list[str]:
+            ids = await client.zrange(keys.lease, 0, -1)
+            if not ids:
+                return []
+            async with client.pipeline(transaction=False) as pipe:
+                pending = [pipe.hget(keys.task(raw.decode()), b"w") for raw in ids]
+            found = {(await item) for item in pending}
+            return sorted(owner.decode() for owner in found if owner)
+
+        return await self._client.call("listing owners", read)
+
+    async def drop_queue(self) -> int:
+        """Delete every key of the queue (tests, ``purge``); how many keys."""
+        pattern = self._keys.pattern()
+
+        async def scan(client: Any) -> int:
+            removed = 0
+            batch: list[Any] = []
+            async for key in client.scan_iter(match=pattern, count=500):
+                batch.append(key)
+                if len(batch) >= 500:
+                    removed += await client.delete(batch)
+                    batch = []
+            if batch:
+                removed += await client.delete(batch)
+            return removed
+
+        return int(await self._client.call("deleting the queue", scan))
+
+
+def ids_text(task_ids: Iterable[TaskId | str]) -> list[str]:
+    return [str(task_id) for task_id in task_ids]
