@@ -1,9 +1,13 @@
 """The coredis client of one trio run, with Redis failures turned into StorageError.
 
-coredis runs on trio through anyio, but its client owns a task group: it is
-entered and left in one task of one trio run (``async with RedisClient(...)``).
-A :class:`RedisStorage` opens one for the run that opens it; the synchronous
-producer opens its own in its own thread's run.
+coredis runs on trio through anyio, but its client owns a task group, which
+must be entered and left in one task of one trio run. So each trio run gets
+one client per server URL (:func:`acquire`), held open by a trio *system*
+task of that run: any task may acquire and release it (a storage opened in
+a fixture and closed in a test, a worker's session), every handle of a run
+shares its connections, and the client closes when the last holder releases
+it or the run ends. The synchronous producer's thread is a run of its own,
+with its own client.
 
 Faults: every failure of the server or the connection (refused, reset, a
 restart, a timeout, an error reply) is raised as
@@ -16,15 +20,21 @@ transparently.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, TypeVar
+
+import trio
 
 from ..._errors import StorageError
 from ._scripts import Script
 
-__all__ = ["RedisClient", "redacted"]
+__all__ = ["RedisClient", "acquire", "redacted", "release"]
+
+logger = logging.getLogger("pyapalis.redis")
 
 T = TypeVar("T")
 
@@ -89,6 +99,11 @@ class RedisClient:
             await client.__aexit__(exc_type, exc, tb)
 
     @property
+    def where(self) -> str:
+        """The server's URL, password hidden."""
+        return self._where
+
+    @property
     def raw(self) -> Any:
         """The coredis client (raises StorageError once closed)."""
         if self._client is None:
@@ -116,3 +131,80 @@ class RedisClient:
                 return await client.evalsha(script.sha, keys=[key], args=args)
 
         return await self.call(f"script {script.name}", evalsha)
+
+
+@dataclass(slots=True)
+class _Held:
+    """A run's client for one URL and who holds it."""
+
+    client: RedisClient
+    users: int = 0
+    ready: trio.Event = field(default_factory=trio.Event)
+    stop: trio.Event = field(default_factory=trio.Event)
+    done: trio.Event = field(default_factory=trio.Event)
+    failure: BaseException | None = None
+
+
+_CLIENTS: trio.lowlevel.RunVar[dict[tuple[str, tuple[tuple[str, Any], ...]], _Held]] = (
+    trio.lowlevel.RunVar("pyapalis_redis_clients")
+)
+
+
+def _clients() -> dict[tuple[str, tuple[tuple[str, Any], ...]], _Held]:
+    try:
+        return _CLIENTS.get()
+    except LookupError:
+        clients: dict[tuple[str, tuple[tuple[str, Any], ...]], _Held] = {}
+        _CLIENTS.set(clients)
+        return clients
+
+
+async def _hold(held: _Held) -> None:
+    """The system task that keeps a run's client open until asked to stop (or the run ends)."""
+    try:
+        async with held.client:
+            held.ready.set()
+            await held.stop.wait()
+    except trio.Cancelled:
+        raise
+    except BaseException as error:  # a system task must not raise: report it to acquirers
+        held.failure = error
+        logger.debug("redis client for %s ended: %r", held.client.where, error)
+    finally:
+        held.ready.set()
+        held.done.set()
+
+
+async def acquire(url: str, **options: Any) -> RedisClient:
+    """The current run's client for ``url`` (opened on first use); pair with :func:`release`."""
+    clients = _clients()
+    key = (url, tuple(sorted(options.items())))
+    held = clients.get(key)
+    if held is None or held.stop.is_set():
+        held = clients[key] = _Held(RedisClient(url, **options))
+        trio.lowlevel.spawn_system_task(_hold, held, name=f"pyapalis redis client {redacted(url)}")
+    held.users += 1
+    await held.ready.wait()
+    if held.failure is not None or held.done.is_set():
+        held.users -= 1
+        if clients.get(key) is held:
+            del clients[key]
+        raise StorageError(
+            f"RedisStorage({redacted(url)}): cannot open a client: {held.failure!r}"
+        ) from held.failure
+    return held.client
+
+
+async def release(url: str, **options: Any) -> None:
+    """Give back a client :func:`acquire` returned; the last holder closes it."""
+    clients = _clients()
+    key = (url, tuple(sorted(options.items())))
+    held = clients.get(key)
+    if held is None:
+        return
+    held.users -= 1
+    if held.users <= 0:
+        del clients[key]
+        held.stop.set()
+        with trio.CancelScope(shield=True):
+            await held.done.wait()

@@ -19,7 +19,7 @@ from .._codec import Codec, JsonCodec
 from .._kit._clock import run_clock
 from .._kit._leases import LeaseConfig, LeaseSession
 from .._worker_protocols import WorkerIdentity
-from ._client import RedisClient, redacted
+from ._client import RedisClient, acquire, redacted, release
 from ._keys import QueueKeys
 from ._store import RedisStore
 from ._sync import SyncProducer
@@ -30,17 +30,6 @@ DEFAULT_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_RETENTION = 7 * 24 * 3600.0
 _VACUUM_BATCH = 1000
 """Tasks per script when vacuuming or resuming everything (a script blocks the server)."""
-
-
-class _Connection:
-    """The client a storage and the handles of its other queues share in one trio run."""
-
-    __slots__ = ("client", "owner", "url")
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.client: RedisClient | None = None
-        self.owner: object = None
 
 
 class RedisStorage:
@@ -127,14 +116,14 @@ class RedisStorage:
         self._codec: Codec = codec if codec is not None else JsonCodec()
         self._connect_timeout = float(connect_timeout)
         self._keys = QueueKeys(namespace, queue)
-        self._connection = _Connection(url)
+        self._clients: dict[trio.lowlevel.TrioToken, RedisClient] = {}
         self._registered: dict[str, WorkerIdentity] = {}
         self._producer: SyncProducer | None = None
 
     def queue(self, name: str) -> RedisStorage:
         """A handle on another queue of the same server and namespace (same settings).
 
-        It shares this handle's connection while this one is open.
+        Every handle of a trio run shares the run's connection to the server.
         """
         _check_name(name, "queue")
         other = RedisStorage(
@@ -149,7 +138,6 @@ class RedisStorage:
             codec=self._codec,
             connect_timeout=self._connect_timeout,
         )
-        other._connection = self._connection
         return other
 
     @property
@@ -171,24 +159,26 @@ class RedisStorage:
 
     @property
     def is_open(self) -> bool:
-        return self._connection.client is not None
+        """True if this handle holds a client in the current trio run."""
+        return trio.lowlevel.current_trio_token() in self._clients
 
     def __repr__(self) -> str:
         return f"RedisStorage({self.url!r}, queue={self._queue!r}, namespace={self._namespace!r})"
 
     # -- lifecycle -----------------------------------------------------------------
 
-    def _new_client(self) -> RedisClient:
-        return RedisClient(self._url, connect_timeout=self._connect_timeout)
+    async def _client(self) -> RedisClient:
+        """This handle's client in the current trio run (acquired on first use)."""
+        token = trio.lowlevel.current_trio_token()
+        client = self._clients.get(token)
+        if client is None:
+            client = await acquire(self._url, connect_timeout=self._connect_timeout)
+            self._clients[token] = client
+        return client
 
     async def __aenter__(self) -> RedisStorage:
-        """Connect for the current trio run (the handles of other queues share it)."""
-        connection = self._connection
-        if connection.client is None:
-            client = self._new_client()
-            await client.__aenter__()
-            connection.client = client
-            connection.owner = self
+        """Open the handle for the current trio run (no round trip yet)."""
+        await self._client()
         return self
 
     async def __aexit__(
@@ -200,23 +190,22 @@ class RedisStorage:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the connection (if this handle opened it) and the synchronous producer."""
+        """Release this handle's client in the current run and stop the synchronous producer.
+
+        A handle used without ``async with`` opens itself at first use; its
+        client closes at the latest when the trio run ends.
+        """
         producer, self._producer = self._producer, None
         if producer is not None:
             await trio.to_thread.run_sync(producer.close)
-        connection = self._connection
-        if connection.owner is self and connection.client is not None:
-            client, connection.client, connection.owner = connection.client, None, None
-            # Not shielded: the client's task group was entered outside any scope of ours.
-            await client.__aexit__(None, None, None)
+        token = trio.lowlevel.current_trio_token()
+        if self._clients.pop(token, None) is not None:
+            await release(self._url, connect_timeout=self._connect_timeout)
 
-    def _store(self) -> RedisStore:
-        client = self._connection.client
-        if client is None:
-            raise StorageError(
-                f"{self!r} is not open: use 'async with storage:' (a worker opens it for its run)"
-            )
-        return RedisStore(client, self._keys, self._codec, self._retention, self._keep_workers())
+    async def _store(self) -> RedisStore:
+        return RedisStore(
+            await self._client(), self._keys, self._codec, self._retention, self._keep_workers()
+        )
 
     def _keep_workers(self) -> float:
         """How long a worker run stays listed without a heartbeat: three leases."""
@@ -237,7 +226,7 @@ class RedisStorage:
 
     async def push_bulk(self, items: Iterable[Any]) -> list[TaskId]:
         """Store every item as a task in one script (all or nothing); their ids."""
-        store = self._store()
+        store = await self._store()
         now = run_clock().wall_now()
         tasks = [store.new_task(Task(args)) for args in items]
         for new in tasks:
@@ -254,7 +243,7 @@ class RedisStorage:
         """
         if not isinstance(task, Task):
             raise TypeError(f"push_task: expected a Task, got {type(task).__name__}")
-        store = self._store()
+        store = await self._store()
         if task.parts.task_id is None:
             task.parts.task_id = TaskId.generate()
         new = store.new_task(task, _unique_key(task))
@@ -279,7 +268,9 @@ class RedisStorage:
     def _sync(self) -> SyncProducer:
         producer = self._producer
         if producer is None:
-            producer = self._producer = SyncProducer(self._new_client, self._keys, self._codec)
+            producer = self._producer = SyncProducer(
+                self._url, {"connect_timeout": self._connect_timeout}, self._keys, self._codec
+            )
         return producer
 
     def push_sync(self, args: Any) -> TaskId:
@@ -315,7 +306,7 @@ class RedisStorage:
 
     async def fetch_by_id(self, task_id: TaskId | str) -> Task | None:
         """The stored task with this id (any status), or None."""
-        [task] = await self._store().fetch([_id_text(task_id, "fetch_by_id")])
+        [task] = await (await self._store()).fetch([_id_text(task_id, "fetch_by_id")])
         return task
 
     async def update(self, task: Task) -> None:
@@ -333,7 +324,7 @@ class RedisStorage:
                 f"update: status must be Pending, Done, Failed or Killed, got {status.value}"
             )
         task_id = _id_text(task.parts.task_id, "update")
-        outcome = await self._store().update(task, run_clock().wall_now(), "update")
+        outcome = await (await self._store()).update(task, run_clock().wall_now(), "update")
         _check_change(outcome, task_id, "update")
 
     async def reschedule(self, task: Task, delay: float) -> None:
@@ -347,7 +338,7 @@ class RedisStorage:
         ):
             raise ValueError(f"reschedule: delay must be a finite number >= 0, got {delay!r}")
         task_id = _id_text(task.parts.task_id, "reschedule")
-        store = self._store()
+        store = await self._store()
         [stored] = await store.fetch([task_id])
         if stored is None:
             raise KeyError(f"reschedule: unknown task id {task_id!r}")
@@ -359,7 +350,7 @@ class RedisStorage:
 
     async def vacuum(self) -> int:
         """Delete every finished task of this queue now; how many."""
-        store = self._store()
+        store = await self._store()
         removed = 0
         while True:
             _, deleted = await store.recover_and_expire(
@@ -372,7 +363,7 @@ class RedisStorage:
     async def delete(self, task_id: TaskId | str) -> bool:
         """Forget a task for good; False for an unknown id. A Running task raises StorageError."""
         key = _id_text(task_id, "delete")
-        outcome = await self._store().delete(key)
+        outcome = await (await self._store()).delete(key)
         if outcome == -1:
             raise StorageError(f"RedisStorage.delete: task {key} is Running; its worker owns it")
         return outcome == 1
@@ -380,7 +371,7 @@ class RedisStorage:
     async def resume_by_id(self, task_id: TaskId | str) -> bool:
         """Make a Failed or Killed task Pending again with a fresh attempt budget, due now."""
         key = _id_text(task_id, "resume_by_id")
-        return await self._store().resume(key, run_clock().wall_now())
+        return await (await self._store()).resume(key, run_clock().wall_now())
 
     async def resume_abandoned(self) -> int:
         """Re-queue Running tasks whose worker is gone; how many.
@@ -389,7 +380,7 @@ class RedisStorage:
         gone); the others when their lease expires. Each resumption counts the
         dead execution as an attempt (Failed when none are left).
         """
-        store = self._store()
+        store = await self._store()
         now = run_clock().wall_now()
         host = socket.gethostname()
         dead = [
@@ -414,11 +405,11 @@ class RedisStorage:
         identity = self._registered.get(name)
         if identity is None:
             identity = self._registered[name] = WorkerIdentity.mint(name, 0)
-        await self._store().heartbeat(identity, run_clock().wall_now(), self._config.lease)
+        await (await self._store()).heartbeat(identity, run_clock().wall_now(), self._config.lease)
 
     async def list_workers(self) -> list[WorkerInfo]:
         """Worker runs that beat within the last three leases, by name."""
-        workers = await self._store().workers(run_clock().wall_now())
+        workers = await (await self._store()).workers(run_clock().wall_now())
         return sorted((info for _, info in workers), key=lambda info: (info.name, info.started_at))
 
     async def list_tasks(
@@ -428,22 +419,22 @@ class RedisStorage:
         if status is not None:
             status = Status(status)
         _check_page(page, page_size)
-        return await self._store().page(status, (page - 1) * page_size, page_size)
+        return await (await self._store()).page(status, (page - 1) * page_size, page_size)
 
     async def count(self) -> int:
         """How many tasks the queue holds (any status)."""
-        return await self._store().count()
+        return await (await self._store()).count()
 
     async def purge(self) -> int:
         """Delete every key of this queue (every task, worker record and index); how many keys."""
-        return await self._store().drop_queue()
+        return await (await self._store()).drop_queue()
 
     # -- WaitForCompletion -------------------------------------------------------------
 
     async def check_status(self, task_ids: Iterable[TaskId | str]) -> list[TaskResult]:
         """Each task's status (and outcome once final), in order; KeyError for unknown ids."""
         keys = [_id_text(task_id, "check_status") for task_id in task_ids]
-        results = await self._store().results(keys)
+        results = await (await self._store()).results(keys)
         out = []
         for key, result in zip(keys, results, strict=True):
             if result is None:
@@ -467,7 +458,7 @@ class RedisStorage:
         waiting = list(dict.fromkeys(_id_text(task_id, "wait_for") for task_id in task_ids))
         delay = 0.005
         while waiting:
-            results = await self._store().results(waiting)
+            results = await (await self._store()).results(waiting)
             still = []
             progressed = False
             for key, result in zip(waiting, results, strict=True):
@@ -485,7 +476,7 @@ class RedisStorage:
 
 
 class _RunSession:
-    """A worker run's session: opens the storage for the run if needed, then a LeaseSession."""
+    """A worker run's session: the storage opened for the run if needed, and a LeaseSession."""
 
     def __init__(self, storage: RedisStorage, worker: WorkerIdentity) -> None:
         self._storage = storage
@@ -495,10 +486,9 @@ class _RunSession:
 
     async def __aenter__(self) -> LeaseSession:
         storage = self._storage
-        if not storage.is_open:
-            await storage.__aenter__()
-            self._opened = True
-        session = LeaseSession(storage._store(), self._worker, storage._config)
+        self._opened = not storage.is_open
+        store = await storage._store()
+        session = LeaseSession(store, self._worker, storage._config)
         self._session = await session.__aenter__()
         return self._session
 
@@ -513,7 +503,8 @@ class _RunSession:
                 await self._session.__aexit__(exc_type, exc, tb)
         finally:
             if self._opened:
-                await self._storage.aclose()
+                with trio.CancelScope(shield=True):
+                    await self._storage.aclose()
 
 
 def _check_name(value: object, what: str) -> None:

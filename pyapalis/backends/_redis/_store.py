@@ -445,7 +445,9 @@ class RedisStore:
         since = to_ms(now) - self._keep_workers
 
         async def read(client: Any) -> list[tuple[str, WorkerInfo]]:
-            ids = await client.zrangebyscore(keys.workers, since, "+inf")
+            from coredis.tokens import PureToken
+
+            ids = await client.zrange(keys.workers, since, "+inf", sortby=PureToken.BYSCORE)
             if not ids:
                 return []
             async with client.pipeline(transaction=False) as pipe:

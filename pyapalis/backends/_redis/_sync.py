@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import trio
 
@@ -20,7 +21,7 @@ from ..._errors import StorageError
 from ..._implementation import Task, TaskId
 from .._codec import Codec
 from .._kit._clock import run_clock
-from ._client import RedisClient
+from ._client import acquire, release
 from ._keys import QueueKeys
 from ._store import RedisStore
 
@@ -30,10 +31,9 @@ __all__ = ["SyncProducer"]
 class SyncProducer:
     """A trio run on a thread of its own that pushes for synchronous callers."""
 
-    def __init__(
-        self, new_client: Callable[[], RedisClient], keys: QueueKeys, codec: Codec
-    ) -> None:
-        self._new_client = new_client
+    def __init__(self, url: str, options: dict[str, Any], keys: QueueKeys, codec: Codec) -> None:
+        self._url = url
+        self._options = options
         self._keys = keys
         self._codec = codec
         self._lock = threading.Lock()
@@ -87,13 +87,16 @@ class SyncProducer:
 
     async def _main(self, ready: threading.Event) -> None:
         try:
-            async with self._new_client() as client:
+            client = await acquire(self._url, **self._options)
+            try:
                 # Results and workers are none of a producer's business.
                 self._store = RedisStore(client, self._keys, self._codec, float("inf"), 1.0)
                 self._stop = trio.Event()
                 self._token = trio.lowlevel.current_trio_token()
                 ready.set()
                 await self._stop.wait()
+            finally:
+                await release(self._url, **self._options)
         except BaseException as error:
             self._failure = error
             raise
