@@ -57,8 +57,10 @@ from ._worker._worker import Worker as Worker
 from ._worker._worker import WorkerBuilder as WorkerBuilder
 from .backends._json._storage import JsonStorage as JsonStorage
 from .backends._memory._storage import MemoryStorage as MemoryStorage
+from .backends._open import open_backend as open_backend
 from .backends._pipe import Pipe as Pipe
 from .backends._redis._storage import RedisStorage as RedisStorage
+from .backends._sqlite._storage import SqliteStorage as SqliteStorage
 from .embed._runtime import start_in_thread as start_in_thread
 from .typed._pool import WorkerPool as WorkerPool
 from .typed._task import BackgroundTask as BackgroundTask
@@ -79,6 +81,8 @@ __all__ = [  # noqa: RUF022 - grouped by topic, sorted within each group
     "MemoryStorage",
     "Pipe",
     "RedisStorage",
+    "SqliteStorage",
+    "open_backend",
     # Workers
     "BackoffMode",
     "Data",

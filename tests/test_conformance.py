@@ -135,3 +135,20 @@ def test_every_skip_names_its_cause() -> None:
         "SKIPPED [2] pyapalis/testing/conformance.py:<line>: "
         "not persistent: the harness has no crash() (tasks die with the process)",
     ], proc.stdout
+
+
+class TestSqliteStorage(BackendConformance):
+    @pytest.fixture
+    def harness(self, tmp_path: Path) -> BackendHarness:
+        from pyapalis import SqliteStorage
+
+        path = tmp_path / "tasks.db"
+
+        async def crash(storage: SqliteStorage) -> None:
+            # The handle goes away without acking what it took: as after a
+            # killed process, those tasks stay Running under a gone worker.
+            storage.close()
+
+        return BackendHarness(
+            open=lambda: SqliteStorage(path), close=lambda storage: storage.aclose(), crash=crash
+        )

@@ -40,6 +40,8 @@ TOP_LEVEL_CONTRACT = {
     "MemoryStorage",
     "JsonStorage",
     "RedisStorage",
+    "SqliteStorage",
+    "open_backend",
     "Pipe",
     "WorkerBuilder",
     "Worker",

@@ -35,6 +35,12 @@ def _json(tmp_path: Path) -> Any:
     return JsonStorage(tmp_path / "tasks.jsonl")
 
 
+def _sqlite(tmp_path: Path) -> Any:
+    from pyapalis.backends._sqlite._storage import SqliteStorage
+
+    return SqliteStorage(tmp_path / "tasks.db")
+
+
 def _custom(tmp_path: Path) -> Any:
     from pyapalis.backends._custom import dequeue_backend
 
@@ -45,6 +51,7 @@ def _custom(tmp_path: Path) -> Any:
 BACKENDS: list[tuple[str, str, Callable[[Path], Any]]] = [
     ("pyapalis.backends._memory._storage", "MemoryStorage", _memory),
     ("pyapalis.backends._json._storage", "JsonStorage", _json),
+    ("pyapalis.backends._sqlite._storage", "SqliteStorage", _sqlite),
     ("pyapalis.backends._custom", "CustomBackend", _custom),
 ]
 

@@ -1,7 +1,7 @@
 """Backends: where tasks wait, and the protocols between them and workers.
 
 For users: the built-in backends (``MemoryStorage``, ``JsonStorage``,
-``RedisStorage``), codecs,
+``RedisStorage``, ``SqliteStorage``), codecs,
 pipes, and polling backends built with ``BackendBuilder``. For backend authors:
 the ``Backend`` protocol a worker consumes, the optional extras a worker uses
 (``SyncAck``, ``Wakeable``, ``Bindable``, ``RunsAlongside``, ``WorkerSessions``
@@ -34,6 +34,7 @@ from ._json._storage import JsonStorage as JsonStorage
 from ._memory._queues import MemoryQueues as MemoryQueues
 from ._memory._storage import MemoryStorage as MemoryStorage
 from ._memory._storage import MemoryStorageStatistics as MemoryStorageStatistics
+from ._open import open_backend as open_backend
 from ._pipe import Pipe as Pipe
 from ._pipe import PushTarget as PushTarget
 from ._pipe import pipe_to as pipe_to
@@ -46,6 +47,7 @@ from ._poll import PollTicker as PollTicker
 from ._poll import StreamStrategy as StreamStrategy
 from ._protocols import Backend as Backend
 from ._redis._storage import RedisStorage as RedisStorage
+from ._sqlite._storage import SqliteStorage as SqliteStorage
 from ._worker_protocols import Bindable as Bindable
 from ._worker_protocols import RunsAlongside as RunsAlongside
 from ._worker_protocols import SyncAck as SyncAck
@@ -84,6 +86,7 @@ __all__ = [
     "ResumeAbandoned",
     "ResumeById",
     "RunsAlongside",
+    "SqliteStorage",
     "StreamStrategy",
     "SyncAck",
     "TaskResult",
@@ -97,5 +100,6 @@ __all__ = [
     "WorkerSession",
     "WorkerSessions",
     "dequeue_backend",
+    "open_backend",
     "pipe_to",
 ]

@@ -75,12 +75,17 @@ class TaskResult:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class WorkerInfo:
-    """A worker a backend knows of: its name, owning process and last sign of life."""
+    """A worker a backend knows of: its name, owning process and last sign of life.
+
+    Shared backends also give the worker run's ``id`` and its ``host``.
+    """
 
     name: str
     pid: int
     started_at: float
     last_seen: float
+    id: str | None = None
+    host: str | None = None
 
 
 @runtime_checkable

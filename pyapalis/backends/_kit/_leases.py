@@ -391,6 +391,10 @@ class LeaseSession:
         self._settle(task, Status.Pending, release=True)
         await trio.lowlevel.checkpoint()
 
+    async def flush(self) -> None:
+        """Write every queued settlement now (raises StorageError; they stay queued)."""
+        await self._flush()
+
     # -- RegisterWorker --------------------------------------------------------
 
     async def register_worker(self, name: str) -> None:
@@ -447,6 +451,9 @@ class LeaseSession:
     async def _claim(self) -> bool:
         """One exchange: queued settlements out, up to the free slots plus prefetch in."""
         config = self._config
+        if self._last_beat == -math.inf:
+            # Recorded before it owns anything, so no task ever has an unknown owner.
+            await self._beat()
         limit = 0 if self._closed else config.claim_limit(self._worker.concurrency, len(self._held))
         settle = self._take_pending()
         with trio.CancelScope(shield=True):  # what the store claimed must reach _ready

@@ -1,0 +1,91 @@
+"""The SQLite schema, versioned with ``PRAGMA user_version`` and migrated on open.
+
+Each entry of :data:`MIGRATIONS` brings the file from version ``i`` to ``i + 1``;
+:func:`migrate` applies the missing ones inside one ``BEGIN IMMEDIATE``
+transaction, so several processes opening a new file at once create it once
+(the others wait on the write lock, then see the version and do nothing). A
+file written by a newer pyapalis (a higher version) is refused.
+
+Times are integer milliseconds since the epoch (``run_at``, ``lease_until``,
+``done_at``): seconds would run scheduled tasks early (apalis-sqlite's bug).
+Payloads (arguments, metadata, results) are the codec's bytes, as BLOBs.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from ..._errors import StorageError
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "migrate"]
+
+MIGRATIONS: tuple[str, ...] = (
+    # 0 -> 1
+    """
+    CREATE TABLE tasks (
+        id TEXT PRIMARY KEY,
+        queue TEXT NOT NULL,
+        args BLOB NOT NULL,
+        meta BLOB,
+        status TEXT NOT NULL,
+        attempt INTEGER NOT NULL DEFAULT 0,
+        max_attempts INTEGER,
+        timeout REAL,
+        priority INTEGER NOT NULL DEFAULT 0,
+        run_at INTEGER NOT NULL,
+        owner TEXT,
+        lease_until INTEGER,
+        unique_key TEXT,
+        result BLOB,
+        error TEXT,
+        done_at INTEGER
+    );
+    CREATE INDEX tasks_ready ON tasks (queue, priority DESC, run_at)
+        WHERE status = 'Pending';
+    CREATE INDEX tasks_leases ON tasks (lease_until) WHERE status = 'Running';
+    CREATE INDEX tasks_owner ON tasks (owner) WHERE status = 'Running';
+    CREATE INDEX tasks_queue ON tasks (queue, status);
+    CREATE UNIQUE INDEX tasks_unique ON tasks (queue, unique_key)
+        WHERE unique_key IS NOT NULL AND status IN ('Pending', 'Running');
+    CREATE TABLE workers (
+        id TEXT PRIMARY KEY,
+        queue TEXT NOT NULL,
+        name TEXT NOT NULL,
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        started_at REAL NOT NULL,
+        last_seen REAL NOT NULL,
+        concurrency INTEGER NOT NULL
+    );
+    """,
+)
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def migrate(connection: sqlite3.Connection, path: str) -> int:
+    """Bring the file to :data:`SCHEMA_VERSION` (idempotent); returns the version found.
+
+    Raises :class:`StorageError` for a file of a newer version.
+    """
+    found: int = connection.execute("PRAGMA user_version").fetchone()[0]
+    if found == SCHEMA_VERSION:
+        return found  # the common case: no write lock taken
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        found = connection.execute("PRAGMA user_version").fetchone()[0]
+        if found > SCHEMA_VERSION:
+            raise StorageError(
+                f"SqliteStorage {path}: the file has schema version {found}, newer than "
+                f"this pyapalis understands ({SCHEMA_VERSION}); upgrade pyapalis"
+            )
+        for version in range(found, SCHEMA_VERSION):
+            for statement in MIGRATIONS[version].split(";"):
+                if statement.strip():
+                    connection.execute(statement)
+        connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        connection.execute("COMMIT")
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    return found
