@@ -24,8 +24,9 @@ cdef class AckRecorder:
     ``AckRecorder(append, owner)``; ``recorder.ack(task, status, result,
     error)`` records the common outcome itself, a task ``Done`` with no result
     while :attr:`attention` is false: it sets the status and calls
-    ``append(task)``. Any other outcome goes to ``owner._ack_slow(task, status,
-    result, error)``, which must do the same and the rest. The owner is held
+    ``append(task)``. Any other outcome goes to ``owner.record_outcome(task,
+    status, result, error)`` (the twin's ``OutcomeRecorder`` protocol), which
+    must do the same and the rest. The owner is held
     weakly, so an owner keeping its recorder makes no reference cycle.
     """
 
@@ -49,4 +50,4 @@ cdef class AckRecorder:
         owner = self._owner()
         if owner is None:
             raise ReferenceError("AckRecorder: its owner is gone")
-        owner._ack_slow(task, status, result, error)
+        owner.record_outcome(task, status, result, error)

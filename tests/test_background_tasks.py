@@ -570,11 +570,11 @@ async def test_queue_family_routes_each_type_to_its_queue() -> None:
 
 def test_memory_queues_bad_input() -> None:
     with pytest.raises(
-        ValueError, match=r"^MemoryQueues.queue: name must be a non-empty str, got ''$"
+        ValueError, match=r"^MemoryQueues.queue: name must be a non-empty str, got str ''$"
     ):
         MemoryQueues().queue("")
     with pytest.raises(
-        ValueError, match=r"^MemoryQueues: maxsize must be an int >= 1 or None, got 0$"
+        ValueError, match=r"^MemoryQueues: maxsize must be an int >= 1 or None, got int 0$"
     ):
         MemoryQueues(maxsize=0)
     queues = MemoryQueues(maxsize=2)

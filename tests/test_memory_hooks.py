@@ -39,7 +39,7 @@ async def test_push_task_nowait_keeps_the_task(storage: MemoryStorage) -> None:
     assert fresh.parts.task_id == fresh_id
     assert await storage.take() is task
     assert await storage.take() is fresh
-    with pytest.raises(TypeError, match="push_task_nowait: expected Task"):
+    with pytest.raises(TypeError, match="push_task_nowait: task must be a Task"):
         storage.push_task_nowait("not a task")  # type: ignore[arg-type]
 
 
@@ -122,7 +122,7 @@ async def test_pushes_from_another_thread_share_one_pending_wake(
 async def test_listeners_see_every_final_outcome(storage: MemoryStorage) -> None:
     seen, listener = _recorder()
     storage.add_outcome_listener(listener)
-    assert storage._ack_attention
+    assert not storage.statistics().fast_acks
     tasks = [Task(i) for i in range(4)]
     for task in tasks:
         storage.push_task_nowait(task)
@@ -150,19 +150,18 @@ async def test_listeners_see_every_final_outcome(storage: MemoryStorage) -> None
 async def test_removing_the_last_listener_restores_the_fast_path(storage: MemoryStorage) -> None:
     seen, listener = _recorder()
     other_seen, other = _recorder()
-    assert not storage._ack_attention
+    assert storage.statistics().fast_acks
     storage.add_outcome_listener(listener)
     storage.add_outcome_listener(other)
     storage.remove_outcome_listener(listener)
-    assert storage._ack_attention
+    assert not storage.statistics().fast_acks
     task = Task(1)
     storage.push_task_nowait(task)
     storage.ack_nowait(task, Status.Done, None, None)
     assert (seen, len(other_seen)) == ([], 1)
     storage.remove_outcome_listener(other)
     storage.remove_outcome_listener(other)  # unknown: ignored
-    assert not storage._ack_attention
-    assert storage._outcome_listeners == ()
+    assert storage.statistics().fast_acks
     with pytest.raises(TypeError, match="listener must be callable"):
         storage.add_outcome_listener(42)  # type: ignore[arg-type]
 
@@ -173,7 +172,7 @@ async def test_listeners_keep_attention_with_result_waiters(storage: MemoryStora
     storage.add_outcome_listener(listener)
     with trio.move_on_after(0.01):
         await storage.wait_for_single("nobody")
-    assert storage._ack_attention
+    assert not storage.statistics().fast_acks
     task = Task(1)
     storage.push_task_nowait(task)
     storage.ack_nowait(task, Status.Done, None, None)

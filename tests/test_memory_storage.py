@@ -37,10 +37,21 @@ def _no_deadline_pending() -> bool:
 # -- construction ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("bad", [0, -1, 1.5, "3", True])
-def test_bad_maxsize(bad: object) -> None:
-    with pytest.raises(ValueError, match="maxsize"):
+@pytest.mark.parametrize(
+    ("bad", "error", "shown"),
+    [
+        (0, ValueError, "int 0"),
+        (-1, ValueError, "int -1"),
+        (1.5, TypeError, "float 1.5"),
+        ("3", TypeError, "str '3'"),
+        (True, TypeError, "bool True"),
+    ],
+)
+def test_bad_maxsize(bad: object, error: type[Exception], shown: str) -> None:
+    message = f"MemoryStorage: maxsize must be an int >= 1 or None, got {shown}"
+    with pytest.raises(error) as raised:
         MemoryStorage(maxsize=bad)  # type: ignore[arg-type]
+    assert (type(raised.value), str(raised.value)) == (error, message)
 
 
 def test_created_and_pushed_outside_trio() -> None:
@@ -127,7 +138,7 @@ async def test_push_task_assigns_an_id_and_resets_the_status(storage: MemoryStor
     assert task_id.is_ulid
     assert task.parts.task_id == task_id
     assert task.parts.status is Status.Pending
-    with pytest.raises(TypeError, match="expected Task"):
+    with pytest.raises(TypeError, match="push_task: task must be a Task"):
         await storage.push_task("not a task")  # type: ignore[arg-type]
 
 

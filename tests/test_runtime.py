@@ -513,12 +513,10 @@ def test_stopping_restores_the_storage() -> None:
     storage = MemoryStorage()
     worker = WorkerBuilder("restore").backend(storage).build(echo)
     with start_in_thread(worker) as runtime:
-        assert not storage._ack_attention  # push-only so far: the compiled fast path
+        assert storage.statistics().fast_acks  # push-only so far: the compiled fast path
         runtime.submit(storage, 1).result(WAIT)
-        assert len(storage._outcome_listeners) == 1
-        assert storage._ack_attention
-    assert storage._outcome_listeners == ()
-    assert not storage._ack_attention
+        assert not storage.statistics().fast_acks
+    assert storage.statistics().fast_acks
     assert "ack" not in vars(storage)
     assert worker.context.listeners == ()
 

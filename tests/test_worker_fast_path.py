@@ -575,7 +575,7 @@ class Owner:
         self.finished: deque[Any] = deque()
         self.slow: list[tuple[Any, ...]] = []
 
-    def _ack_slow(self, task: Any, status: Status, result: Any, error: Any) -> None:
+    def record_outcome(self, task: Any, status: Status, result: Any, error: Any) -> None:
         self.slow.append((task, status, result, error))
 
 
@@ -631,11 +631,13 @@ def test_ack_recorder_holds_its_owner_weakly(impl: tuple[ModuleType, ModuleType]
 
 def test_memory_storage_acks_through_its_recorder() -> None:
     storage = MemoryStorage()
-    assert storage.ack_nowait == storage._recorder.ack
-    storage._ack_attention = True
-    assert storage._recorder.attention is True
-    storage._ack_attention = False
-    assert storage._ack_attention is False
+    # The result store's recorder: compiled unless the extension is disabled.
+    assert getattr(storage.ack_nowait, "__qualname__", "") == "AckRecorder.ack"
+    assert storage.statistics().fast_acks is True
+    storage.add_outcome_listener(print)
+    assert storage.statistics().fast_acks is False
+    storage.remove_outcome_listener(print)
+    assert storage.statistics().fast_acks is True
 
     class Overrides(MemoryStorage):
         def ack_nowait(self, task: Task, status: Status, result: Any, error: Any) -> None:
@@ -701,8 +703,10 @@ def test_memory_storage_dies_without_the_cycle_collector() -> None:
 
 
 async def test_memory_storage_ack_nowait_outcomes_match_the_python_method() -> None:
-    """The recorder's ack and MemoryStorage's own method leave the same state."""
+    """The recorder's compiled ack and the result store's Python path leave the same state."""
     fast, slow = MemoryStorage(), MemoryStorage()
+    slow.add_outcome_listener(lambda *outcome: None)  # every ack takes the Python path
+    assert not slow.statistics().fast_acks
     for storage in (fast, slow):
         for i in range(6):
             storage.push_nowait(i)
@@ -719,7 +723,7 @@ async def test_memory_storage_ack_nowait_outcomes_match_the_python_method() -> N
         a, b = fast.take_nowait(), slow.take_nowait()
         assert a is not None and b is not None
         fast.ack_nowait(a, status, result, error)
-        MemoryStorage.ack_nowait(slow, b, status, result, error)
+        slow.ack_nowait(b, status, result, error)
         ids.append((a.parts.task_id, b.parts.task_id))
     got_fast = await fast.check_status([a for a, _ in ids])
     got_slow = await slow.check_status([b for _, b in ids])

@@ -667,7 +667,11 @@ async def test_configure_queue_takes_a_queue_config(
             TypeError,
             "configure_queue: pass num_workers and retention in the QueueConfig, not besides it",
         ),
-        (lambda: QueueConfig(""), ValueError, "QueueConfig: name must be a non-empty str, got ''"),
+        (
+            lambda: QueueConfig(""),
+            ValueError,
+            "QueueConfig: name must be a non-empty str, got str ''",
+        ),
         (
             lambda: QueueConfig("q", 0),
             ValueError,
@@ -1238,7 +1242,7 @@ def test_duplicate_task_names_name_both_classes() -> None:
         (
             lambda: WorkerPool(MemoryStorage()).configure_queue(""),
             ValueError,
-            "configure_queue: name must be a non-empty str, got ''",
+            "configure_queue: name must be a non-empty str, got str ''",
         ),
         (
             lambda: WorkerPool(MemoryStorage()).configure_queue("q", num_workers=0),

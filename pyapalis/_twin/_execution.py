@@ -9,7 +9,7 @@ from typing import Any, Protocol
 from .._status import Status
 from ._task import Task
 
-__all__ = ["AckRecorder", "set_status", "undo_attempt"]
+__all__ = ["AckRecorder", "OutcomeRecorder", "set_status", "undo_attempt"]
 
 _DONE = Status.Done
 
@@ -26,10 +26,13 @@ def set_status(task: Task, status: Status) -> None:
     task.parts.status = status
 
 
-class _SlowAcker(Protocol):
-    def _ack_slow(
+class OutcomeRecorder(Protocol):
+    """The owner of an :class:`AckRecorder`: records what the recorder does not."""
+
+    def record_outcome(
         self, task: Task, status: Status, result: Any, error: BaseException | None
-    ) -> None: ...
+    ) -> None:
+        """Set the task's status, keep it as ``append`` would, and do the rest."""
 
 
 class AckRecorder:
@@ -38,14 +41,15 @@ class AckRecorder:
     ``AckRecorder(append, owner)``; ``recorder.ack(task, status, result,
     error)`` records the common outcome itself, a task ``Done`` with no result
     while :attr:`attention` is false: it sets the status and calls
-    ``append(task)``. Any other outcome goes to ``owner._ack_slow(task, status,
-    result, error)``, which must do the same and the rest. The owner is held
+    ``append(task)``. Any other outcome goes to ``owner.record_outcome(task,
+    status, result, error)`` (:class:`OutcomeRecorder`), which must do the same
+    and the rest. The owner is held
     weakly, so an owner keeping its recorder makes no reference cycle.
     """
 
     __slots__ = ("_append", "_owner", "attention")
 
-    def __init__(self, append: Callable[[Task], object], owner: _SlowAcker) -> None:
+    def __init__(self, append: Callable[[Task], object], owner: OutcomeRecorder) -> None:
         if not callable(append):
             raise TypeError(f"AckRecorder: append must be callable, got {append!r}")
         self._append = append
@@ -62,4 +66,4 @@ class AckRecorder:
         owner = self._owner()
         if owner is None:
             raise ReferenceError("AckRecorder: its owner is gone")
-        owner._ack_slow(task, status, result, error)
+        owner.record_outcome(task, status, result, error)

@@ -28,8 +28,9 @@ import trio
 from .._errors import BuildError
 from .._implementation import Task, TaskId, set_status, undo_attempt
 from .._status import Status
+from ._kit._args import check_delay, check_positive_int, check_task
 from ._kit._clock import run_clock
-from ._poll import IntervalStrategy, PollStrategy, PollTicker, _seconds, close_ticker
+from ._poll import IntervalStrategy, PollStrategy, PollTicker, close_ticker
 
 __all__ = [
     "BackendBuilder",
@@ -73,11 +74,7 @@ class CustomConfig:
             raise TypeError(
                 f"CustomConfig: poll must be a poll strategy (with .ticker()), got {self.poll!r}"
             )
-        size = self.buffer_size
-        if isinstance(size, bool) or not isinstance(size, int):
-            raise TypeError(f"CustomConfig: buffer_size must be an int, got {type(size).__name__}")
-        if size < 1:
-            raise ValueError(f"CustomConfig: buffer_size must be >= 1, got {size!r}")
+        check_positive_int(self.buffer_size, "CustomConfig: buffer_size")
 
 
 _UNSET: Any = object()
@@ -246,8 +243,7 @@ class CustomBackend(Generic[DB]):
     async def push_task(self, task: Task) -> TaskId:
         """Store a prepared task, keeping its id (one is generated if unset),
         ``run_at``, attempts, data and metadata."""
-        if not isinstance(task, Task):
-            raise TypeError(f"push_task: expected Task, got {type(task).__name__}")
+        check_task(task, "push_task: task")
         if task.parts.task_id is None:
             task.parts.task_id = TaskId.generate()
         set_status(task, Status.Pending)
@@ -395,9 +391,8 @@ class CustomBackend(Generic[DB]):
 
     async def reschedule(self, task: Task, delay: float) -> None:
         """Hold ``task`` here until ``delay`` seconds (or a ``timedelta``) from now."""
-        if not isinstance(task, Task):
-            raise TypeError(f"reschedule: expected Task, got {type(task).__name__}")
-        seconds = _seconds(delay, "reschedule: delay", allow_zero=True)
+        check_task(task, "reschedule: task")
+        seconds = check_delay(delay, "reschedule: delay")
         self._reschedule(task, seconds)
         await trio.lowlevel.checkpoint()
 
@@ -468,12 +463,7 @@ def dequeue_backend(
             f"dequeue_backend: poll_interval must be a finite number of seconds > 0, "
             f"got {poll_interval!r}"
         )
-    if isinstance(buffer_size, bool) or not isinstance(buffer_size, int):
-        raise TypeError(
-            f"dequeue_backend: buffer_size must be an int, got {type(buffer_size).__name__}"
-        )
-    if buffer_size < 1:
-        raise ValueError(f"dequeue_backend: buffer_size must be >= 1, got {buffer_size!r}")
+    check_positive_int(buffer_size, "dequeue_backend: buffer_size")
     db: deque[Task] = deque()
     return (
         BackendBuilder[deque[Task]]()

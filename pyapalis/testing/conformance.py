@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
@@ -42,11 +43,20 @@ import trio
 import trio.testing
 
 from .._errors import AbortError
-from .._implementation import Attempt, TaskBuilder, TaskId
+from .._implementation import Attempt, Task, TaskBuilder, TaskId
 from .._status import Status
 from .._worker._context import WorkerContext
 from .._worker._worker import WorkerBuilder
-from ..backends._capabilities import ResumeAbandoned, TaskSink, WaitForCompletion
+from ..backends._capabilities import (
+    FetchById,
+    ListTasks,
+    RegisterWorker,
+    Reschedule,
+    ResumeAbandoned,
+    ResumeById,
+    TaskSink,
+    WaitForCompletion,
+)
 from ..backends._protocols import Backend
 from ._wall_clock import WallClock
 
@@ -139,6 +149,172 @@ class _Handles:
             for handle in reversed(self.opened):
                 await _maybe_await(self.harness.close(handle))
         self.opened.clear()
+
+
+@dataclasses.dataclass(frozen=True)
+class _BadCall:
+    """A call every backend must refuse with exactly ``error(message)``."""
+
+    capability: type
+    call: Callable[[Any], Awaitable[Any]]
+    error: type[Exception]
+    message: str
+
+
+async def _first(results: Any) -> Any:
+    """The first item of an async iterator (``wait_for`` checks its ids when started)."""
+    return await results.__anext__()
+
+
+_BAD_CALLS: dict[str, _BadCall] = {
+    "push_task-not-a-task": _BadCall(
+        TaskSink,
+        lambda b: b.push_task(3),
+        TypeError,
+        "push_task: task must be a Task, got int 3",
+    ),
+    "fetch_by_id-empty": _BadCall(
+        FetchById,
+        lambda b: b.fetch_by_id(""),
+        ValueError,
+        "fetch_by_id: task_id must be a TaskId or a non-empty str, got str ''",
+    ),
+    "fetch_by_id-int": _BadCall(
+        FetchById,
+        lambda b: b.fetch_by_id(5),
+        TypeError,
+        "fetch_by_id: task_id must be a TaskId or a non-empty str, got int 5",
+    ),
+    "fetch_by_id-none": _BadCall(
+        FetchById,
+        lambda b: b.fetch_by_id(None),
+        TypeError,
+        "fetch_by_id: task_id must be a TaskId or a non-empty str, got NoneType None",
+    ),
+    "list_tasks-page-str": _BadCall(
+        ListTasks,
+        lambda b: b.list_tasks(page="1"),
+        TypeError,
+        "list_tasks: page must be an int >= 1, got str '1'",
+    ),
+    "list_tasks-page-zero": _BadCall(
+        ListTasks,
+        lambda b: b.list_tasks(page=0),
+        ValueError,
+        "list_tasks: page must be an int >= 1, got int 0",
+    ),
+    "list_tasks-page_size-bool": _BadCall(
+        ListTasks,
+        lambda b: b.list_tasks(page_size=True),
+        TypeError,
+        "list_tasks: page_size must be an int >= 1, got bool True",
+    ),
+    "list_tasks-page_size-float": _BadCall(
+        ListTasks,
+        lambda b: b.list_tasks(page_size=1.5),
+        TypeError,
+        "list_tasks: page_size must be an int >= 1, got float 1.5",
+    ),
+    "list_tasks-status-unknown": _BadCall(
+        ListTasks,
+        lambda b: b.list_tasks(status="Finished"),
+        ValueError,
+        "list_tasks: status must be a Status, a Status name or None, got str 'Finished'",
+    ),
+    "list_tasks-status-int": _BadCall(
+        ListTasks,
+        lambda b: b.list_tasks(status=3),
+        TypeError,
+        "list_tasks: status must be a Status, a Status name or None, got int 3",
+    ),
+    "check_status-one-str": _BadCall(
+        WaitForCompletion,
+        lambda b: b.check_status("01J0000000000000000000000"),
+        TypeError,
+        "check_status: task_ids must be an iterable of task ids, "
+        "got str '01J0000000000000000000000'",
+    ),
+    "check_status-bad-item": _BadCall(
+        WaitForCompletion,
+        lambda b: b.check_status([3]),
+        TypeError,
+        "check_status: task_ids item must be a TaskId or a non-empty str, got int 3",
+    ),
+    "check_status-empty-item": _BadCall(
+        WaitForCompletion,
+        lambda b: b.check_status([""]),
+        ValueError,
+        "check_status: task_ids item must be a TaskId or a non-empty str, got str ''",
+    ),
+    "wait_for_single-empty": _BadCall(
+        WaitForCompletion,
+        lambda b: b.wait_for_single(""),
+        ValueError,
+        "wait_for_single: task_id must be a TaskId or a non-empty str, got str ''",
+    ),
+    "wait_for_single-bytes": _BadCall(
+        WaitForCompletion,
+        lambda b: b.wait_for_single(b"x"),
+        TypeError,
+        "wait_for_single: task_id must be a TaskId or a non-empty str, got bytes b'x'",
+    ),
+    "wait_for-not-iterable": _BadCall(
+        WaitForCompletion,
+        lambda b: _first(b.wait_for(7)),
+        TypeError,
+        "wait_for: task_ids must be an iterable of task ids, got int 7",
+    ),
+    "wait_for-bad-item": _BadCall(
+        WaitForCompletion,
+        lambda b: _first(b.wait_for([None])),
+        TypeError,
+        "wait_for: task_ids item must be a TaskId or a non-empty str, got NoneType None",
+    ),
+    "reschedule-not-a-task": _BadCall(
+        Reschedule,
+        lambda b: b.reschedule("task", 1),
+        TypeError,
+        "reschedule: task must be a Task, got str 'task'",
+    ),
+    "reschedule-negative-delay": _BadCall(
+        Reschedule,
+        lambda b: b.reschedule(Task("x"), -1),
+        ValueError,
+        "reschedule: delay must be a finite number of seconds >= 0 or a timedelta, got int -1",
+    ),
+    "reschedule-nan-delay": _BadCall(
+        Reschedule,
+        lambda b: b.reschedule(Task("x"), math.nan),
+        ValueError,
+        "reschedule: delay must be a finite number of seconds >= 0 or a timedelta, got float nan",
+    ),
+    "reschedule-str-delay": _BadCall(
+        Reschedule,
+        lambda b: b.reschedule(Task("x"), "1"),
+        TypeError,
+        "reschedule: delay must be a finite number of seconds >= 0 or a timedelta, got str '1'",
+    ),
+    "resume_by_id-empty": _BadCall(
+        ResumeById,
+        lambda b: b.resume_by_id(""),
+        ValueError,
+        "resume_by_id: task_id must be a TaskId or a non-empty str, got str ''",
+    ),
+    "register_worker-empty": _BadCall(
+        RegisterWorker,
+        lambda b: b.register_worker(""),
+        ValueError,
+        "register_worker: name must be a non-empty str, got str ''",
+    ),
+    "register_worker-int": _BadCall(
+        RegisterWorker,
+        lambda b: b.register_worker(3),
+        TypeError,
+        "register_worker: name must be a non-empty str, got int 3",
+    ),
+}
+"""Bad input and the exact error every backend raises for it (the checks of
+``pyapalis.backends._kit._args``); a backend without the capability skips the case."""
 
 
 class BackendConformance:
@@ -358,3 +534,16 @@ class BackendConformance:
 
         await self._run(revived, handler, until=lambda: len(seen) == 2, settle=1)
         assert sorted(seen) == [("second", 1), ("survivor", 2)], "the dead execution counts"
+
+    @_trio_test
+    @pytest.mark.parametrize("case", list(_BAD_CALLS), ids=list(_BAD_CALLS))
+    async def test_bad_input_raises_the_same_error_everywhere(
+        self, backend: Any, case: str, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        bad = _BAD_CALLS[case]
+        if not _supports(backend, bad.capability):
+            pytest.skip(f"{type(backend).__name__} does not implement {bad.capability.__name__}")
+        with pytest.raises(bad.error) as raised:
+            await bad.call(backend)
+        assert type(raised.value) is bad.error
+        assert str(raised.value) == bad.message

@@ -33,7 +33,8 @@ from .._status import Status
 from .._worker._context import EventCallback
 from .._worker._service import AlwaysReady, Service
 from .._worker._worker import Worker, WorkerBuilder
-from ..backends._memory._queues import MemoryQueues, check_queue_name, is_queue_family, open_queue
+from ..backends._kit._args import check_name
+from ..backends._memory._queues import MemoryQueues, is_queue_family, open_queue
 from ..backends._memory._storage import MemoryStorage
 from ._task import (
     BackgroundTask,
@@ -83,7 +84,7 @@ class QueueConfig:
 
 
 def _check_queue_fields(name: object, num_workers: object, retention: object, what: str) -> None:
-    check_queue_name(name, f"{what}: name")
+    check_name(name, f"{what}: name")
     if isinstance(num_workers, bool) or not isinstance(num_workers, int):
         raise TypeError(f"{what}: num_workers must be an int, got {type(num_workers).__name__}")
     if num_workers < 1:

@@ -27,6 +27,17 @@ from ..._implementation import Attempt, Parts, Task, TaskId, set_status
 from ..._status import Status
 from .._capabilities import TaskResult, WorkerInfo
 from .._codec import Codec, JsonCodec
+from .._kit._args import (
+    check_delay,
+    check_final_status,
+    check_name,
+    check_page,
+    check_positive_int,
+    check_status_filter,
+    check_task,
+    check_task_id,
+    check_task_ids,
+)
 from ._journal import ReplayReport, WriteError
 from ._store import FAR_FUTURE, PENDING, RUNNING, Entry, Store, Watch, open_store
 
@@ -151,7 +162,7 @@ class JsonStorage:
     ) -> None:
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"JsonStorage: path must be a str or os.PathLike, got {path!r}")
-        _check_queue(queue)
+        check_name(queue, "JsonStorage: queue")
         if (
             isinstance(lease, bool)
             or not isinstance(lease, (int, float))
@@ -160,8 +171,7 @@ class JsonStorage:
             raise ValueError(
                 f"JsonStorage: lease must be a finite number of seconds > 0, got {lease!r}"
             )
-        if isinstance(compact_min, bool) or not isinstance(compact_min, int) or compact_min < 1:
-            raise ValueError(f"JsonStorage: compact_min must be an int >= 1, got {compact_min!r}")
+        check_positive_int(compact_min, "JsonStorage: compact_min")
         _check_codec(codec)
         store = open_store(os.path.realpath(os.fspath(path)), float(lease), compact_min)
         self._attach(store, queue, codec)
@@ -192,7 +202,7 @@ class JsonStorage:
         ``codec`` is the new handle's (JSON if not given); close it like any handle.
         """
         self._check_open()
-        _check_queue(name)
+        check_name(name, "JsonStorage.queue: name")
         _check_codec(codec)
         handle = JsonStorage.__new__(JsonStorage)
         handle._attach(self._store, name, codec)
@@ -294,8 +304,7 @@ class JsonStorage:
         A task without an id gets one (set on ``task``). If a task with this
         id is already stored, nothing is stored and its id is returned.
         """
-        if not isinstance(task, Task):
-            raise TypeError(f"push_task: expected a Task, got {type(task).__name__}")
+        check_task(task, "push_task: task")
         self._check_open()
         parts = task.parts
         task_id = parts.task_id
@@ -489,9 +498,8 @@ class JsonStorage:
         A result the codec cannot encode makes the task Failed with the
         :class:`CodecError` message instead.
         """
-        entry = self._own(task)
-        if not isinstance(status, Status) or not status.is_final:
-            raise ValueError(f"ack: status must be Done, Failed or Killed, got {status!r}")
+        check_final_status(status, "ack: status")
+        entry = self._own(task, "ack")
         record: dict[str, Any] = {
             "op": "final",
             "id": entry.task_id,
@@ -518,7 +526,7 @@ class JsonStorage:
 
     async def retry(self, task: Task, delay: float, error: BaseException) -> None:
         """Queue the task again ``delay`` seconds from now, its attempts kept (durable)."""
-        entry = self._own(task)
+        entry = self._own(task, "retry")
         store = self._store
         clock = store.clock()
         deadline = trio.current_time() + delay
@@ -542,7 +550,7 @@ class JsonStorage:
 
         It goes back to the front of its queue.
         """
-        entry = self._own(task)
+        entry = self._own(task, "release")
         store = self._store
         # The take counted the execution: undo that count.
         attempts = max(entry.attempts - 1, 0) if entry.status is RUNNING else entry.attempts
@@ -589,10 +597,9 @@ class JsonStorage:
                 store.hand_back(entry)
                 raise
 
-    def _own(self, task: Task) -> Entry:
+    def _own(self, task: Task, method: str) -> Entry:
+        check_task(task, f"{method}: task")
         self._check_open()
-        if not isinstance(task, Task):
-            raise TypeError(f"expected a Task, got {type(task).__name__}")
         task_id = task.parts.task_id
         entry = self._store.entries.get(str(task_id)) if task_id is not None else None
         if entry is None:
@@ -605,7 +612,7 @@ class JsonStorage:
 
     async def fetch_by_id(self, task_id: TaskId | str) -> Task | None:
         """The stored task with this id (any queue of the file, any status), or None."""
-        key = _id_text(task_id)
+        key = str(check_task_id(task_id, "fetch_by_id: task_id"))
         self._check_open()
         entry = self._store.entries.get(key)
         await trio.lowlevel.checkpoint()
@@ -646,7 +653,7 @@ class JsonStorage:
         reported to ``wait_for``. A Running task cannot be updated (its worker
         owns it), nor can a task be made Running or Queued.
         """
-        entry = self._own(task)
+        entry = self._own(task, "update")
         if entry.status is RUNNING:
             raise StorageError(
                 f"JsonStorage.update: task {entry.task_id} is Running; its worker owns it"
@@ -689,13 +696,8 @@ class JsonStorage:
         process belongs to its worker (which retries it) and raises
         :class:`StorageError`.
         """
-        if (
-            isinstance(delay, bool)
-            or not isinstance(delay, (int, float))
-            or not 0 <= delay < math.inf
-        ):
-            raise ValueError(f"reschedule: delay must be a finite number >= 0, got {delay!r}")
-        entry = self._own(task)
+        seconds = check_delay(delay, "reschedule: delay")
+        entry = self._own(task, "reschedule")
         store = self._store
         if entry.task_id in store.in_flight:
             raise StorageError(
@@ -703,7 +705,7 @@ class JsonStorage:
                 f"its worker owns it"
             )
         clock = store.clock()
-        deadline = trio.current_time() + delay
+        deadline = trio.current_time() + seconds
         record = {
             "op": "retry",
             "id": entry.task_id,
@@ -737,7 +739,7 @@ class JsonStorage:
         may be pushed again. One record in the journal: after a crash the task
         is there entirely or not at all.
         """
-        key = _id_text(task_id)
+        key = str(check_task_id(task_id, "delete: task_id"))
         self._check_open()
         store = self._store
         entry = store.entries.get(key)
@@ -770,7 +772,7 @@ class JsonStorage:
         It is due at once. False for an unknown id or a task that is Pending,
         Done or running in this process.
         """
-        key = _id_text(task_id)
+        key = str(check_task_id(task_id, "resume_by_id: task_id"))
         self._check_open()
         store = self._store
         entry = store.entries.get(key)
@@ -810,8 +812,7 @@ class JsonStorage:
 
     async def register_worker(self, name: str) -> None:
         """Record ``name`` as a live worker of this process (its heartbeat)."""
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"register_worker: name must be a non-empty str, got {name!r}")
+        check_name(name, "register_worker: name")
         self._check_open()
         store = self._store
         now = time.time()
@@ -835,9 +836,9 @@ class JsonStorage:
         self, status: Status | str | None = None, page: int = 1, page_size: int = 10
     ) -> list[Task]:
         """This queue's tasks in push order, optionally of one status, a page at a time."""
-        if status is not None:
-            status = Status(status)
-        _check_page(page, page_size)
+        status = check_status_filter(status, "list_tasks: status")
+        check_page(page, "list_tasks: page")
+        check_page(page_size, "list_tasks: page_size")
         self._check_open()
         await trio.lowlevel.checkpoint()
         name = self._queue_name
@@ -865,7 +866,8 @@ class JsonStorage:
 
     async def wait_for_single(self, task_id: TaskId | str) -> TaskResult:
         """Wait until the task is final and return its result."""
-        [entry] = self._entries_of([task_id], "wait_for_single")
+        key = check_task_id(task_id, "wait_for_single: task_id")
+        [entry] = self._entries_of([key], "wait_for_single")
         if entry.status.is_final:
             await trio.lowlevel.checkpoint()
             return self._result_of(entry)
@@ -913,7 +915,7 @@ class JsonStorage:
             store.unwatch(watch, waiting)
 
     def _entries_of(self, task_ids: Iterable[TaskId | str], what: str) -> list[Entry]:
-        keys = [_id_text(task_id) for task_id in task_ids]
+        keys = [str(task_id) for task_id in check_task_ids(task_ids, f"{what}: task_ids")]
         self._check_open()
         entries = self._store.entries
         found = []
@@ -951,26 +953,6 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-def _id_text(task_id: object) -> str:
-    if isinstance(task_id, TaskId):
-        return str(task_id)
-    if isinstance(task_id, str) and task_id:
-        return task_id
-    raise TypeError(f"task id must be a TaskId or a non-empty str, got {task_id!r}")
-
-
-def _check_queue(name: object) -> None:
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"JsonStorage: queue must be a non-empty str, got {name!r}")
-
-
 def _check_codec(codec: object) -> None:
     if codec is not None and not isinstance(codec, Codec):
         raise TypeError(f"JsonStorage: codec must have encode() and decode(), got {codec!r}")
-
-
-def _check_page(page: object, page_size: object) -> None:
-    if isinstance(page, bool) or not isinstance(page, int) or page < 1:
-        raise ValueError(f"list_tasks: page must be an int >= 1, got {page!r}")
-    if isinstance(page_size, bool) or not isinstance(page_size, int) or page_size < 1:
-        raise ValueError(f"list_tasks: page_size must be an int >= 1, got {page_size!r}")

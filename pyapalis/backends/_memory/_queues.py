@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from .._kit._args import check_limit, check_name
 from ._storage import MemoryStorage
 
 __all__ = ["MemoryQueues", "is_queue_family", "open_queue"]
@@ -29,16 +30,12 @@ class MemoryQueues:
     __slots__ = ("_maxsize", "_queues")
 
     def __init__(self, maxsize: int | None = None) -> None:
-        if maxsize is not None and (
-            isinstance(maxsize, bool) or not isinstance(maxsize, int) or maxsize < 1
-        ):
-            raise ValueError(f"MemoryQueues: maxsize must be an int >= 1 or None, got {maxsize!r}")
-        self._maxsize = maxsize
+        self._maxsize = check_limit(maxsize, "MemoryQueues: maxsize")
         self._queues: dict[str, MemoryStorage] = {}
 
     def queue(self, name: str) -> MemoryStorage:
         """The storage of the queue ``name`` (created empty the first time)."""
-        check_queue_name(name, "MemoryQueues.queue: name")
+        check_name(name, "MemoryQueues.queue: name")
         storage = self._queues.get(name)
         if storage is None:
             storage = self._queues[name] = MemoryStorage(self._maxsize)
@@ -54,12 +51,6 @@ class MemoryQueues:
 
     def __repr__(self) -> str:
         return f"MemoryQueues({self.names()!r})"
-
-
-def check_queue_name(name: object, what: str) -> str:
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"{what} must be a non-empty str, got {name!r}")
-    return name
 
 
 def is_queue_family(backend: object) -> bool:

@@ -25,7 +25,7 @@ import weakref
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import outcome
 import trio
@@ -35,17 +35,22 @@ from ..._implementation import (
     Task,
     TaskId,
     TaskQueue,
-    execution_module,
     set_status,
     undo_attempt,
 )
 from ..._status import Status
 from .._capabilities import TaskResult
-
-if TYPE_CHECKING:
-    from ..._twin._execution import AckRecorder
-else:
-    AckRecorder = execution_module.AckRecorder
+from .._kit._args import (
+    check_count,
+    check_delay,
+    check_limit,
+    check_page,
+    check_status_filter,
+    check_task,
+    check_task_id,
+    check_task_ids,
+)
+from .._kit._results import OutcomeListener, ResultStore
 
 __all__ = ["MemoryStorage", "MemoryStorageStatistics", "OutcomeListener"]
 
@@ -57,9 +62,6 @@ _DONE = Status.Done
 # a one-use value, several times cheaper to make and unwrap than outcome.Value.
 outcome.Outcome.register(OneShotValue)
 _resume_with = cast("Callable[[object], outcome.Outcome[Any]]", OneShotValue)
-
-OutcomeListener = Callable[[Task, Status, Any, "BaseException | None"], object]
-"""``listener(task, status, result, error)``: see :meth:`MemoryStorage.add_outcome_listener`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +86,13 @@ class MemoryStorageStatistics:
     """Finished tasks whose outcome is kept (see ``results``)."""
     results_limit: int = 10_000
     """How many finished tasks are kept at most (``results``)."""
+    results_detailed: int = 0
+    """Kept outcomes that carry a result or a failure message (at most ``2 * results + 64``)."""
+    results_waited_for: int = 0
+    """Task ids that callers of ``wait_for`` / ``wait_for_single`` wait for."""
+    fast_acks: bool = True
+    """True while a plain ``Done`` ack is recorded in C alone (nobody waits, listens,
+    or waits for room); false while every ack takes the Python path."""
 
 
 class MemoryStorage:
@@ -136,12 +145,8 @@ class MemoryStorage:
     """
 
     def __init__(self, maxsize: int | None = None, *, results: int = 10_000) -> None:
-        if maxsize is not None and (
-            isinstance(maxsize, bool) or not isinstance(maxsize, int) or maxsize < 1
-        ):
-            raise ValueError(f"MemoryStorage: maxsize must be an int >= 1 or None, got {maxsize!r}")
-        if isinstance(results, bool) or not isinstance(results, int) or results < 0:
-            raise ValueError(f"MemoryStorage: results must be an int >= 0, got {results!r}")
+        maxsize = check_limit(maxsize, "MemoryStorage: maxsize")
+        results = check_count(results, "MemoryStorage: results")
         self._queue = TaskQueue(trio.current_time, maxsize or 0)
         self._maxsize = maxsize
         # The worker's hot path calls this bound C method directly.
@@ -183,32 +188,10 @@ class MemoryStorage:
         # moved: see _deadline_for.
         self._clock_offset = 0.0
         self._offset_read_at: float | None = None
-        # Finished tasks, oldest first; the deque's maxlen drops the oldest.
-        # An ack appends the task itself (its status says how it ended): no
-        # allocation on the hot path. A result other than None, or a failure's
-        # message, goes to _details. Nothing is indexed: look-ups scan.
-        self._results_limit = results
-        self._finished: deque[Task] = deque(maxlen=results)
-        # The worker's hot path: a compiled ack_nowait that records a task Done
-        # with no result itself and leaves the rest to _ack_slow (a subclass
-        # that overrides ack_nowait keeps its own). Its ``attention`` flag is
-        # _ack_attention: true while an ack has more to do than record the
-        # task (producers wait for room, or callers wait for results).
-        self._recorder = AckRecorder(self._finished.append, self)
-        if type(self).ack_nowait is MemoryStorage.ack_nowait:
-            self.ack_nowait = self._recorder.ack  # type: ignore[method-assign]
-        # (final status, result or message) by task, for the kept tasks that
-        # have one; pruned of forgotten tasks once it outgrows the bound.
-        self._details: dict[Task, tuple[Status, Any]] = {}
-        self._details_limit = 2 * results + 64 if results else 0
-        # Callers of wait_for / wait_for_single, by the task id they wait for.
-        self._result_waiters: dict[TaskId, list[_ResultWaiter]] = {}
-        # Final-outcome listeners (add_outcome_listener), replaced as a whole
-        # so an ack on another thread iterates a stable tuple.
-        self._outcome_listeners: tuple[OutcomeListener, ...] = ()
-        # Serializes recomputing _ack_attention: a listener added on another
-        # thread must not be overwritten by a stale recomputation.
-        self._attention_lock = threading.Lock()
+        # Finished tasks, result waiters and outcome listeners (the kit's
+        # result store); its ack_nowait is the worker's hot path.
+        self._results = ResultStore(results, "MemoryStorage")
+        self._room_listener: OutcomeListener | None = None
 
     # -- producer side -----------------------------------------------------
 
@@ -271,15 +254,12 @@ class MemoryStorage:
 
     def _prepare_pushed(self, task: Task, method: str) -> TaskId:
         """Check a task given to ``method`` and make it a new Pending one with an id."""
-        if not isinstance(task, Task):
-            raise TypeError(f"{method}: expected Task, got {type(task).__name__}")
-        parts = task.parts
+        parts = check_task(task, f"{method}: task").parts
         task_id = parts.task_id
         if task_id is None:
             task_id = parts.task_id = TaskId.generate()
         parts.status = Status.Pending
-        if self._details:
-            self._details.pop(task, None)  # it ran here before: that outcome is over
+        self._results.finished.forget(task)  # it ran here before: that outcome is over
         return task_id
 
     def push_task_nowait(self, task: Task) -> TaskId:
@@ -463,28 +443,25 @@ class MemoryStorage:
         self._queue.consumer_waiting = False
 
     async def _park_producer(self) -> None:
+        if not self._producers_waiting:
+            # The worker's hot path (take_nowait, ack_nowait) does not unpark
+            # producers: while one waits, every ack makes room for it.
+            self._room_listener = self._make_room
+            self._results.add_listener(self._room_listener)
         self._producers_waiting += 1
-        self._ack_attention = True
         try:
             await self._producers.park()
         finally:
             self._producers_waiting -= 1
-            self._update_attention()
+            if not self._producers_waiting and self._room_listener is not None:
+                self._results.remove_listener(self._room_listener)
+                self._room_listener = None
 
-    @property
-    def _ack_attention(self) -> bool:
-        """True while an ack has more to do than record the task (see ``__init__``)."""
-        return self._recorder.attention
-
-    @_ack_attention.setter
-    def _ack_attention(self, value: bool) -> None:
-        self._recorder.attention = value
-
-    def _update_attention(self) -> None:
-        with self._attention_lock:
-            self._ack_attention = bool(
-                self._producers_waiting or self._result_waiters or self._outcome_listeners
-            )
+    def _make_room(
+        self, task: Task, status: Status, result: Any, error: BaseException | None
+    ) -> None:
+        if self._producers_waiting:
+            self._producers.unpark()
 
     def add_outcome_listener(self, listener: OutcomeListener) -> None:
         """Call ``listener(task, status, result, error)`` for every final outcome.
@@ -498,20 +475,11 @@ class MemoryStorage:
         logged and dropped). While any is registered, every ack takes the
         Python path; with none, the compiled fast path costs nothing more.
         """
-        if not callable(listener):
-            raise TypeError(f"add_outcome_listener: listener must be callable, got {listener!r}")
-        with self._attention_lock:
-            self._outcome_listeners = (*self._outcome_listeners, listener)
-            self._ack_attention = True
+        self._results.add_listener(listener)
 
     def remove_outcome_listener(self, listener: OutcomeListener) -> None:
         """Stop calling ``listener`` (one registration of it); unknown ones are ignored."""
-        with self._attention_lock:
-            listeners = list(self._outcome_listeners)
-            if listener in listeners:
-                listeners.remove(listener)
-                self._outcome_listeners = tuple(listeners)
-        self._update_attention()
+        self._results.remove_listener(listener)
 
     async def ack(
         self, task: Task, status: Status, result: Any, error: BaseException | None
@@ -520,88 +488,17 @@ class MemoryStorage:
         self.ack_nowait(task, status, result, error)
         await trio.lowlevel.checkpoint()
 
-    def ack_nowait(
-        self, task: Task, status: Status, result: Any, error: BaseException | None
-    ) -> None:
-        """Record a final outcome without awaiting (the worker's hot path).
+    @property
+    def ack_nowait(self) -> Callable[[Task, Status, Any, BaseException | None], None]:
+        """Record a final outcome without awaiting (the worker's hot path, ``SyncAck``).
 
         The task is kept among the finished ones (see ``results``); whoever
-        waits for it gets its :class:`TaskResult` now. On an instance this is
-        the compiled ``AckRecorder.ack``: it records a task Done with no result
-        itself while nothing else needs doing, and calls this method (as
-        ``_ack_slow``) for any other outcome. Outcome listeners
-        (:meth:`add_outcome_listener`) are called last.
+        waits for it gets its :class:`TaskResult` now, then outcome listeners
+        (:meth:`add_outcome_listener`) are called. This is the result store's
+        compiled recorder: a task Done with no result, while nobody waits or
+        listens, is recorded in C.
         """
-        set_status(task, status)
-        self._finished.append(task)
-        if result is not None or error is not None:
-            self._details[task] = (
-                status,
-                result if status is _DONE else _describe(error, status),
-            )
-            if len(self._details) > self._details_limit:
-                self._prune_details()
-        if self._ack_attention:
-            if self._producers_waiting:
-                self._producers.unpark()
-            if self._result_waiters:
-                self._deliver(task, status, result, error)
-            for listener in self._outcome_listeners:
-                try:
-                    listener(task, status, result, error)
-                except Exception:
-                    logger.exception("MemoryStorage: outcome listener %r failed", listener)
-
-    _ack_slow = ack_nowait
-    """What the instance's ``AckRecorder`` calls for any outcome it does not record itself."""
-
-    def _prune_details(self) -> None:
-        """Forget the details of tasks no longer kept.
-
-        At most ``results`` remain, so this runs once per ``results + 64``
-        new details or more: amortized O(1) per ack (with ``results=0``, at
-        each one, and it finds nothing to keep).
-        """
-        kept = {id(task) for task in self._finished}
-        # A snapshot (one C call): push_task_nowait may pop from another thread.
-        details = list(self._details.items())
-        self._details = {task: detail for task, detail in details if id(task) in kept}
-
-    def _deliver(
-        self, task: Task, status: Status, result: Any, error: BaseException | None
-    ) -> None:
-        """Hand a task's result to whoever waits for it (its details may be pruned already)."""
-        task_id = task.parts.task_id
-        if task_id is None:
-            return
-        waiters = self._result_waiters.pop(task_id, None)
-        if waiters:
-            if status is _DONE:
-                task_result = TaskResult.done(task_id, result)
-            else:
-                task_result = TaskResult.failed(task_id, status, _describe(error, status))
-            here = _current_token()
-            for waiter in waiters:
-                waiter.arrived.append(task_result)
-                if waiter.token is here:
-                    waiter.lot.unpark_all()
-                else:  # it waits in another trio run (a worker on its own thread);
-                    # if that run is over, nobody waits there any more.
-                    with contextlib.suppress(trio.RunFinishedError):
-                        waiter.token.run_sync_soon(waiter.lot.unpark_all)
-            self._update_attention()
-
-    def _result_of(self, task: Task, task_id: TaskId) -> TaskResult:
-        """The result of a finished task: its status, and its stored detail if any."""
-        status = task.parts.status
-        detail = self._details.get(task)
-        if detail is not None and detail[0] is status:
-            value = detail[1]
-        else:
-            value = None if status is _DONE else status.value
-        if status is _DONE:
-            return TaskResult.done(task_id, value)
-        return TaskResult.failed(task_id, status, value)
+        return self._results.ack_nowait
 
     async def retry(self, task: Task, delay: float, error: BaseException) -> None:
         """Queue ``task`` again, due ``delay`` seconds from now."""
@@ -614,17 +511,11 @@ class MemoryStorage:
         A queued task with the same id is taken out first (a task is not
         queued twice); a finished one runs again, its attempts kept.
         """
-        if not isinstance(task, Task):
-            raise TypeError(f"reschedule: task must be a Task, got {type(task).__name__}")
-        if isinstance(delay, bool) or not isinstance(delay, (int, float)):
-            raise TypeError(
-                f"reschedule: delay must be a number of seconds, got {type(delay).__name__}"
-            )
-        if not delay >= 0:
-            raise ValueError(f"reschedule: delay must be >= 0 seconds, got {delay!r}")
+        check_task(task, "reschedule: task")
+        seconds = check_delay(delay, "reschedule: delay")
         self._unqueue(task)
-        self._details.pop(task, None)
-        self.reschedule_nowait(task, float(delay))
+        self._results.finished.forget(task)
+        self.reschedule_nowait(task, seconds)
         await trio.lowlevel.checkpoint()
 
     def _unqueue(self, task: Task) -> None:
@@ -667,9 +558,9 @@ class MemoryStorage:
         None also for a task in flight (not tracked) or finished and forgotten.
         The task returned is the stored object itself, not a copy.
         """
-        key = _task_id_arg(task_id, "fetch_by_id: task_id")
+        key = check_task_id(task_id, "fetch_by_id: task_id")
         await trio.lowlevel.checkpoint()
-        for kept_id, task in self._kept_newest_first():
+        for kept_id, task in self._results.finished.newest_first():
             if kept_id == key:
                 return task
         for task in self._queued_tasks():
@@ -686,9 +577,9 @@ class MemoryStorage:
         ones, then scheduled ones by due time), then the kept finished tasks,
         oldest first. Tasks in flight are not tracked, so never listed.
         """
-        wanted = _status_arg(status, "list_tasks: status")
-        _page_arg(page, "list_tasks: page")
-        _page_arg(page_size, "list_tasks: page_size")
+        wanted = check_status_filter(status, "list_tasks: status")
+        check_page(page, "list_tasks: page")
+        check_page(page_size, "list_tasks: page_size")
         await trio.lowlevel.checkpoint()
         start = (page - 1) * page_size
         return list(itertools.islice(self._listed(wanted), start, start + page_size))
@@ -699,7 +590,7 @@ class MemoryStorage:
                 if status is None or task.parts.status is status:
                     yield task
         if status is None or status.is_final:
-            kept = list(self._kept_newest_first())
+            kept = list(self._results.finished.newest_first())
             for _task_id, task in reversed(kept):
                 if status is None or task.parts.status is status:
                     yield task
@@ -709,9 +600,7 @@ class MemoryStorage:
 
         Callers already waiting for a task are not affected.
         """
-        count = sum(1 for _ in self._kept_newest_first())
-        self._finished.clear()
-        self._details = {}
+        count = self._results.finished.clear()
         await trio.lowlevel.checkpoint()
         return count
 
@@ -722,9 +611,9 @@ class MemoryStorage:
         the kept finished tasks is reported ``Running``: in flight, as far as
         this storage can tell (it may also be unknown, or finished and forgotten).
         """
-        keys = _task_ids_arg(task_ids, "check_status: task_ids")
+        keys = check_task_ids(task_ids, "check_status: task_ids")
         await trio.lowlevel.checkpoint()
-        found = self._final_results(set(keys))
+        found = self._results.finished.results(set(keys))
         missing = {key for key in keys if key not in found}
         queued: dict[TaskId, Status] = {}
         if missing:
@@ -744,20 +633,8 @@ class MemoryStorage:
         waited for, as it may be in flight: an id this storage never sees
         finish waits forever (wrap the call in ``trio.fail_after``).
         """
-        key = _task_id_arg(task_id, "wait_for_single: task_id")
-        found = self._final_results({key})
-        if key in found:
-            await trio.lowlevel.checkpoint()
-            return found[key]
-        waiter = _ResultWaiter()
-        self._result_waiters.setdefault(key, []).append(waiter)
-        self._ack_attention = True
-        try:
-            while not waiter.arrived:
-                await waiter.lot.park()
-        finally:
-            self._forget_waiter(waiter, (key,))
-        return waiter.arrived[0]
+        key = check_task_id(task_id, "wait_for_single: task_id")
+        return await self._results.wait_for_single(key)
 
     async def wait_for(self, task_ids: Iterable[TaskId | str]) -> AsyncIterator[TaskResult]:
         """Yield each task's result once it is final: kept ones first, in the
@@ -767,65 +644,10 @@ class MemoryStorage:
         :meth:`wait_for_single`. Results arriving while the caller is busy
         with an earlier one are not lost.
         """
-        keys = list(dict.fromkeys(_task_ids_arg(task_ids, "wait_for: task_ids")))
-        await trio.lowlevel.checkpoint()
-        found = self._final_results(set(keys))
-        waiter = _ResultWaiter()
-        pending: dict[TaskId, None] = {}
-        for key in keys:
-            if key not in found:
-                pending[key] = None
-                self._result_waiters.setdefault(key, []).append(waiter)
-        if pending:
-            self._ack_attention = True
-        try:
-            for key in keys:
-                if key in found:
-                    yield found[key]
-            while pending:
-                while waiter.arrived:
-                    task_result = waiter.arrived.popleft()
-                    del pending[task_result.task_id]
-                    yield task_result
-                if pending:
-                    await waiter.lot.park()
-        finally:
-            self._forget_waiter(waiter, pending)
-
-    def _forget_waiter(self, waiter: _ResultWaiter, keys: Iterable[TaskId]) -> None:
-        for key in keys:
-            waiters = self._result_waiters.get(key)
-            if waiters is not None and waiter in waiters:
-                waiters.remove(waiter)
-                if not waiters:
-                    del self._result_waiters[key]
-        self._update_attention()
-
-    def _kept_newest_first(self) -> Iterator[tuple[TaskId, Task]]:
-        """The kept finished tasks, newest first, each once, as ``(id, task)``.
-
-        A task pushed again since it finished (its status is no longer
-        final) is skipped: it is queued or running again.
-        """
-        seen: set[int] = set()
-        # A snapshot (one C call): a worker on another thread may ack meanwhile.
-        for task in reversed(list(self._finished)):
-            task_id = task.parts.task_id
-            if task_id is not None and task.parts.status.is_final and id(task) not in seen:
-                seen.add(id(task))
-                yield task_id, task
-
-    def _final_results(self, keys: set[TaskId]) -> dict[TaskId, TaskResult]:
-        """The kept outcomes of those of ``keys`` that have one (the newest wins)."""
-        found: dict[TaskId, TaskResult] = {}
-        if not keys:
-            return found
-        for task_id, task in self._kept_newest_first():
-            if task_id in keys and task_id not in found:
-                found[task_id] = self._result_of(task, task_id)
-                if len(found) == len(keys):
-                    break
-        return found
+        keys = check_task_ids(task_ids, "wait_for: task_ids")
+        async with contextlib.aclosing(self._results.wait_for(keys)) as results:
+            async for result in results:
+                yield result
 
     def _queued_tasks(self) -> list[Task]:
         """Every queued task: ready, then scheduled by deadline, then unconverted."""
@@ -979,14 +801,17 @@ class MemoryStorage:
             producers_waiting=len(self._producers),
             pushed_total=self._queue.pushed_total,
             taken_total=self._queue.popped_total,
-            results_kept=len(self._finished),
-            results_limit=self._results_limit,
+            results_kept=len(self._results.finished),
+            results_limit=self._results.finished.limit,
+            results_detailed=self._results.finished.details_kept,
+            results_waited_for=len(self._results.waiters),
+            fast_acks=not self._results.attention,
         )
 
     def __repr__(self) -> str:
         return (
             f"MemoryStorage(len={len(self)}, maxsize={self._maxsize}, "
-            f"results={self._results_limit})"
+            f"results={self._results.finished.limit})"
         )
 
 
@@ -1048,69 +873,6 @@ def _drain_socket(sock: socket.socket) -> None:  # pragma: no cover - not Linux
 def _close_all(*socks: socket.socket) -> None:  # pragma: no cover - not Linux
     for sock in socks:
         sock.close()
-
-
-class _ResultWaiter:
-    """A caller of ``wait_for`` / ``wait_for_single``: its results, and where it parks."""
-
-    __slots__ = ("arrived", "lot", "token")
-
-    def __init__(self) -> None:
-        self.arrived: deque[TaskResult] = deque()
-        self.lot = trio.lowlevel.ParkingLot()
-        # The run it waits in: an ack on another thread wakes it through this.
-        self.token = trio.lowlevel.current_trio_token()
-
-
-def _current_token() -> trio.lowlevel.TrioToken | None:
-    try:
-        return trio.lowlevel.current_trio_token()
-    except RuntimeError:
-        return None
-
-
-def _describe(error: BaseException | None, status: Status) -> str:
-    """The message a failed or killed task's result carries."""
-    if error is None:
-        return status.value
-    return f"{type(error).__name__}: {error}"
-
-
-def _task_id_arg(value: object, name: str) -> TaskId:
-    if isinstance(value, TaskId):
-        return value
-    if isinstance(value, str):
-        if not value:
-            raise ValueError(f"{name} must not be empty")
-        return TaskId(value)
-    raise TypeError(f"{name} must be a TaskId or a str, got {type(value).__name__} {value!r}")
-
-
-def _task_ids_arg(values: object, name: str) -> list[TaskId]:
-    if isinstance(values, (str, TaskId)) or not isinstance(values, Iterable):
-        raise TypeError(
-            f"{name} must be an iterable of task ids, got {type(values).__name__} {values!r}"
-        )
-    return [_task_id_arg(value, f"{name} item") for value in values]
-
-
-def _status_arg(value: object, name: str) -> Status | None:
-    if value is None or isinstance(value, Status):
-        return value
-    if isinstance(value, str):
-        try:
-            return Status(value)
-        except ValueError:
-            pass
-        raise ValueError(f"{name} must be a Status or None, got {value!r}")
-    raise TypeError(f"{name} must be a Status or None, got {type(value).__name__} {value!r}")
-
-
-def _page_arg(value: object, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int >= 1, got {type(value).__name__} {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
 
 
 _REARM: Any = object()
