@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 import trio
 
 from ..._errors import StorageError
+from .._kit._clock import run_clock
 from ._scripts import Script
 
 __all__ = ["RedisClient", "acquire", "redacted", "release"]
@@ -58,13 +59,27 @@ def _coredis() -> Any:
 class RedisClient:
     """One coredis client, entered and left in one task of one trio run."""
 
-    __slots__ = ("_client", "_errors", "_no_script", "_options", "_url", "_where")
+    __slots__ = (
+        "_busy",
+        "_client",
+        "_errors",
+        "_in_flight",
+        "_no_script",
+        "_options",
+        "_url",
+        "_where",
+        "virtual",
+    )
 
-    def __init__(self, url: str, **options: Any) -> None:
+    def __init__(self, url: str, *, virtual: bool = False, **options: Any) -> None:
         coredis = _coredis()
         import anyio  # coredis's own dependency: there whenever coredis is
 
         self._url = url
+        self.virtual = virtual
+        """Under a virtual clock, round trips keep the run busy (see :meth:`keep_busy`)."""
+        self._in_flight = 0
+        self._busy = trio.Event()
         self._where = redacted(url)
         self._options = options
         self._client: Any = None
@@ -110,15 +125,44 @@ class RedisClient:
             raise StorageError(f"RedisStorage({self._where}) is not open")
         return self._client
 
-    async def call(self, what: str, operation: Callable[[Any], Awaitable[T]]) -> T:
-        """``await operation(client)``, a Redis failure raised as StorageError naming ``what``."""
+    async def call(
+        self, what: str, operation: Callable[[Any], Awaitable[T]], *, idle: bool = False
+    ) -> T:
+        """``await operation(client)``, a Redis failure raised as StorageError naming ``what``.
+
+        ``idle``: the operation is a wait the clock may skip (a blocking pop),
+        not a round trip.
+        """
         client = self.raw
+        busy = self.virtual and not idle
+        if busy:
+            self._in_flight += 1
+            self._busy.set()
         try:
             return await operation(client)
         except self._errors as error:
             raise StorageError(
                 f"RedisStorage({self._where}): {what} failed: {type(error).__name__}: {error}"
             ) from error
+        finally:
+            if busy:
+                self._in_flight -= 1
+
+    async def keep_busy(self) -> None:
+        """Under a virtual clock: keep the run runnable while a round trip is in flight.
+
+        trio's autojump clock takes a wait for I/O for idleness and would leap
+        to the next deadline (a lease, a timeout) during every round trip,
+        turning a reply that takes a millisecond into one that took minutes.
+        While a round trip is in flight this task checkpoints in a loop, so the
+        clock moves only when the run is idle for real. Tests only.
+        """
+        while True:
+            if self._in_flight:
+                await trio.lowlevel.checkpoint()
+            else:
+                self._busy = trio.Event()
+                await self._busy.wait()
 
     async def run(self, script: Script, key: str, args: Sequence[Any]) -> Any:
         """Run ``script`` by SHA with ``KEYS = [key]``; sent again once on NOSCRIPT."""
@@ -162,9 +206,12 @@ def _clients() -> dict[tuple[str, tuple[tuple[str, Any], ...]], _Held]:
 async def _hold(held: _Held) -> None:
     """The system task that keeps a run's client open until asked to stop (or the run ends)."""
     try:
-        async with held.client:
+        async with held.client, trio.open_nursery() as nursery:
+            if held.client.virtual:
+                nursery.start_soon(held.client.keep_busy)
             held.ready.set()
             await held.stop.wait()
+            nursery.cancel_scope.cancel()
     except trio.Cancelled:
         raise
     except BaseException as error:  # a system task must not raise: report it to acquirers
@@ -181,7 +228,7 @@ async def acquire(url: str, **options: Any) -> RedisClient:
     key = (url, tuple(sorted(options.items())))
     held = clients.get(key)
     if held is None or held.stop.is_set():
-        held = clients[key] = _Held(RedisClient(url, **options))
+        held = clients[key] = _Held(RedisClient(url, virtual=run_clock().virtual, **options))
         trio.lowlevel.spawn_system_task(_hold, held, name=f"pyapalis redis client {redacted(url)}")
     held.users += 1
     await held.ready.wait()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import socket
@@ -16,6 +17,15 @@ from ..._implementation import Task, TaskId
 from ..._status import Status
 from .._capabilities import TaskResult, WorkerInfo
 from .._codec import Codec, JsonCodec
+from .._kit._args import (
+    check_delay,
+    check_name,
+    check_page,
+    check_status_filter,
+    check_task,
+    check_task_id,
+    check_task_ids,
+)
 from .._kit._clock import run_clock
 from .._kit._leases import LeaseConfig, LeaseSession
 from .._worker_protocols import WorkerIdentity
@@ -29,6 +39,13 @@ __all__ = ["RedisStorage"]
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_RETENTION = 7 * 24 * 3600.0
 _VACUUM_BATCH = 1000
+
+LIVE_WORKERS: set[str] = set()
+"""The worker runs of this process that are still running (their sessions are open).
+
+A run of this process that is not here is provably gone (its handle crashed
+or was dropped), so :meth:`RedisStorage.resume_abandoned` takes its tasks
+back at once, as it does for runs of dead processes on this host."""
 """Tasks per script when vacuuming or resuming everything (a script blocks the server)."""
 
 
@@ -117,6 +134,7 @@ class RedisStorage:
         self._connect_timeout = float(connect_timeout)
         self._keys = QueueKeys(namespace, queue)
         self._clients: dict[trio.lowlevel.TrioToken, RedisClient] = {}
+        self._direct: tuple[trio.lowlevel.TrioToken, LeaseSession] | None = None
         self._registered: dict[str, WorkerIdentity] = {}
         self._producer: SyncProducer | None = None
 
@@ -199,6 +217,27 @@ class RedisStorage:
         if producer is not None:
             await trio.to_thread.run_sync(producer.close)
         token = trio.lowlevel.current_trio_token()
+        direct, self._direct = self._direct, None
+        if direct is not None and direct[0] is token:
+            try:
+                await direct[1].__aexit__(None, None, None)
+            finally:
+                LIVE_WORKERS.discard(direct[1].worker.id)
+        await self._release(token)
+
+    def crash(self) -> None:
+        """Drop this handle as a killed process would: nothing flushed, nothing handed back.
+
+        Its tasks come back through :meth:`resume_abandoned` (at once: its
+        worker runs are provably gone) or when their leases expire. For tests
+        of recovery; the client stays open until the run ends.
+        """
+        direct, self._direct = self._direct, None
+        if direct is not None:
+            LIVE_WORKERS.discard(direct[1].worker.id)
+        self._clients.clear()
+
+    async def _release(self, token: trio.lowlevel.TrioToken) -> None:
         if self._clients.pop(token, None) is not None:
             await release(self._url, connect_timeout=self._connect_timeout)
 
@@ -216,6 +255,53 @@ class RedisStorage:
     def session(self, worker: WorkerIdentity) -> _RunSession:
         """The session of one worker run (opens the storage for the run if needed)."""
         return _RunSession(self, worker)
+
+    # -- Backend (the handle as a consumer of its own) ---------------------------------
+
+    async def _own_session(self) -> LeaseSession:
+        """The handle's own session in this run: no prefetch, outcomes written at once."""
+        token = trio.lowlevel.current_trio_token()
+        direct = self._direct
+        if direct is None or direct[0] is not token:
+            config = self._config
+            identity = WorkerIdentity.mint(f"{self._queue}-direct", 1)
+            session = LeaseSession(
+                await self._store(),
+                identity,
+                LeaseConfig(lease=config.lease, prefetch=0, batch=config.batch, poll=config.poll),
+            )
+            LIVE_WORKERS.add(identity.id)
+            self._direct = direct = (token, session)
+        return direct[1]
+
+    def bind(self) -> None:
+        """Nothing to learn: the handle opens on first use."""
+
+    def take_nowait(self) -> Task | None:
+        """Never a round trip: a task only when the handle's own session holds one."""
+        direct = self._direct
+        return direct[1].take_nowait() if direct is not None else None
+
+    async def take(self) -> Task:
+        """Claim the next due task under the handle's own worker id (no heartbeat)."""
+        return await (await self._own_session()).take()
+
+    async def ack(
+        self, task: Task, status: Status, result: Any, error: BaseException | None
+    ) -> None:
+        session = await self._own_session()
+        await session.ack(task, status, result, error)
+        await session.flush()
+
+    async def retry(self, task: Task, delay: float, error: BaseException) -> None:
+        session = await self._own_session()
+        await session.retry(task, delay, error)
+        await session.flush()
+
+    async def release(self, task: Task) -> None:
+        session = await self._own_session()
+        await session.release(task)
+        await session.flush()
 
     # -- TaskSink ------------------------------------------------------------------
 
@@ -241,8 +327,7 @@ class RedisStorage:
         by a Pending or Running task returns that task's id (atomically,
         across processes).
         """
-        if not isinstance(task, Task):
-            raise TypeError(f"push_task: expected a Task, got {type(task).__name__}")
+        check_task(task, "push_task: task")
         store = await self._store()
         if task.parts.task_id is None:
             task.parts.task_id = TaskId.generate()
@@ -289,8 +374,7 @@ class RedisStorage:
 
     def push_task_sync(self, task: Task) -> TaskId:
         """``push_task`` for code outside trio (see :meth:`push_sync`)."""
-        if not isinstance(task, Task):
-            raise TypeError(f"push_task_sync: expected a Task, got {type(task).__name__}")
+        check_task(task, "push_task_sync: task")
         if task.parts.task_id is None:
             task.parts.task_id = TaskId.generate()
         [task_id] = self._sync().push([task], stamp_now=False, unique=[_unique_key(task)])
@@ -306,7 +390,9 @@ class RedisStorage:
 
     async def fetch_by_id(self, task_id: TaskId | str) -> Task | None:
         """The stored task with this id (any status), or None."""
-        [task] = await (await self._store()).fetch([_id_text(task_id, "fetch_by_id")])
+        [task] = await (await self._store()).fetch(
+            [str(check_task_id(task_id, "fetch_by_id: task_id"))]
+        )
         return task
 
     async def update(self, task: Task) -> None:
@@ -316,8 +402,7 @@ class RedisStorage:
         task belongs to its worker (StorageError); an unknown id raises
         KeyError; Running and Queued cannot be set.
         """
-        if not isinstance(task, Task):
-            raise TypeError(f"update: expected a Task, got {type(task).__name__}")
+        check_task(task, "update: task")
         status = task.parts.status
         if status is Status.Running or status is Status.Queued:
             raise ValueError(
@@ -329,14 +414,8 @@ class RedisStorage:
 
     async def reschedule(self, task: Task, delay: float) -> None:
         """Queue a stored task again ``delay`` seconds from now, its attempts kept."""
-        if not isinstance(task, Task):
-            raise TypeError(f"reschedule: expected a Task, got {type(task).__name__}")
-        if (
-            isinstance(delay, bool)
-            or not isinstance(delay, (int, float))
-            or not 0 <= delay < math.inf
-        ):
-            raise ValueError(f"reschedule: delay must be a finite number >= 0, got {delay!r}")
+        check_task(task, "reschedule: task")
+        delay = check_delay(delay, "reschedule: delay")
         task_id = _id_text(task.parts.task_id, "reschedule")
         store = await self._store()
         [stored] = await store.fetch([task_id])
@@ -362,7 +441,7 @@ class RedisStorage:
 
     async def delete(self, task_id: TaskId | str) -> bool:
         """Forget a task for good; False for an unknown id. A Running task raises StorageError."""
-        key = _id_text(task_id, "delete")
+        key = str(check_task_id(task_id, "delete: task_id"))
         outcome = await (await self._store()).delete(key)
         if outcome == -1:
             raise StorageError(f"RedisStorage.delete: task {key} is Running; its worker owns it")
@@ -370,7 +449,7 @@ class RedisStorage:
 
     async def resume_by_id(self, task_id: TaskId | str) -> bool:
         """Make a Failed or Killed task Pending again with a fresh attempt budget, due now."""
-        key = _id_text(task_id, "resume_by_id")
+        key = str(check_task_id(task_id, "resume_by_id: task_id"))
         return await (await self._store()).resume(key, run_clock().wall_now())
 
     async def resume_abandoned(self) -> int:
@@ -383,10 +462,13 @@ class RedisStorage:
         store = await self._store()
         now = run_clock().wall_now()
         host = socket.gethostname()
+        me = os.getpid()
         dead = [
             worker_id
             for worker_id, worker_host, pid in await store.worker_hosts(now)
-            if worker_host == host and pid > 0 and not _alive(pid)
+            if worker_host == host
+            and pid > 0
+            and ((pid == me and worker_id not in LIVE_WORKERS) or (pid != me and not _alive(pid)))
         ]
         total = 0
         if dead:
@@ -400,8 +482,7 @@ class RedisStorage:
 
     async def register_worker(self, name: str) -> None:
         """Record ``name`` as a live worker of this process (a heartbeat)."""
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"register_worker: name must be a non-empty str, got {name!r}")
+        check_name(name, "register_worker: name")
         identity = self._registered.get(name)
         if identity is None:
             identity = self._registered[name] = WorkerIdentity.mint(name, 0)
@@ -416,9 +497,9 @@ class RedisStorage:
         self, status: Status | str | None = None, page: int = 1, page_size: int = 10
     ) -> list[Task]:
         """This queue's tasks in push order, optionally of one status, a page at a time."""
-        if status is not None:
-            status = Status(status)
-        _check_page(page, page_size)
+        status = check_status_filter(status, "list_tasks: status")
+        check_page(page, "list_tasks: page")
+        check_page(page_size, "list_tasks: page_size")
         return await (await self._store()).page(status, (page - 1) * page_size, page_size)
 
     async def count(self) -> int:
@@ -433,7 +514,7 @@ class RedisStorage:
 
     async def check_status(self, task_ids: Iterable[TaskId | str]) -> list[TaskResult]:
         """Each task's status (and outcome once final), in order; KeyError for unknown ids."""
-        keys = [_id_text(task_id, "check_status") for task_id in task_ids]
+        keys = [str(key) for key in check_task_ids(task_ids, "check_status: task_ids")]
         results = await (await self._store()).results(keys)
         out = []
         for key, result in zip(keys, results, strict=True):
@@ -444,8 +525,10 @@ class RedisStorage:
 
     async def wait_for_single(self, task_id: TaskId | str) -> TaskResult:
         """Wait until the task is final (polling the server) and return its result."""
-        async for result in self.wait_for([task_id]):
-            return result
+        key = str(check_task_id(task_id, "wait_for_single: task_id"))
+        async with contextlib.aclosing(self._finished([key], "wait_for_single")) as results:
+            async for result in results:
+                return result
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def wait_for(self, task_ids: Iterable[TaskId | str]) -> AsyncGenerator[TaskResult, None]:
@@ -455,7 +538,14 @@ class RedisStorage:
         nothing finishes (any process may finish them). KeyError for an
         unknown (or deleted) id.
         """
-        waiting = list(dict.fromkeys(_id_text(task_id, "wait_for") for task_id in task_ids))
+        keys = list(
+            dict.fromkeys(str(key) for key in check_task_ids(task_ids, "wait_for: task_ids"))
+        )
+        async with contextlib.aclosing(self._finished(keys, "wait_for")) as results:
+            async for result in results:
+                yield result
+
+    async def _finished(self, waiting: list[str], where: str) -> AsyncGenerator[TaskResult, None]:
         delay = 0.005
         while waiting:
             results = await (await self._store()).results(waiting)
@@ -463,7 +553,7 @@ class RedisStorage:
             progressed = False
             for key, result in zip(waiting, results, strict=True):
                 if result is None:
-                    raise KeyError(f"wait_for: unknown task id {key!r}")
+                    raise KeyError(f"{where}: unknown task id {key!r}")
                 if result.is_final:
                     progressed = True
                     yield result
@@ -489,6 +579,7 @@ class _RunSession:
         self._opened = not storage.is_open
         store = await storage._store()
         session = LeaseSession(store, self._worker, storage._config)
+        LIVE_WORKERS.add(self._worker.id)
         self._session = await session.__aenter__()
         return self._session
 
@@ -502,14 +593,15 @@ class _RunSession:
             if self._session is not None:
                 await self._session.__aexit__(exc_type, exc, tb)
         finally:
+            LIVE_WORKERS.discard(self._worker.id)
             if self._opened:
                 with trio.CancelScope(shield=True):
                     await self._storage.aclose()
 
 
 def _check_name(value: object, what: str) -> None:
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"RedisStorage: {what} must be a non-empty str, got {value!r}")
+    check_name(value, f"RedisStorage: {what}")
+    assert isinstance(value, str)
     if any(c in value for c in "{}") or any(ord(c) < 32 for c in value):
         raise ValueError(
             f"RedisStorage: {what} must not contain braces or control characters, got {value!r}"
@@ -517,22 +609,10 @@ def _check_name(value: object, what: str) -> None:
 
 
 def _id_text(task_id: object, where: str) -> str:
+    """The id of a task given to update/reschedule (one that was never pushed has none)."""
     if task_id is None:
-        raise ValueError(f"{where}: the task has no id")
-    if not isinstance(task_id, (TaskId, str)):
-        raise TypeError(f"{where}: task id must be a TaskId or str, got {type(task_id).__name__}")
-    text = str(task_id)
-    if not text:
-        raise ValueError(f"{where}: task id must not be empty")
-    return text
-
-
-def _check_page(page: object, page_size: object) -> None:
-    for name, value in (("page", page), ("page_size", page_size)):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"list_tasks: {name} must be an int, got {type(value).__name__}")
-        if value < 1:
-            raise ValueError(f"list_tasks: {name} must be >= 1, got {value!r}")
+        raise ValueError(f"{where}: the task has no id (it was never pushed)")
+    return str(check_task_id(task_id, f"{where}: task id"))
 
 
 def _check_change(outcome: int, task_id: str, what: str) -> None:

@@ -10,9 +10,11 @@ lifecycle.
 The wake-up: pushes and re-queues leave markers on the queue's ``wake`` list;
 an idle session blocks on it with ``BLPOP`` (coredis gives a blocking command
 a connection of its own), bounded by the session's poll and by the next
-scheduled task, so a lost marker only delays. The BLPOP's own timeout is the
-wait on a real clock; a trio cancel scope slightly longer bounds it on trio's
-clock too (under a virtual clock that scope fires first).
+scheduled task, so a lost marker only delays; a push from this process wakes
+it the same way (its marker comes back within a round trip). Under a virtual
+clock (tests) an idle session waits on trio's clock instead, woken by this
+run's own pushes (:class:`_LocalWake`): a blocking pop cut short at every
+virtual deadline would cost a reconnection each time.
 """
 
 from __future__ import annotations
@@ -100,6 +102,38 @@ class NewTask:
         ]
 
 
+class _LocalWake:
+    """This run's idle waiters, by queue: woken by this run's pushes and re-queues."""
+
+    __slots__ = ("_events",)
+
+    def __init__(self) -> None:
+        self._events: dict[str, trio.Event] = {}
+
+    def event(self, prefix: str) -> trio.Event:
+        event = self._events.get(prefix)
+        if event is None:
+            event = self._events[prefix] = trio.Event()
+        return event
+
+    def wake(self, prefix: str) -> None:
+        event = self._events.pop(prefix, None)
+        if event is not None:
+            event.set()
+
+
+_LOCAL_WAKE: trio.lowlevel.RunVar[_LocalWake] = trio.lowlevel.RunVar("pyapalis_redis_wake")
+
+
+def _local_wake() -> _LocalWake:
+    try:
+        return _LOCAL_WAKE.get()
+    except LookupError:
+        local = _LocalWake()
+        _LOCAL_WAKE.set(local)
+        return local
+
+
 class RedisStore:
     """One queue of one Redis server, for one trio run's client."""
 
@@ -149,6 +183,8 @@ class RedisStore:
         for item in settle:
             args.extend(self._settlement(item))
         reply = await self._client.run(EXCHANGE, keys.ready, args)
+        if settle:
+            _local_wake().wake(keys.prefix)
         next_due = None if reply[1] is None else (int(reply[1]) + 0.5) / 1000.0
         tasks: list[Claimed] = []
         broken: list[Settlement] = []
@@ -238,6 +274,8 @@ class RedisStore:
             keys.lease,
             [keys.prefix, to_ms(now), limit, ",".join(owners), expire_before, expire_limit],
         )
+        if int(reply[0]):
+            _local_wake().wake(keys.prefix)
         return int(reply[0]), int(reply[1])
 
     async def retire(self, worker: WorkerIdentity) -> None:
@@ -248,13 +286,19 @@ class RedisStore:
         if timeout <= 0.0:
             await trio.lowlevel.checkpoint()
             return
+        if self._client.virtual:
+            with trio.move_on_after(timeout):
+                await _local_wake().event(self._keys.prefix).wait()
+            return
         wake = self._keys.wake
         # BLPOP's timeout has a resolution of milliseconds; 0 would mean forever.
+        # The server's timeout ends the wait; the trio scope is only a backstop.
         server_timeout = max(timeout, 0.001)
         with trio.move_on_after(timeout + 0.05):
             await self._client.call(
                 "waiting for a wake-up",
                 lambda client: client.blpop([wake], timeout=server_timeout),
+                idle=True,
             )
 
     # -- pushes ---------------------------------------------------------------------
@@ -285,6 +329,7 @@ class RedisStore:
         for item in tasks:
             args.extend(item.fields())
         reply = await self._client.run(PUSH, keys.ready, args)
+        _local_wake().wake(keys.prefix)
         return [TaskId(raw.decode()) for raw in reply]
 
     # -- reads ----------------------------------------------------------------------
@@ -411,11 +456,13 @@ class RedisStore:
                 mode,
             ],
         )
+        _local_wake().wake(keys.prefix)
         return int(reply)
 
     async def resume(self, task_id: str, now: float) -> bool:
         keys = self._keys
         reply = await self._client.run(RESUME, keys.ready, [keys.prefix, to_ms(now), task_id])
+        _local_wake().wake(keys.prefix)
         return int(reply) == 1
 
     async def delete(self, task_id: str) -> int:
