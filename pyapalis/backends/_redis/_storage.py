@@ -9,6 +9,7 @@ import socket
 from collections.abc import AsyncGenerator, AsyncIterable, Iterable
 from types import TracebackType
 from typing import Any
+from urllib.parse import SplitResult
 
 import trio
 
@@ -28,6 +29,7 @@ from .._kit._args import (
 )
 from .._kit._clock import run_clock
 from .._kit._leases import LeaseConfig, LeaseSession
+from .._open import take_options
 from .._worker_protocols import WorkerIdentity
 from ._client import RedisClient, acquire, redacted, release
 from ._keys import QueueKeys
@@ -643,3 +645,21 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def from_url(url: SplitResult, options: dict[str, str]) -> RedisStorage:
+    """``open_backend("redis://host:port/db?queue=emails&lease=10")``."""
+    kwargs = take_options(
+        url,
+        options,
+        {
+            "queue": str,
+            "namespace": str,
+            "lease": float,
+            "retention": float,
+            "poll": float,
+            "prefetch": int,
+            "batch": int,
+        },
+    )
+    return RedisStorage(url._replace(query="").geturl(), **kwargs)
