@@ -19,6 +19,7 @@ virtual deadline would cost a reconnection each time.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from typing import Any
 
 import trio
 
-from ..._errors import CodecError
+from ..._errors import CodecError, StorageError
 from ..._implementation import Attempt, Parts, Task, TaskId
 from ..._status import Status
 from .._capabilities import TaskResult, WorkerInfo
@@ -49,6 +50,8 @@ from ._scripts import (
 __all__ = ["NewTask", "RedisStore", "sort_prefix", "to_ms"]
 
 INT64_MAX = 2**63 - 1
+
+logger = logging.getLogger("pyapalis.redis")
 
 _FINAL_KIND = {Status.Done: b"D", Status.Failed: b"F", Status.Killed: b"K"}
 _FIELDS = (b"a", b"m", b"s", b"n", b"r", b"x", b"T", b"p", b"v", b"e")
@@ -295,11 +298,17 @@ class RedisStore:
         # The server's timeout ends the wait; the trio scope is only a backstop.
         server_timeout = max(timeout, 0.001)
         with trio.move_on_after(timeout + 0.05):
-            await self._client.call(
-                "waiting for a wake-up",
-                lambda client: client.blpop([wake], timeout=server_timeout),
-                idle=True,
-            )
+            try:
+                await self._client.call(
+                    "waiting for a wake-up",
+                    lambda client: client.blpop([wake], timeout=server_timeout),
+                    idle=True,
+                )
+            except StorageError as error:
+                # Only a hint is lost: the next claim meets the fault itself (and
+                # backs off); wait a little so a broken server is not hammered.
+                logger.debug("wake-up wait on %s failed: %s", wake, error)
+                await trio.sleep(min(timeout, 0.1))
 
     # -- pushes ---------------------------------------------------------------------
 
