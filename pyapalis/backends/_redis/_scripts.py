@@ -62,6 +62,20 @@ _PRELUDE = r"""
 local P = ARGV[1]
 local function tk(id) return P .. 't:' .. id end
 
+-- One command over many arguments, in chunks (Lua's unpack has a limit).
+local function bulk(command, key, list)
+  for first = 1, #list, 1000 do
+    local last = math.min(first + 999, #list)
+    redis.call(command, key, unpack(list, first, last))
+  end
+end
+
+-- The sort prefix, run_at and push order of a ready member, then the id.
+local function ready_member(k, run_at, q, id)
+  if run_at < 0 then run_at = 0 end
+  return k .. string.format('%012x%012x', run_at, tonumber(q)) .. id
+end
+
 -- Move a task between the status indexes and record its status.
 local function set_status(id, key, old, new)
   if old then redis.call('ZREM', P .. 's:' .. old, id) end
@@ -69,15 +83,17 @@ local function set_status(id, key, old, new)
   redis.call('HSET', key, 's', new)
 end
 
--- Queue a Pending task: ready when due, else scheduled by run_at.
+-- Queue a Pending task: ready when due, else scheduled by run_at. Returns 1
+-- when idle workers should look again: the task is due, or it is now the
+-- first scheduled one (they sleep until the first one comes due).
 local function enqueue(id, key, run_at, now)
   if run_at > now then
     redis.call('ZADD', P .. 'sched', run_at, id)
+    if redis.call('ZRANGE', P .. 'sched', 0, 0)[1] == id then return 1 end
     return 0
   end
   local f = redis.call('HMGET', key, 'k', 'q')
-  if run_at < 0 then run_at = 0 end
-  local m = f[1] .. string.format('%012x%012x', run_at, tonumber(f[2])) .. id
+  local m = ready_member(f[1], run_at, f[2], id)
   redis.call('ZADD', P .. 'ready', 0, m)
   redis.call('HSET', key, 'rm', m)
   return 1
@@ -168,6 +184,7 @@ PUSH = _script(
 local now = tonumber(ARGV[2])
 local out = {}
 local due = 0
+local all, pending, ready = {}, {}, {}
 for i = 3, #ARGV, 10 do
   local id = ARGV[i]
   local key = tk(id)
@@ -189,19 +206,32 @@ for i = 3, #ARGV, 10 do
       local run_at = tonumber(ARGV[i + 3])
       redis.call('HSET', key, 'a', ARGV[i + 1], 'r', run_at, 'x', ARGV[i + 4],
         'T', ARGV[i + 5], 'p', ARGV[i + 6], 'k', ARGV[i + 7], 'n', ARGV[i + 9],
-        'q', seq, 'c', now)
+        'q', seq, 'c', now, 's', 'Pending')
       if ARGV[i + 2] ~= '' then redis.call('HSET', key, 'm', ARGV[i + 2]) end
       if unique ~= '' then
         redis.call('HSET', key, 'u', unique)
         redis.call('SET', P .. 'u:' .. unique, id)
       end
-      redis.call('ZADD', P .. 'all', seq, id)
-      set_status(id, key, false, 'Pending')
-      due = due + enqueue(id, key, run_at, now)
+      all[#all + 1] = seq
+      all[#all + 1] = id
+      pending[#pending + 1] = seq
+      pending[#pending + 1] = id
+      if run_at > now then
+        due = due + enqueue(id, key, run_at, now)
+      else
+        local m = ready_member(ARGV[i + 7], run_at, seq, id)
+        redis.call('HSET', key, 'rm', m)
+        ready[#ready + 1] = 0
+        ready[#ready + 1] = m
+        due = due + 1
+      end
     end
   end
   out[#out + 1] = result
 end
+bulk('ZADD', P .. 'all', all)
+bulk('ZADD', P .. 's:Pending', pending)
+bulk('ZADD', P .. 'ready', ready)
 wake(due)
 return out
 """,
@@ -214,7 +244,8 @@ EXCHANGE = _script(
 -- settlement: id, attempt, kind (D done, F failed, K killed, R retry,
 -- B hand-back), payload (result or error; '' none), run_at (retry).
 -- Settlements apply only while the task is Running under this owner and
--- attempt (the fence). Then claims up to limit due tasks.
+-- attempt (the fence). Then claims up to limit due tasks. The index updates
+-- of a batch go out as one command each.
 -- Returns {settled, next due or false, id, args, meta, attempts, run_at, max,
 -- timeout, priority, ...}.
 local owner = ARGV[2]
@@ -222,22 +253,36 @@ local now = tonumber(ARGV[3])
 local lease = tonumber(ARGV[4])
 local limit = tonumber(ARGV[5])
 local promote = tonumber(ARGV[6])
+local held = P .. 'h:' .. owner
+local FINAL = {D = 'Done', F = 'Failed', K = 'Killed'}
 local settled = 0
 local due = 0
+local gone = {}
+local finished = {Done = {}, Failed = {}, Killed = {}}
+local fin = {}
 for i = 7, #ARGV, 5 do
   local id = ARGV[i]
   local key = tk(id)
-  local f = redis.call('HMGET', key, 's', 'n', 'w')
+  local f = redis.call('HMGET', key, 's', 'n', 'w', 'q', 'u')
   if f[1] == 'Running' and f[2] == ARGV[i + 1] and f[3] == owner then
     local kind = ARGV[i + 2]
     local payload = ARGV[i + 3]
-    unlease(id, key)
-    if kind == 'D' then
-      finish(id, key, 'Running', 'Done', now, payload, false)
-    elseif kind == 'F' then
-      finish(id, key, 'Running', 'Failed', now, false, payload)
-    elseif kind == 'K' then
-      finish(id, key, 'Running', 'Killed', now, false, payload)
+    local status = FINAL[kind]
+    gone[#gone + 1] = id
+    if status then
+      if kind == 'D' then
+        redis.call('HSET', key, 's', status, 'v', payload, 'f', now)
+      else
+        redis.call('HSET', key, 's', status, 'e', payload, 'f', now)
+      end
+      local list = finished[status]
+      list[#list + 1] = f[4]
+      list[#list + 1] = id
+      fin[#fin + 1] = now
+      fin[#fin + 1] = id
+      if f[5] and redis.call('GET', P .. 'u:' .. f[5]) == id then
+        redis.call('DEL', P .. 'u:' .. f[5])
+      end
     else
       local run_at
       if kind == 'B' then
@@ -247,12 +292,17 @@ for i = 7, #ARGV, 5 do
         run_at = tonumber(ARGV[i + 4])
         redis.call('HSET', key, 'r', run_at, 'e', payload)
       end
-      set_status(id, key, 'Running', 'Pending')
+      set_status(id, key, false, 'Pending')
       due = due + enqueue(id, key, run_at, now)
     end
     settled = settled + 1
   end
 end
+bulk('ZREM', P .. 'lease', gone)
+bulk('SREM', held, gone)
+bulk('ZREM', P .. 's:Running', gone)
+for status, list in pairs(finished) do bulk('ZADD', P .. 's:' .. status, list) end
+bulk('ZADD', P .. 'fin', fin)
 wake(due)
 local out = {settled, false}
 if limit > 0 then
@@ -265,18 +315,21 @@ if limit > 0 then
   end
   local popped = redis.call('ZPOPMIN', P .. 'ready', limit)
   local deadline = now + lease
-  local held = P .. 'h:' .. owner
+  local leases, pending, running, ids = {}, {}, {}, {}
   for j = 1, #popped, 2 do
     local id = string.sub(popped[j], 41)
     local key = tk(id)
-    local f = redis.call('HMGET', key, 's', 'a', 'm', 'r', 'x', 'T', 'p')
+    local f = redis.call('HMGET', key, 's', 'a', 'm', 'r', 'x', 'T', 'p', 'q')
     if f[1] == 'Pending' then
       local n = redis.call('HINCRBY', key, 'n', 1)
-      redis.call('HDEL', key, 'rm')
-      redis.call('HSET', key, 'w', owner)
-      set_status(id, key, 'Pending', 'Running')
-      redis.call('ZADD', P .. 'lease', deadline, id)
-      redis.call('SADD', held, id)
+      -- 'rm' is left stale: the member is gone from ready, and the next
+      -- enqueue writes a new one.
+      redis.call('HSET', key, 's', 'Running', 'w', owner)
+      leases[#leases + 1] = deadline
+      leases[#leases + 1] = id
+      pending[#pending + 1] = id
+      running[#running + 1] = f[8]
+      running[#running + 1] = id
       local k = #out
       out[k + 1] = id
       out[k + 2] = f[2]
@@ -288,6 +341,10 @@ if limit > 0 then
       out[k + 8] = f[7]
     end
   end
+  bulk('ZADD', P .. 'lease', leases)
+  bulk('SADD', held, pending)
+  bulk('ZREM', P .. 's:Pending', pending)
+  bulk('ZADD', P .. 's:Running', running)
 end
 out[2] = next_due()
 return out
