@@ -51,6 +51,9 @@ def _why_not() -> str | None:
 
 _REASON = _why_not()
 
+REDIS_UNAVAILABLE = None if IN_CI else _REASON
+"""Why the Redis tests skip (None: they run; always None in CI, where they must run)."""
+
 needs_redis = pytest.mark.skipif(
     not IN_CI and _REASON is not None, reason=_REASON or "Redis is available"
 )
