@@ -14,7 +14,12 @@ import pytest
 
 from pyapalis import MemoryStorage, Task, TaskId
 from pyapalis.backends._json._storage import JsonStorage
-from pyapalis.testing import BackendConformance, BackendHarness
+from pyapalis.testing import (
+    BackendConformance,
+    BackendHarness,
+    SharedBackendConformance,
+    SharedBackendHarness,
+)
 
 
 class TestMemoryStorage(BackendConformance):
@@ -159,3 +164,9 @@ class TestSqliteStorage(BackendConformance):
         return BackendHarness(
             open=lambda: SqliteStorage(path), close=lambda storage: storage.aclose(), crash=crash
         )
+
+
+class TestSqliteStorageShared(SharedBackendConformance):
+    @pytest.fixture
+    def shared_harness(self, tmp_path: Path) -> SharedBackendHarness:
+        return SharedBackendHarness(url=f"sqlite://{tmp_path}/shared.db?lease=1", lease=1.0)

@@ -2,15 +2,25 @@
 
 :class:`TestWorker` runs a handler against a backend one execution at a time.
 ``pyapalis.testing.conformance`` is the suite every backend passes; see
-:class:`BackendConformance`. :class:`WallClock` makes ``time.time()`` follow
-trio's virtual clock. This package needs pytest and pytest-trio:
-``pip install 'pyapalis[testing]'``.
+:class:`BackendConformance`; :class:`SharedBackendConformance` adds the cases
+of backends shared by several processes (worker processes, SIGKILL, leases).
+:class:`WallClock` makes ``time.time()`` follow trio's virtual clock. This
+package needs pytest and pytest-trio: ``pip install 'pyapalis[testing]'``.
 """
 
 from . import _requirements  # noqa: F401  (first: names the extra if pytest is missing)
+from ._shared import SharedBackendConformance as SharedBackendConformance
+from ._shared import SharedBackendHarness as SharedBackendHarness
 from ._test_worker import TestWorker as TestWorker
 from ._wall_clock import WallClock as WallClock
 from .conformance import BackendConformance as BackendConformance
 from .conformance import BackendHarness as BackendHarness
 
-__all__ = ["BackendConformance", "BackendHarness", "TestWorker", "WallClock"]
+__all__ = [
+    "BackendConformance",
+    "BackendHarness",
+    "SharedBackendConformance",
+    "SharedBackendHarness",
+    "TestWorker",
+    "WallClock",
+]
