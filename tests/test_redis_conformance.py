@@ -8,7 +8,12 @@ import pytest
 from _redis_support import REDIS_URL, drop_namespace, needs_redis, new_namespace
 
 from pyapalis import RedisStorage
-from pyapalis.testing import BackendConformance, BackendHarness
+from pyapalis.testing import (
+    BackendConformance,
+    BackendHarness,
+    SharedBackendConformance,
+    SharedBackendHarness,
+)
 
 pytestmark = needs_redis
 
@@ -30,3 +35,9 @@ class TestRedisStorage(BackendConformance):
             close=lambda storage: storage.aclose(),
             crash=lambda storage: storage.crash(),
         )
+
+
+class TestRedisStorageShared(SharedBackendConformance):
+    @pytest.fixture
+    def shared_harness(self, namespace: str) -> SharedBackendHarness:
+        return SharedBackendHarness(url=f"{REDIS_URL}?namespace={namespace}&lease=1", lease=1.0)

@@ -145,8 +145,9 @@ async def test_heartbeat_extends_held_leases_and_never_resurrects(make_store: Ma
     assert await store.recover(T0 + 51, 100) == 1
     # A heartbeat after the reaping extends nothing.
     assert await store.heartbeat(a, T0 + 52, LEASE) == 0
-    workers = await store.workers(T0 + 52)
-    assert [(worker_id, info.name) for worker_id, info in workers] == [("a-id", "a")]
+    workers = await store.workers(T0 + 52, 30.0)
+    assert [(info.id, info.name, info.host) for info in workers] == [("a-id", "a", "test-host")]
+    assert await store.workers(T0 + 82.001, 30.0) == []
     assert kept.attempt == 1
 
 

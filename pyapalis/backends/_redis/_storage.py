@@ -244,9 +244,12 @@ class RedisStorage:
             await release(self._url, connect_timeout=self._connect_timeout)
 
     async def _store(self) -> RedisStore:
-        return RedisStore(
-            await self._client(), self._keys, self._codec, self._retention, self._keep_workers()
-        )
+        store = self._unbound_store()
+        store.bind(await self._client())
+        return store
+
+    def _unbound_store(self) -> RedisStore:
+        return RedisStore(None, self._keys, self._codec, self._retention, self._keep_workers())
 
     def _keep_workers(self) -> float:
         """How long a worker run stays listed without a heartbeat: three leases."""
@@ -491,9 +494,10 @@ class RedisStorage:
         await (await self._store()).heartbeat(identity, run_clock().wall_now(), self._config.lease)
 
     async def list_workers(self) -> list[WorkerInfo]:
-        """Worker runs that beat within the last three leases, by name."""
-        workers = await (await self._store()).workers(run_clock().wall_now())
-        return sorted((info for _, info in workers), key=lambda info: (info.name, info.started_at))
+        """Worker runs that beat within the last lease (they beat every lease/3), by name."""
+        store = await self._store()
+        workers = await store.workers(run_clock().wall_now(), self._config.lease)
+        return sorted(workers, key=lambda info: (info.name, info.started_at))
 
     async def list_tasks(
         self, status: Status | str | None = None, page: int = 1, page_size: int = 10
@@ -567,23 +571,22 @@ class RedisStorage:
                 await trio.sleep(delay)
 
 
-class _RunSession:
-    """A worker run's session: the storage opened for the run if needed, and a LeaseSession."""
+class _RunSession(LeaseSession):
+    """A worker run's session: the storage opened for the run if needed, this process's
+    live runs kept up to date (see :data:`LIVE_WORKERS`)."""
 
     def __init__(self, storage: RedisStorage, worker: WorkerIdentity) -> None:
+        self._unbound = storage._unbound_store()
+        super().__init__(self._unbound, worker, storage._config)
         self._storage = storage
-        self._worker = worker
         self._opened = False
-        self._session: LeaseSession | None = None
 
     async def __aenter__(self) -> LeaseSession:
         storage = self._storage
         self._opened = not storage.is_open
-        store = await storage._store()
-        session = LeaseSession(store, self._worker, storage._config)
-        LIVE_WORKERS.add(self._worker.id)
-        self._session = await session.__aenter__()
-        return self._session
+        self._unbound.bind(await storage._client())
+        LIVE_WORKERS.add(self.worker.id)
+        return await super().__aenter__()
 
     async def __aexit__(
         self,
@@ -592,10 +595,9 @@ class _RunSession:
         tb: TracebackType | None,
     ) -> None:
         try:
-            if self._session is not None:
-                await self._session.__aexit__(exc_type, exc, tb)
+            await super().__aexit__(exc_type, exc, tb)
         finally:
-            LIVE_WORKERS.discard(self._worker.id)
+            LIVE_WORKERS.discard(self.worker.id)
             if self._opened:
                 with trio.CancelScope(shield=True):
                     await self._storage.aclose()

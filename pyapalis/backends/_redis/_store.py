@@ -144,7 +144,7 @@ class RedisStore:
 
     def __init__(
         self,
-        client: RedisClient,
+        client: RedisClient | None,
         keys: QueueKeys,
         codec: Codec,
         retention: float,
@@ -162,7 +162,15 @@ class RedisStore:
 
     @property
     def client(self) -> RedisClient:
-        return self._client
+        """The client of the trio run this store serves (StorageError before :meth:`bind`)."""
+        client = self._client
+        if client is None:
+            raise StorageError(f"the store of {self._keys.prefix!r} is not open yet")
+        return client
+
+    def bind(self, client: RedisClient) -> None:
+        """Serve the trio run of ``client`` (a session's store is bound when it opens)."""
+        self._client = client
 
     # -- LeaseStore -----------------------------------------------------------------
 
@@ -185,7 +193,7 @@ class RedisStore:
         ]
         for item in settle:
             args.extend(self._settlement(item))
-        reply = await self._client.run(EXCHANGE, keys.ready, args)
+        reply = await self.client.run(EXCHANGE, keys.ready, args)
         if settle:
             _local_wake().wake(keys.prefix)
         next_due = None if reply[1] is None else (int(reply[1]) + 0.5) / 1000.0
@@ -238,7 +246,7 @@ class RedisStore:
 
     async def heartbeat(self, worker: WorkerIdentity, now: float, lease: float) -> int:
         keys = self._keys
-        reply = await self._client.run(
+        reply = await self.client.run(
             HEARTBEAT,
             keys.lease,
             [
@@ -272,7 +280,7 @@ class RedisStore:
         worker runs); delete up to ``expire_limit`` tasks finished before
         ``expire_before`` (ms, ``"+inf"``, or ``""`` for none). ``(re-queued, deleted)``."""
         keys = self._keys
-        reply = await self._client.run(
+        reply = await self.client.run(
             RECOVER,
             keys.lease,
             [keys.prefix, to_ms(now), limit, ",".join(owners), expire_before, expire_limit],
@@ -283,13 +291,13 @@ class RedisStore:
 
     async def retire(self, worker: WorkerIdentity) -> None:
         keys = self._keys
-        await self._client.run(RETIRE, keys.workers, [keys.prefix, worker.id])
+        await self.client.run(RETIRE, keys.workers, [keys.prefix, worker.id])
 
     async def wait_wake(self, timeout: float) -> None:
         if timeout <= 0.0:
             await trio.lowlevel.checkpoint()
             return
-        if self._client.virtual:
+        if self.client.virtual:
             with trio.move_on_after(timeout):
                 await _local_wake().event(self._keys.prefix).wait()
             return
@@ -299,7 +307,7 @@ class RedisStore:
         server_timeout = max(timeout, 0.001)
         with trio.move_on_after(timeout + 0.05):
             try:
-                await self._client.call(
+                await self.client.call(
                     "waiting for a wake-up",
                     lambda client: client.blpop([wake], timeout=server_timeout),
                     idle=True,
@@ -337,7 +345,7 @@ class RedisStore:
         args: list[Any] = [keys.prefix, to_ms(now)]
         for item in tasks:
             args.extend(item.fields())
-        reply = await self._client.run(PUSH, keys.ready, args)
+        reply = await self.client.run(PUSH, keys.ready, args)
         _local_wake().wake(keys.prefix)
         return [TaskId(raw.decode()) for raw in reply]
 
@@ -369,7 +377,7 @@ class RedisStore:
                 pending = [pipe.hmget(keys.task(task_id), _FIELDS) for task_id in task_ids]
             return [await item for item in pending]
 
-        rows = await self._client.call("reading tasks", read)
+        rows = await self.client.call("reading tasks", read)
         return [None if row[2] is None else list(row) for row in rows]
 
     def _row_task(self, task_id: str, row: list[bytes | None]) -> Task:
@@ -447,7 +455,7 @@ class RedisStore:
         parts = task.parts
         keys = self._keys
         ctx = parts.ctx
-        reply = await self._client.run(
+        reply = await self.client.run(
             UPDATE,
             keys.ready,
             [
@@ -470,13 +478,13 @@ class RedisStore:
 
     async def resume(self, task_id: str, now: float) -> bool:
         keys = self._keys
-        reply = await self._client.run(RESUME, keys.ready, [keys.prefix, to_ms(now), task_id])
+        reply = await self.client.run(RESUME, keys.ready, [keys.prefix, to_ms(now), task_id])
         _local_wake().wake(keys.prefix)
         return int(reply) == 1
 
     async def delete(self, task_id: str) -> int:
         keys = self._keys
-        return int(await self._client.run(DELETE, keys.ready, [keys.prefix, task_id]))
+        return int(await self.client.run(DELETE, keys.ready, [keys.prefix, task_id]))
 
     # -- listings -------------------------------------------------------------------
 
@@ -484,7 +492,7 @@ class RedisStore:
         """Tasks in push order (of one status), ``count`` from ``start``."""
         keys = self._keys
         index = keys.all if status is None else keys.status(status.value)
-        raw = await self._client.call(
+        raw = await self.client.call(
             "listing tasks",
             lambda client: client.zrange(index, start, start + count - 1),
         )
@@ -493,14 +501,14 @@ class RedisStore:
 
     async def count(self) -> int:
         keys = self._keys
-        return int(await self._client.call("counting tasks", lambda c: c.zcard(keys.all)))
+        return int(await self.client.call("counting tasks", lambda c: c.zcard(keys.all)))
 
-    async def workers(self, now: float) -> list[tuple[str, WorkerInfo]]:
-        """Live worker runs (id, info): those that beat within the keep time."""
+    async def workers(self, now: float, within: float) -> list[WorkerInfo]:
+        """Worker runs that beat within the last ``within`` seconds."""
         keys = self._keys
-        since = to_ms(now) - self._keep_workers
+        since = to_ms(now - within)
 
-        async def read(client: Any) -> list[tuple[str, WorkerInfo]]:
+        async def read(client: Any) -> list[WorkerInfo]:
             from coredis.tokens import PureToken
 
             ids = await client.zrange(keys.workers, since, "+inf", sortby=PureToken.BYSCORE)
@@ -508,28 +516,29 @@ class RedisStore:
                 return []
             async with client.pipeline(transaction=False) as pipe:
                 pending = [
-                    pipe.hmget(keys.worker(raw.decode()), [b"name", b"pid", b"started", b"seen"])
+                    pipe.hmget(
+                        keys.worker(raw.decode()), [b"name", b"pid", b"started", b"seen", b"host"]
+                    )
                     for raw in ids
                 ]
             out = []
             for raw, item in zip(ids, pending, strict=True):
-                name, pid, started, seen = await item
+                name, pid, started, seen, host = await item
                 if name is None:
                     continue
                 out.append(
-                    (
-                        raw.decode(),
-                        WorkerInfo(
-                            name=name.decode(),
-                            pid=int(pid or 0),
-                            started_at=int(started or 0) / 1000.0,
-                            last_seen=int(seen or 0) / 1000.0,
-                        ),
+                    WorkerInfo(
+                        name=name.decode(),
+                        pid=int(pid or 0),
+                        started_at=int(started or 0) / 1000.0,
+                        last_seen=int(seen or 0) / 1000.0,
+                        id=raw.decode(),
+                        host=host.decode() if host else None,
                     )
                 )
             return out
 
-        return await self._client.call("listing workers", read)
+        return await self.client.call("listing workers", read)
 
     async def worker_hosts(self, now: float) -> list[tuple[str, str, int]]:
         """(worker id, host, pid) of every registered worker run."""
@@ -548,7 +557,7 @@ class RedisStore:
                     out.append((raw.decode(), host.decode(), int(pid or 0)))
             return out
 
-        return await self._client.call("listing workers", read)
+        return await self.client.call("listing workers", read)
 
     async def owners(self) -> list[str]:
         """The worker ids that hold at least one Running task."""
@@ -563,7 +572,7 @@ class RedisStore:
             found = {(await item) for item in pending}
             return sorted(owner.decode() for owner in found if owner)
 
-        return await self._client.call("listing owners", read)
+        return await self.client.call("listing owners", read)
 
     async def drop_queue(self) -> int:
         """Delete every key of the queue (tests, ``purge``); how many keys."""
@@ -581,7 +590,7 @@ class RedisStore:
                 removed += await client.delete(batch)
             return removed
 
-        return int(await self._client.call("deleting the queue", scan))
+        return int(await self.client.call("deleting the queue", scan))
 
 
 def ids_text(task_ids: Iterable[TaskId | str]) -> list[str]:
