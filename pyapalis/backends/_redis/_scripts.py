@@ -185,10 +185,13 @@ local now = tonumber(ARGV[2])
 local out = {}
 local due = 0
 local all, pending, ready = {}, {}, {}
+-- Push order: one INCRBY for the whole batch (a duplicate leaves a gap).
+local seq = redis.call('INCRBY', P .. 'seq', (#ARGV - 2) / 10) - (#ARGV - 2) / 10
 for i = 3, #ARGV, 10 do
   local id = ARGV[i]
   local key = tk(id)
   local result = id
+  seq = seq + 1
   if redis.call('EXISTS', key) == 0 then
     local unique = ARGV[i + 8]
     local holder = false
@@ -202,11 +205,12 @@ for i = 3, #ARGV, 10 do
     if holder then
       result = holder
     else
-      local seq = redis.call('INCR', P .. 'seq')
       local run_at = tonumber(ARGV[i + 3])
+      local member = ''
+      if run_at <= now then member = ready_member(ARGV[i + 7], run_at, seq, id) end
       redis.call('HSET', key, 'a', ARGV[i + 1], 'r', run_at, 'x', ARGV[i + 4],
         'T', ARGV[i + 5], 'p', ARGV[i + 6], 'k', ARGV[i + 7], 'n', ARGV[i + 9],
-        'q', seq, 'c', now, 's', 'Pending')
+        'q', seq, 'c', now, 's', 'Pending', 'rm', member)
       if ARGV[i + 2] ~= '' then redis.call('HSET', key, 'm', ARGV[i + 2]) end
       if unique ~= '' then
         redis.call('HSET', key, 'u', unique)
@@ -216,13 +220,11 @@ for i = 3, #ARGV, 10 do
       all[#all + 1] = id
       pending[#pending + 1] = seq
       pending[#pending + 1] = id
-      if run_at > now then
+      if member == '' then
         due = due + enqueue(id, key, run_at, now)
       else
-        local m = ready_member(ARGV[i + 7], run_at, seq, id)
-        redis.call('HSET', key, 'rm', m)
         ready[#ready + 1] = 0
-        ready[#ready + 1] = m
+        ready[#ready + 1] = member
         due = due + 1
       end
     end
@@ -319,12 +321,12 @@ if limit > 0 then
   for j = 1, #popped, 2 do
     local id = string.sub(popped[j], 41)
     local key = tk(id)
-    local f = redis.call('HMGET', key, 's', 'a', 'm', 'r', 'x', 'T', 'p', 'q')
+    local f = redis.call('HMGET', key, 's', 'a', 'm', 'r', 'x', 'T', 'p', 'q', 'n')
     if f[1] == 'Pending' then
-      local n = redis.call('HINCRBY', key, 'n', 1)
+      local n = tonumber(f[9]) + 1
       -- 'rm' is left stale: the member is gone from ready, and the next
       -- enqueue writes a new one.
-      redis.call('HSET', key, 's', 'Running', 'w', owner)
+      redis.call('HSET', key, 's', 'Running', 'w', owner, 'n', n)
       leases[#leases + 1] = deadline
       leases[#leases + 1] = id
       pending[#pending + 1] = id

@@ -319,9 +319,7 @@ class RedisStorage:
         """Store every item as a task in one script (all or nothing); their ids."""
         store = await self._store()
         now = run_clock().wall_now()
-        tasks = [store.new_task(Task(args)) for args in items]
-        for new in tasks:
-            object.__setattr__(new, "run_at", now)
+        tasks = [store.new_task(Task(args), now=now) for args in items]
         return await store.push(tasks, now)
 
     async def push_task(self, task: Task) -> TaskId:

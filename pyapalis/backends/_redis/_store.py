@@ -83,7 +83,8 @@ class NewTask:
     task_id: str
     args: bytes
     meta: bytes
-    run_at: float
+    run_at_ms: int
+    """When it is due, in whole ms (rounded up from the task's run_at: never early)."""
     max_attempts: int | None
     timeout: float | None
     priority: int
@@ -95,7 +96,7 @@ class NewTask:
             self.task_id,
             self.args,
             self.meta,
-            due_ms(self.run_at),
+            self.run_at_ms,
             "" if self.max_attempts is None else self.max_attempts,
             "" if self.timeout is None else repr(self.timeout),
             self.priority,
@@ -320,8 +321,13 @@ class RedisStore:
 
     # -- pushes ---------------------------------------------------------------------
 
-    def new_task(self, task: Task, unique: str = "") -> NewTask:
-        """``task`` encoded for the push script (raises CodecError for what cannot be stored)."""
+    def new_task(self, task: Task, unique: str = "", now: float | None = None) -> NewTask:
+        """``task`` encoded for the push script (raises CodecError for what cannot be stored).
+
+        ``now``: the task is due now (push, push_bulk): its run_at is this
+        millisecond, so the push script queues it as ready, not scheduled for
+        the next millisecond.
+        """
         parts = task.parts
         ctx = parts.ctx
         task_id = parts.task_id
@@ -329,7 +335,7 @@ class RedisStore:
             task_id=str(task_id) if task_id is not None else str(TaskId.generate()),
             args=self._codec.encode(task.args),
             meta=self._codec.encode(ctx) if ctx else b"",
-            run_at=parts.run_at,
+            run_at_ms=due_ms(parts.run_at) if now is None else to_ms(now),
             max_attempts=parts.max_attempts,
             timeout=parts.timeout,
             priority=parts.priority,

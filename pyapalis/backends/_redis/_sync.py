@@ -56,11 +56,9 @@ class SyncProducer:
         store = self._store
         assert store is not None
         now = run_clock().wall_now()
-        if stamp_now:
-            for task in tasks:
-                task.parts.run_at = now
+        due = now if stamp_now else None
         keys = unique if unique is not None else [""] * len(tasks)
-        new = [store.new_task(task, key) for task, key in zip(tasks, keys, strict=True)]
+        new = [store.new_task(task, key, due) for task, key in zip(tasks, keys, strict=True)]
         return await store.push(new, now)
 
     def _started(self) -> trio.lowlevel.TrioToken:
