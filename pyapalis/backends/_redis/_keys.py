@@ -14,9 +14,10 @@ key                    type         holds
 ``P sched``            sorted set   Pending tasks not yet due, by run_at (ms)
 ``P lease``            sorted set   Running tasks by lease deadline (ms)
 ``P h:<worker id>``    set          the tasks a worker run holds (its heartbeat extends them)
-``P s:<Status>``       sorted set   tasks of each status by push order (``list_tasks``)
+``P s:Pending``        sorted set   Pending tasks by push order (``list_tasks``)
+``P s:<final>``        sorted set   Done, Failed, Killed tasks by finish time (ms): listing
+                                    and retention expiry (Running ones are ``lease``'s)
 ``P all``              sorted set   every stored task by push order
-``P fin``              sorted set   finished tasks by finish time (retention expiry)
 ``P u:<key>``          string       the task holding a uniqueness key while Pending/Running
 ``P seq``              string       the push counter (push order)
 ``P workers``          sorted set   worker runs by last heartbeat (ms)
@@ -33,7 +34,7 @@ __all__ = ["QueueKeys"]
 class QueueKeys:
     """The names of one queue's keys (``prefix`` is ``<namespace>:{<queue>}:``)."""
 
-    __slots__ = ("all", "fin", "lease", "prefix", "ready", "sched", "wake", "workers")
+    __slots__ = ("all", "lease", "prefix", "ready", "sched", "wake", "workers")
 
     def __init__(self, namespace: str, queue: str) -> None:
         self.prefix = f"{namespace}:{{{queue}}}:"
@@ -42,7 +43,6 @@ class QueueKeys:
         self.sched = p + "sched"
         self.lease = p + "lease"
         self.all = p + "all"
-        self.fin = p + "fin"
         self.workers = p + "workers"
         self.wake = p + "wake"
 

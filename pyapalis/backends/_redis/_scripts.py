@@ -76,10 +76,14 @@ local function ready_member(k, run_at, q, id)
   return k .. string.format('%012x%012x', run_at, tonumber(q)) .. id
 end
 
--- Move a task between the status indexes and record its status.
-local function set_status(id, key, old, new)
-  if old then redis.call('ZREM', P .. 's:' .. old, id) end
-  redis.call('ZADD', P .. 's:' .. new, redis.call('HGET', key, 'q'), id)
+-- Move a task between the status indexes and record its status. Pending is
+-- indexed by push order, final statuses by finish time (``score``: now);
+-- Running tasks are the lease set's members, not indexed again.
+local function set_status(id, key, old, new, score)
+  if old and old ~= 'Running' then redis.call('ZREM', P .. 's:' .. old, id) end
+  if new ~= 'Running' then
+    redis.call('ZADD', P .. 's:' .. new, score or redis.call('HGET', key, 'q'), id)
+  end
   redis.call('HSET', key, 's', new)
 end
 
@@ -129,11 +133,10 @@ end
 
 -- Record a final status (Done with a value, Failed/Killed with an error).
 local function finish(id, key, old, status, now, value, err)
-  set_status(id, key, old, status)
+  set_status(id, key, old, status, now)
   if value then redis.call('HSET', key, 'v', value) end
   if err then redis.call('HSET', key, 'e', err) end
   redis.call('HSET', key, 'f', now)
-  redis.call('ZADD', P .. 'fin', now, id)
   unclaim_unique(id, key)
 end
 
@@ -152,12 +155,11 @@ end
 local function forget(id)
   local key = tk(id)
   local s = redis.call('HGET', key, 's')
-  if s then redis.call('ZREM', P .. 's:' .. s, id) end
+  if s and s ~= 'Running' then redis.call('ZREM', P .. 's:' .. s, id) end
   unqueue(id, key)
   unlease(id, key)
   unclaim_unique(id, key)
   redis.call('ZREM', P .. 'all', id)
-  redis.call('ZREM', P .. 'fin', id)
   return redis.call('DEL', key)
 end
 
@@ -261,7 +263,6 @@ local settled = 0
 local due = 0
 local gone = {}
 local finished = {Done = {}, Failed = {}, Killed = {}}
-local fin = {}
 for i = 7, #ARGV, 5 do
   local id = ARGV[i]
   local key = tk(id)
@@ -278,10 +279,8 @@ for i = 7, #ARGV, 5 do
         redis.call('HSET', key, 's', status, 'e', payload, 'f', now)
       end
       local list = finished[status]
-      list[#list + 1] = f[4]
+      list[#list + 1] = now
       list[#list + 1] = id
-      fin[#fin + 1] = now
-      fin[#fin + 1] = id
       if f[5] and redis.call('GET', P .. 'u:' .. f[5]) == id then
         redis.call('DEL', P .. 'u:' .. f[5])
       end
@@ -294,7 +293,7 @@ for i = 7, #ARGV, 5 do
         run_at = tonumber(ARGV[i + 4])
         redis.call('HSET', key, 'r', run_at, 'e', payload)
       end
-      set_status(id, key, false, 'Pending')
+      set_status(id, key, false, 'Pending', f[4])
       due = due + enqueue(id, key, run_at, now)
     end
     settled = settled + 1
@@ -302,9 +301,7 @@ for i = 7, #ARGV, 5 do
 end
 bulk('ZREM', P .. 'lease', gone)
 bulk('SREM', held, gone)
-bulk('ZREM', P .. 's:Running', gone)
 for status, list in pairs(finished) do bulk('ZADD', P .. 's:' .. status, list) end
-bulk('ZADD', P .. 'fin', fin)
 wake(due)
 local out = {settled, false}
 if limit > 0 then
@@ -317,7 +314,7 @@ if limit > 0 then
   end
   local popped = redis.call('ZPOPMIN', P .. 'ready', limit)
   local deadline = now + lease
-  local leases, pending, running, ids = {}, {}, {}, {}
+  local leases, pending = {}, {}
   for j = 1, #popped, 2 do
     local id = string.sub(popped[j], 41)
     local key = tk(id)
@@ -330,8 +327,6 @@ if limit > 0 then
       leases[#leases + 1] = deadline
       leases[#leases + 1] = id
       pending[#pending + 1] = id
-      running[#running + 1] = f[8]
-      running[#running + 1] = id
       local k = #out
       out[k + 1] = id
       out[k + 2] = f[2]
@@ -346,7 +341,6 @@ if limit > 0 then
   bulk('ZADD', P .. 'lease', leases)
   bulk('SADD', held, pending)
   bulk('ZREM', P .. 's:Pending', pending)
-  bulk('ZADD', P .. 's:Running', running)
 end
 out[2] = next_due()
 return out
@@ -436,10 +430,15 @@ end
 wake(due)
 local deleted = 0
 if ARGV[5] ~= '' then
-  for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. 'fin', '-inf', ARGV[5],
-      'LIMIT', 0, tonumber(ARGV[6]))) do
-    forget(id)
-    deleted = deleted + 1
+  local most = tonumber(ARGV[6])
+  for _, status in ipairs({'Done', 'Failed', 'Killed'}) do
+    if deleted < most then
+      for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. 's:' .. status, '-inf', ARGV[5],
+          'LIMIT', 0, most - deleted)) do
+        forget(id)
+        deleted = deleted + 1
+      end
+    end
   end
 end
 return {recovered, deleted}
@@ -475,7 +474,6 @@ if ARGV[12] == 'update' then
 end
 redis.call('HSET', key, 'r', run_at)
 if old == 'Done' or old == 'Failed' or old == 'Killed' then
-  redis.call('ZREM', P .. 'fin', id)
   redis.call('HDEL', key, 'f')
 end
 if new == 'Pending' then
@@ -501,7 +499,6 @@ local id = ARGV[3]
 local key = tk(id)
 local old = redis.call('HGET', key, 's')
 if old ~= 'Failed' and old ~= 'Killed' then return 0 end
-redis.call('ZREM', P .. 'fin', id)
 redis.call('HDEL', key, 'f', 'e', 'v')
 redis.call('HSET', key, 'n', 0, 'r', now)
 set_status(id, key, old, 'Pending')

@@ -89,7 +89,7 @@ class RedisStorage:
     ResumeAbandoned     supported       dead processes of this host at once
     RegisterWorker      supported       worker runs with heartbeats
     ListWorkers         supported
-    ListTasks           supported       push order, by status
+    ListTasks           supported       push order; by status
     WaitForCompletion   supported       polls the server (any process)
     push_sync           supported       from threads, asyncio, sync code
     ==================  ==============  =====================================
@@ -500,7 +500,8 @@ class RedisStorage:
     async def list_tasks(
         self, status: Status | str | None = None, page: int = 1, page_size: int = 10
     ) -> list[Task]:
-        """This queue's tasks in push order, optionally of one status, a page at a time."""
+        """This queue's tasks, a page at a time: all or Pending ones in push order, Running
+        ones by lease deadline, finished ones by finish time."""
         status = check_status_filter(status, "list_tasks: status")
         check_page(page, "list_tasks: page")
         check_page(page_size, "list_tasks: page_size")

@@ -497,7 +497,12 @@ class RedisStore:
     async def page(self, status: Status | None, start: int, count: int) -> list[Task]:
         """Tasks in push order (of one status), ``count`` from ``start``."""
         keys = self._keys
-        index = keys.all if status is None else keys.status(status.value)
+        if status is None:
+            index = keys.all
+        elif status is Status.Running:
+            index = keys.lease  # Running tasks, by lease deadline
+        else:
+            index = keys.status(status.value)
         raw = await self.client.call(
             "listing tasks",
             lambda client: client.zrange(index, start, start + count - 1),
