@@ -355,7 +355,7 @@ cdef class TaskQueue:
         that finds its task alone in the queue (nothing scheduled, ``pending``
         empty) pops the oldest waiter and calls ``reschedule(waiter,
         OneShotValue(task))``; any other push with ``consumer_waiting`` set
-        calls ``owner._wake()``, unless it comes from another thread while
+        calls ``owner.wake()`` (the owner is a ``Waker``), unless it comes from another thread while
         ``wake_pending`` is set (the owner sets it when it sends a wake to
         ``consumer_thread``, and clears it there before it looks at the
         queue). ``owner`` is held weakly. A full queue makes
@@ -413,7 +413,7 @@ cdef class TaskQueue:
             return 0  # a wake is on its way to the consumers' thread: it covers this push
         owner = None if self._owner is None else self._owner()
         if owner is not None:
-            owner._wake()
+            owner.wake()
         return 0
 
     def push_args_bulk(self, iterable):

@@ -4,11 +4,13 @@ uniqueness, app data and retention.
 Run it with ``python examples/background_tasks.py``.
 """
 
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import trio
 
-from pyapalis import BackgroundTask, BackoffMode, CurrentTask, JsonStorage, TaskHash, WorkerPool
+from pyapalis import BackgroundTask, BackoffMode, CurrentTask, SqliteStorage, TaskHash, WorkerPool
 from pyapalis.typed import QueueConfig, RetentionMode
 
 
@@ -53,33 +55,41 @@ class SendEmail(BackgroundTask):
 
 
 async def main() -> None:
+    # The persistent default: a SQLite file many processes can share (here a
+    # temporary one; a real app keeps e.g. SqliteStorage("tasks.db")).
     outbox: list[str] = []
-    with JsonStorage.new_temp() as storage:
-        ids = [
-            await ResizeImage("photo.jpg").enqueue(storage),
-            await SendEmail("ann@example.org", "welcome").enqueue(storage),
-            await ResizeImage("cat.png").enqueue(storage),
-        ]
-        again = await ResizeImage("photo.jpg").enqueue(storage)
-        print("duplicate enqueue returned the same id:", again == ids[0])
+    with tempfile.TemporaryDirectory() as directory:
+        async with SqliteStorage(Path(directory) / "tasks.db") as storage:
+            await run(storage, outbox)
 
-        pool = (
-            WorkerPool(storage, app_data=lambda: App(max_width=800, outbox=outbox))
-            .register_task_type(ResizeImage)
-            .register_task_type(SendEmail)
-            # JsonStorage can delete tasks, so a queue's default retention is backie's
-            # RemoveDone; keep them here to read their results below.
-            .configure_queue(QueueConfig("images", num_workers=2, retention=RetentionMode.KeepAll))
-            .configure_queue("emails", retention=RetentionMode.KeepAll)
-        )
 
-        async def all_finished() -> None:
-            async for _ in storage.wait_for(ids):
-                pass
+async def run(storage: SqliteStorage, outbox: list[str]) -> None:
+    """Enqueue, dedupe, run the pool until every task finished, print the results."""
+    ids = [
+        await ResizeImage("photo.jpg").enqueue(storage),
+        await SendEmail("ann@example.org", "welcome").enqueue(storage),
+        await ResizeImage("cat.png").enqueue(storage),
+    ]
+    again = await ResizeImage("photo.jpg").enqueue(storage)
+    print("duplicate enqueue returned the same id:", again == ids[0])
 
-        await pool.run_until(all_finished)
-        results = await storage.check_status(ids)
-        print("results:", [result.unwrap() for result in results])
+    pool = (
+        WorkerPool(storage, app_data=lambda: App(max_width=800, outbox=outbox))
+        .register_task_type(ResizeImage)
+        .register_task_type(SendEmail)
+        # SqliteStorage can delete tasks, so a queue's default retention is backie's
+        # RemoveDone; keep them here to read their results below.
+        .configure_queue(QueueConfig("images", num_workers=2, retention=RetentionMode.KeepAll))
+        .configure_queue("emails", retention=RetentionMode.KeepAll)
+    )
+
+    async def all_finished() -> None:
+        async for _ in storage.wait_for(ids):
+            pass
+
+    await pool.run_until(all_finished)
+    results = await storage.check_status(ids)
+    print("results:", [result.unwrap() for result in results])
 
 
 if __name__ == "__main__":

@@ -46,6 +46,7 @@ class FakeLeaseStore:
         self.workers: dict[str, tuple[WorkerIdentity, float]] = {}
         self.calls: list[tuple[str, Any]] = []
         self.fail_next = 0  # how many of the next calls raise StorageError
+        self.fail_only: set[str] = set()  # if given, only calls of these names fail
         self._seq = itertools.count()
         self._wake = trio.Event()
 
@@ -65,7 +66,7 @@ class FakeLeaseStore:
         return [row for row in self.rows.values() if row.status is status]
 
     def _fault(self, name: str) -> None:
-        if self.fail_next:
+        if self.fail_next and (not self.fail_only or name in self.fail_only):
             self.fail_next -= 1
             raise StorageError(f"fake store: {name} refused (disk full)")
 
@@ -161,6 +162,8 @@ class FakeLeaseStore:
         self.workers.pop(worker.id, None)
 
     async def wait_wake(self, timeout: float) -> None:
+        await trio.lowlevel.checkpoint()
+        self._fault("wait_wake")
         with trio.move_on_after(timeout):
             await self._wake.wait()
         self._wake = trio.Event()

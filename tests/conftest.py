@@ -10,6 +10,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+# Declares trio's MockClock (autojump_clock) a virtual clock: backends then keep
+# blocking work (fsync, SQLite) on the trio thread in virtual-time tests.
+import pyapalis.testing  # noqa: F401
+
 if TYPE_CHECKING:
     from trio.testing import MockClock
 

@@ -455,3 +455,21 @@ def test_asv_discovers_the_suites_without_the_bench_extra() -> None:
     assert any(name.startswith("bench_core.") for name in names), names
     # Only the bench_* suites hold benchmarks: no helper is mistaken for one.
     assert all(name.startswith("bench_") for name in names), names
+
+
+def test_cpu_per_task_rows_measure_what_they_say() -> None:
+    from benchmarks import cpu_per_task
+
+    for _label, baseline, measure in cpu_per_task.ROWS:
+        base, ours = cpu_per_task.best_per_task(baseline, measure, 50, 1)
+        assert base > 0 and ours > 0
+
+
+def test_the_board_counts_benchmark_measures_both_ways_on_both_backends() -> None:
+    import trio
+
+    from benchmarks import board_counts
+
+    rows = trio.run(board_counts.measure, 30, 1)
+    assert [row["backend"] for row in rows] == ["SqliteStorage", "JsonStorage"]
+    assert all(row["count_tasks_ms"] > 0 and row["listing_ms"] > 0 for row in rows)

@@ -40,6 +40,7 @@ def test_worker_example_runs() -> None:
         ("custom_backend", "rows left in the table: 0"),
         ("logging_layer", "sending to last@example.com"),
         ("monitor", "workers_stopped=2, workers_failed=0"),
+        ("sqlite_processes", "worker processes that ran tasks: 2\nworkers exited with [0, 0]"),
     ],
 )
 def test_the_other_examples_run(example: str, expected: str) -> None:

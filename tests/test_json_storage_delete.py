@@ -212,12 +212,25 @@ async def test_unknown_ids_return_false_and_write_nothing(
     assert [r["op"] for r in records_of(path)] == ["push", "delete"]
 
 
-@pytest.mark.parametrize("bad", [None, "", 5, b"id", ["a"]])
-async def test_bad_ids_raise_type_error(
-    storage: JsonStorage, bad: Any, autojump_clock: trio.testing.MockClock
+@pytest.mark.parametrize(
+    ("bad", "error", "shown"),
+    [
+        (None, TypeError, "NoneType None"),
+        ("", ValueError, "str ''"),
+        (5, TypeError, "int 5"),
+        (b"id", TypeError, "bytes b'id'"),
+        (["a"], TypeError, "list ['a']"),
+    ],
+)
+async def test_bad_ids_are_refused(
+    storage: JsonStorage,
+    bad: Any,
+    error: type[Exception],
+    shown: str,
+    autojump_clock: trio.testing.MockClock,
 ) -> None:
-    message = f"task id must be a TaskId or a non-empty str, got {bad!r}"
-    with pytest.raises(TypeError, match=f"^{re.escape(message)}$"):
+    message = f"delete: task_id must be a TaskId or a non-empty str, got {shown}"
+    with pytest.raises(error, match=f"^{re.escape(message)}$"):
         await storage.delete(bad)
 
 
@@ -487,7 +500,7 @@ async def test_waiters_of_a_deleted_task_get_key_error(
         assert await storage.delete(doomed)
     assert sorted(seen[1:], key=str) == [("many", 10.0), ("single", 10.0)]
     # The other task is unaffected, and nobody waits for the deleted one any more.
-    assert not storage._store.watchers
+    assert not storage._store.waiters
     [result] = await storage.check_status([other])
     assert result.status is Status.Pending
 

@@ -330,3 +330,67 @@ async def test_ack_of_a_task_the_session_does_not_hold_is_refused() -> None:
     with pytest.raises(ValueError, match="status must be Done, Failed or Killed"):
         session.ack_nowait(Task("x"), Status.Pending, None, None)
     assert Settlement("a", 1, Status.Done).release is False
+
+
+async def test_a_store_that_fails_at_exit_leaves_the_tasks_to_their_leases(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = FakeLeaseStore()
+    shared = Shared(store, LeaseConfig(prefetch=2))
+    ids = [store.push(item) for item in range(3)]
+    session = shared.session(WorkerIdentity.mint("w", 1))
+    with caplog.at_level(logging.WARNING, logger="pyapalis.leases"):
+        async with session:
+            task = await session.take()
+            await session.ack(task, Status.Done, None, None)
+            store.fail_next = 1  # the flush at exit (the ack and the hand-back) fails
+    assert "could not write 3 outcome(s) at exit" in caplog.text
+    assert "come back when their leases expire" in caplog.text
+    # Nothing written: all three still Running under the run, until their leases expire.
+    assert [store.rows[i].status for i in ids] == [Status.Running] * 3
+    store.fail_next = 0
+    assert await store.recover(run_clock().wall_now() + 31, 100) == 3
+
+
+async def test_an_idle_worker_whose_wake_wait_fails_backs_off_and_goes_on(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = FakeLeaseStore()
+    shared = Shared(store, LeaseConfig())
+    seen: list[float] = []
+    worker = WorkerBuilder("w").backend(shared).build(lambda item: seen.append(item))
+    with caplog.at_level(logging.WARNING, logger="pyapalis.leases"):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(worker.run)
+            await trio.sleep(1.5)  # idle: waiting on the wake hint
+            store.fail_only = {"wait_wake"}
+            store.fail_next = 2  # the next two idle waits fail
+            await trio.sleep(2)
+            store.push(7)
+            await trio.sleep(1)
+            worker.context.stop()
+    assert seen == [7]
+    assert store.fail_next == 0
+    assert caplog.text.count("wait_wake refused") == 2
+
+
+async def test_an_idle_worker_claims_once_per_wake_not_once_per_loop(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    store = FakeLeaseStore()
+    shared = Shared(store, LeaseConfig(poll=60))
+    seen: list[int] = []
+    worker = WorkerBuilder("w").backend(shared).concurrency(16).build(seen.append)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(worker.run)
+        await trio.sleep(5)  # idle: one loop waits on the store, fifteen park
+        before = len([c for c in store.calls if c[0] == "exchange"])
+        for item in range(3):
+            store.push(item)
+            await trio.sleep(1)
+        after = len([c for c in store.calls if c[0] == "exchange"])
+        worker.context.stop()
+    assert seen == [0, 1, 2]
+    # Per push: the claim after the wake, and the one carrying its ack as the
+    # worker goes idle again; never one per consumer loop.
+    assert after - before == 6

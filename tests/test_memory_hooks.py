@@ -84,14 +84,7 @@ async def test_pushes_from_another_thread_share_one_pending_wake(
     storage: MemoryStorage,
 ) -> None:
     """While a wake is pending, further pushes from other threads queue no more."""
-    wakes = [0]
-    wake_consumers = storage._wake_consumers
-
-    def counting_wake() -> None:
-        wakes[0] += 1
-        wake_consumers()
-
-    storage._wake_consumers = counting_wake  # type: ignore[method-assign]
+    wakes_before = storage.handoff.wakes
     taken: list[Any] = []
 
     async def consume() -> None:
@@ -111,7 +104,7 @@ async def test_pushes_from_another_thread_share_one_pending_wake(
             pusher = threading.Thread(target=push_many)
             pusher.start()
             pusher.join()
-    assert wakes[0] == 1
+    assert storage.handoff.wakes - wakes_before == 1
     assert taken == [0, 0]
     assert len(storage) == 998
 
@@ -253,8 +246,8 @@ async def test_later_cross_thread_wakes_go_through_the_waker_task(
         assert await _take_pushed_from_threads(storage, 1) == [0]
         # The first wake came through the token and started the waker task.
         await trio.testing.wait_all_tasks_blocked()
-        assert storage._waker_token is trio.lowlevel.current_trio_token()
-        assert storage._signal is not None
+        assert storage.handoff.waker_token is trio.lowlevel.current_trio_token()
+        assert storage.handoff.signal_fileno is not None
         assert await _take_pushed_from_threads(storage, 20) == list(range(20))
     assert not storage._queue.wake_pending
 
@@ -263,7 +256,7 @@ def test_a_storage_bound_to_a_later_run_is_still_woken_from_threads() -> None:
     storage = MemoryStorage()
     for _ in range(3):
         assert trio.run(_take_pushed_from_threads, storage, 3) == [0, 1, 2]
-        assert storage._waker_token is None  # the run's waker ended with it
+        assert storage.handoff.waker_token is None  # the run's waker ended with it
 
 
 def test_a_wake_pending_when_its_run_ended_does_not_block_the_next_run() -> None:
@@ -283,8 +276,8 @@ def test_the_wake_signal_closes_with_its_storage() -> None:
 
     storage = MemoryStorage()
     trio.run(_take_pushed_from_threads, storage, 1)
-    assert storage._signal is not None
-    fd = storage._signal.fileno
+    fd = storage.handoff.signal_fileno
+    assert fd is not None
     os.fstat(fd)
     del storage
     gc.collect()
@@ -322,4 +315,4 @@ def test_a_storage_taken_from_two_live_runs_in_turn_is_woken_in_each() -> None:
     for thread in threads:
         thread.join(5)
     assert results == {"a": [0, 1] * 3, "b": [0, 1] * 3}
-    assert storage._waker_runs == set()
+    assert storage.handoff.waker_runs == frozenset()

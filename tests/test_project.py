@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import importlib.metadata
 import os
 import re
@@ -181,3 +182,88 @@ def test_dead_code_is_gone() -> None:
 
     assert not hasattr(_memory.MemoryStorage, "_after_take")
     assert not hasattr(_capabilities, "unsupported")
+
+
+# -- private state stays private ------------------------------------------------------
+
+
+def _private_names_of_classes(tree: ast.Module) -> set[str]:
+    """The ``_names`` a module's own classes define: methods, class attributes,
+    ``__slots__`` entries and ``self._x = ...`` assignments."""
+    names: set[str] = set()
+    for cls in (node for node in ast.walk(tree) if isinstance(node, ast.ClassDef)):
+        for item in cls.body:
+            if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                names.add(item.name)
+            elif isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name):
+                names.add(item.target.id)
+            elif isinstance(item, ast.Assign):
+                for target in item.targets:
+                    if isinstance(target, ast.Name):
+                        names.add(target.id)
+                if any(
+                    isinstance(t, ast.Name) and t.id == "__slots__" for t in item.targets
+                ) and isinstance(item.value, (ast.Tuple, ast.List)):
+                    names.update(
+                        e.value
+                        for e in item.value.elts
+                        if isinstance(e, ast.Constant) and isinstance(e.value, str)
+                    )
+        for node in ast.walk(cls):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.ctx, ast.Store)
+                and isinstance(node.value, ast.Name)
+                and node.value.id in ("self", "cls")
+            ):
+                names.add(node.attr)
+    return names
+
+
+def _foreign_private_reads(source: str, name: str) -> list[str]:
+    """``obj._name`` in module ``source`` where ``_name`` belongs to no class of it.
+
+    ``self._x`` and ``cls._x`` are always the module's own. Any other
+    ``obj._x`` is allowed only if a class of the same module defines ``_x``
+    (an ``__eq__`` reading ``other._count``, a helper of the module reading
+    its class's state): a name no class here defines is another module's
+    private state (or a third party's), read from outside.
+    """
+    tree = ast.parse(source)
+    own = _private_names_of_classes(tree)
+    return [
+        f"{name}:{node.lineno}: {ast.unparse(node)}"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and node.attr.startswith("_")
+        and not node.attr.startswith("__")
+        and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))
+        and node.attr not in own
+    ]
+
+
+def test_no_module_reads_another_modules_private_attributes() -> None:
+    offenders = [
+        line
+        for path in sorted((ROOT / "pyapalis").rglob("*.py"))
+        for line in _foreign_private_reads(
+            path.read_text(encoding="utf-8"), str(path.relative_to(ROOT))
+        )
+    ]
+    assert offenders == []
+
+
+def test_the_private_attribute_scan_finds_what_it_should() -> None:
+    source = (
+        "import os\n"
+        "class Mine:\n"
+        "    __slots__ = ('_slot',)\n"
+        "    def __init__(self):\n"
+        "        self._state = 1\n"
+        "    def same(self, other):\n"
+        "        return other._state + other._slot + self._whatever\n"
+        "def helper(mine):\n"
+        "    return mine._state, os._exit, mine._elsewhere\n"
+    )
+    found = _foreign_private_reads(source, "sample.py")
+    assert [line.split(": ", 1)[1] for line in found] == ["os._exit", "mine._elsewhere"]

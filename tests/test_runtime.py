@@ -417,16 +417,14 @@ def test_startup_error_is_raised_by_start() -> None:
 
 
 def test_backend_failure_stops_the_runtime_and_is_raised_by_stop() -> None:
-    storage = MemoryStorage()
-    pop = storage.take_nowait
+    class Failing(MemoryStorage):
+        def take_nowait(self) -> Any:  # type: ignore[override]
+            task = super().take_nowait()
+            if task is not None and task.args == "boom":
+                raise OSError("disk on fire")
+            return task
 
-    def failing_take() -> Any:
-        task = pop()
-        if task is not None and task.args == "boom":
-            raise OSError("disk on fire")
-        return task
-
-    storage.take_nowait = failing_take  # type: ignore[method-assign]
+    storage = Failing()
     started = threading.Event()
     go_on = threading.Event()
 

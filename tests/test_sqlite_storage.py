@@ -207,11 +207,18 @@ async def test_priorities_then_run_at_then_push_order(
     path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
     async with SqliteStorage(path) as storage:
-        await storage.push("a")
-        await storage.push_task(TaskBuilder("high").priority(5).build())
-        await storage.push("b")
-        await storage.push_task(TaskBuilder("earlier").run_at_timestamp(1.0).build())
-        await storage.push_task(TaskBuilder("higher").priority(9).build())
+        # All due long ago (a task stamped "now" may be a millisecond in the
+        # future for a claim in the same millisecond: run_at rounds up).
+        for args, priority, run_at in [
+            ("a", 0, 100.0),
+            ("high", 5, 100.0),
+            ("b", 0, 100.0),
+            ("earlier", 0, 1.0),
+            ("higher", 9, 100.0),
+        ]:
+            await storage.push_task(
+                TaskBuilder(args).priority(priority).run_at_timestamp(run_at).build()
+            )
         seen = await _drain(storage, _echo, 5)
     assert seen == ["higher", "high", "earlier", "a", "b"]
 
@@ -377,7 +384,7 @@ async def test_a_worker_idle_for_a_long_virtual_time_still_picks_up_work(
         async def handler(item: int) -> None:
             started.append(trio.current_time())
 
-        worker = WorkerBuilder("w").backend(storage).build(handler)
+        worker = WorkerBuilder("w").backend(storage).heartbeat(600).build(handler)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(worker.run)
             for hours in (1, 24):
@@ -421,3 +428,110 @@ async def test_typed_tasks_and_uniqueness_across_handles(
         await pool.run_until(until_done)
         second = await Report("monday").enqueue(other)  # finished: the key is free again
         assert second != first
+
+
+# -- leases on the real store -----------------------------------------------------------
+
+
+async def test_heartbeats_keep_a_long_task_from_a_recovering_worker(
+    path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with SqliteStorage(path, lease=3.0) as storage:
+        task_id = await storage.push("long")
+        runs: list[str] = []
+
+        async def slow(item: str, ctx: WorkerContext) -> None:
+            runs.append(ctx.name)
+            await trio.sleep(20)  # far past the lease: only heartbeats keep it
+
+        owner = WorkerBuilder("owner").backend(storage).build(slow)
+        other = WorkerBuilder("other").backend(storage).build(slow)  # recovers every 1.5 s
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(owner.run)
+            await trio.sleep(0.5)
+            nursery.start_soon(other.run)
+            await trio.sleep(25)
+            owner.context.stop()
+            other.context.stop()
+        assert runs == ["owner"]
+        [result] = await storage.check_status([task_id])
+        assert result.status is Status.Done
+
+
+async def test_resume_abandoned_brings_back_a_dead_processs_tasks_at_once(
+    path: Path, tmp_path: Path
+) -> None:
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    log = tmp_path / "runs.log"
+    config = {
+        "factory": "pyapalis.backends._open:open_backend",
+        "url": f"sqlite://{path}?lease=600",  # no lease will expire during the test
+        "name": "doomed",
+        "log": str(log),
+        "ready": str(tmp_path / "ready"),
+        "concurrency": 2,
+        "hang": True,
+    }
+    async with SqliteStorage(path, lease=600) as storage:
+        ids = await storage.push_bulk(["a", "b"])
+        child = subprocess.Popen(
+            [sys.executable, "-m", "pyapalis.testing._shared_child", json.dumps(config)]
+        )
+        try:
+            with trio.fail_after(60):
+                while not log.exists() or len(log.read_text().splitlines()) < 2:
+                    await trio.sleep(0.01)
+            # Alive: its tasks are not abandoned.
+            assert await storage.resume_abandoned() == 0
+            child.send_signal(signal.SIGKILL)
+            child.wait()
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+        assert await storage.resume_abandoned() == 2  # its pid is gone: at once, no lease wait
+        tasks = [await storage.fetch_by_id(task_id) for task_id in ids]
+        assert [(t.parts.status, t.parts.attempt.current()) for t in tasks if t] == [
+            (Status.Pending, 1),
+            (Status.Pending, 1),
+        ]
+
+
+def test_push_sync_from_asyncio_and_plain_code(path: Path) -> None:
+    import asyncio
+
+    storage = SqliteStorage(path)
+    first = storage.push_sync("plain")  # no event loop at all: opens the file itself
+
+    async def view() -> TaskId:
+        # In an asyncio app, off the event loop (a commit blocks for a moment).
+        return await asyncio.to_thread(storage.push_sync, {"from": "asyncio"})
+
+    second = asyncio.run(view())
+    third = storage.push_task_sync(TaskBuilder("task").priority(3).build())
+    storage.close()
+    raw = sqlite3.connect(path)
+    rows = raw.execute("SELECT id, priority FROM tasks ORDER BY rowid").fetchall()
+    raw.close()
+    assert rows == [(str(first), 0), (str(second), 0), (str(third), 3)]
+    with pytest.raises(StorageError, match="closed"):
+        storage.push_sync("after close")
+
+
+async def test_acks_wake_result_waiters_not_idle_workers(
+    path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with SqliteStorage(path) as storage:
+        db = storage._db
+        work, results = db.work.generation, db.results.generation
+        ids = await storage.push_bulk(range(50))  # one commit: one work poke
+        assert (db.work.generation, db.results.generation) == (work + 1, results)
+        await _drain(storage, _echo, 50)
+        # 50 acks, in a few commits: result waiters were poked, idle takers never.
+        assert db.work.generation == work + 1
+        assert db.results.generation > results
+        assert [r.unwrap() for r in await storage.check_status(ids)] == list(range(50))

@@ -534,7 +534,7 @@ class Owner:
     def __init__(self) -> None:
         self.wakes = 0
 
-    def _wake(self) -> None:
+    def wake(self) -> None:
         self.wakes += 1
 
 

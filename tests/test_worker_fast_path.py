@@ -679,10 +679,10 @@ async def test_pushes_on_the_trio_thread_hand_each_parked_loop_one_task() -> Non
     async with trio.open_nursery() as nursery:
         nursery.start_soon(worker.run)
         await trio.testing.wait_all_tasks_blocked()
-        assert len(storage._waiters) == 3
+        assert storage.statistics().consumers_waiting == 3
         for item in range(4):
             storage.push_nowait(item)
-        assert len(storage._waiters) == 0 and len(storage) == 1  # three handed over
+        assert storage.statistics().consumers_waiting == 0 and len(storage) == 1  # handed over
         await trio.testing.wait_all_tasks_blocked()
         assert sorted(started) == [0, 1, 2]  # the first three; trio picks who runs first
         release.set()

@@ -910,15 +910,19 @@ async def test_running_twice_at_once_is_an_error(autojump_clock: trio.testing.Mo
 class _BrokenQueues(MemoryQueues):
     """A queue family whose "broken" queue fails when a worker pulls from it."""
 
+    broken: _BrokenStorage | None = None
+
     def queue(self, name: str) -> Any:
-        storage = super().queue(name)
-        if name == "broken":
+        if name != "broken":
+            return super().queue(name)
+        if self.broken is None:
+            self.broken = _BrokenStorage()
+        return self.broken
 
-            def take_nowait() -> Task | None:
-                raise OSError("disk gone")
 
-            storage.take_nowait = take_nowait  # type: ignore[method-assign]
-        return storage
+class _BrokenStorage(MemoryStorage):
+    def take_nowait(self) -> Task | None:  # type: ignore[override]
+        raise OSError("disk gone")
 
 
 async def test_a_failing_worker_stops_the_pool_gracefully(

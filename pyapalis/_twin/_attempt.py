@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar, final
 
-__all__ = ["Attempt"]
+__all__ = ["Attempt", "uncount"]
 
 # -- Attempt ------------------------------------------------------------------
 
@@ -68,3 +68,13 @@ class Attempt:
 
     # A mutable counter must not be a dict key.
     __hash__: ClassVar[None] = None  # type: ignore[assignment]
+
+
+def uncount(attempt: Attempt) -> None:
+    """Take back the last counted execution, if any (``undo_attempt``'s step).
+
+    The compiled core does this on the C field directly; the twin has it here,
+    next to the counter, so no other module touches ``Attempt``'s state.
+    """
+    if attempt._count > 0:
+        attempt._count -= 1

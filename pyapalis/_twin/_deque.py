@@ -14,15 +14,23 @@ import threading
 import weakref
 from collections import deque
 from collections.abc import AsyncGenerator, Callable, Generator, Iterable, Sized
-from typing import Any, Generic, TypeVar, final
+from typing import Any, Generic, Protocol, TypeVar, final
 
 from ._task import Task
 from ._ulid import TaskId
 
-__all__ = ["OneShotValue", "TaskQueue"]
+__all__ = ["OneShotValue", "TaskQueue", "Waker"]
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+class Waker(Protocol):
+    """The owner a :class:`TaskQueue` calls when a push must wake a parked consumer."""
+
+    def wake(self) -> None:
+        """Get a parked consumer going (called on any thread; see ``connect_consumers``)."""
+
 
 # A pop checks the clock for due scheduled tasks at least this often.
 _RELEASE_EVERY = 64
@@ -121,7 +129,7 @@ class TaskQueue:
         self._waiters: deque[Any] | None = None
         self._pending: Sized = ()
         self._reschedule: Callable[[Any, Any], object] | None = None
-        self._owner: weakref.ref[Any] | None = None
+        self._owner: weakref.ref[Waker] | None = None
         self._full_error: Callable[[str], BaseException] = IndexError
         self._full_message = "TaskQueue is full"
         self.consumer_thread = 0
@@ -182,7 +190,7 @@ class TaskQueue:
         waiters: deque[Any],
         pending: Sized,
         reschedule: Callable[[Any, Any], object],
-        owner: object,
+        owner: Waker,
         full_error: Callable[[str], BaseException],
         full_message: str,
     ) -> None:
@@ -193,7 +201,7 @@ class TaskQueue:
         that finds its task alone in the queue (nothing scheduled, ``pending``
         empty) pops the oldest waiter and calls ``reschedule(waiter,
         OneShotValue(task))``; any other push with ``consumer_waiting`` set
-        calls ``owner._wake()``, unless it comes from another thread while
+        calls ``owner.wake()`` (the owner is a ``Waker``), unless it comes from another thread while
         ``wake_pending`` is set (the owner sets it when it sends a wake to
         ``consumer_thread``, and clears it there before it looks at the
         queue). ``owner`` is held weakly. A full queue makes
@@ -254,7 +262,7 @@ class TaskQueue:
             return  # a wake is on its way to the consumers' thread: it covers this push
         owner = None if self._owner is None else self._owner()
         if owner is not None:
-            owner._wake()
+            owner.wake()
 
     def push_args_bulk(self, iterable: Iterable[Any]) -> list[TaskId]:
         """``push_args`` for every item, ignoring ``maxsize``; returns the ids in order."""

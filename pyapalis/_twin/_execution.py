@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from .._status import Status
+from ._attempt import uncount
 from ._task import Task
 
 __all__ = ["AckRecorder", "OutcomeRecorder", "set_status", "undo_attempt"]
@@ -16,9 +17,7 @@ _DONE = Status.Done
 
 def undo_attempt(task: Task) -> None:
     """Un-count an execution that was interrupted before it could finish."""
-    attempt = task.parts.attempt
-    if attempt._count > 0:
-        attempt._count -= 1
+    uncount(task.parts.attempt)
 
 
 def set_status(task: Task, status: Status) -> None:

@@ -221,7 +221,7 @@ class Parts:
     def __repr__(self) -> str:
         return (
             f"Parts(task_id={self._task_id!r}, status={self._status.name}, "
-            f"attempt={self._attempt._count}, run_at={self._run_at!r}, "
+            f"attempt={self._attempt.current()}, run_at={self._run_at!r}, "
             f"max_attempts={self.max_attempts!r}, timeout={self.timeout!r}, "
             f"priority={self._priority!r})"
         )
@@ -286,7 +286,7 @@ class Task:
     def __repr__(self) -> str:
         return (
             f"Task({self.args!r}, task_id={self._parts._task_id!r}, "
-            f"status={self._parts._status.name}, attempt={self._parts._attempt._count})"
+            f"status={self._parts._status.name}, attempt={self._parts._attempt.current()})"
         )
 
 

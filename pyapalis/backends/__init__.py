@@ -1,16 +1,24 @@
 """Backends: where tasks wait, and the protocols between them and workers.
 
 For users: the built-in backends (``MemoryStorage``, ``JsonStorage``,
-``RedisStorage``, ``SqliteStorage``), codecs,
-pipes, and polling backends built with ``BackendBuilder``. For backend authors:
-the ``Backend`` protocol a worker consumes, the optional extras a worker uses
-(``SyncAck``, ``Wakeable``, ``Bindable``, ``RunsAlongside``, ``WorkerSessions``
-with ``WorkerIdentity``), the optional capability protocols (``FetchById``,
-``WaitForCompletion`` ...) and ``TaskResult``/``WorkerInfo``.
+``RedisStorage``, ``SqliteStorage``), ``open_backend(url)``, codecs, pipes, and polling backends
+built with ``BackendBuilder``. For backend authors: the ``Backend`` protocol a
+worker consumes, the optional extras a worker uses (``SyncAck``, ``Wakeable``,
+``Bindable``, ``RunsAlongside``, ``WorkerSessions`` with ``WorkerIdentity``),
+the shared-backend model (``LeaseStore``, the store operations a shared
+backend implements, and ``LeaseSession`` over them, with ``LeaseConfig``,
+``Claim``, ``Claimed``, ``Settlement``), the optional capability protocols
+(``FetchById``, ``WaitForCompletion`` ...), the operations the command and
+the board use (``Kill``, ``Delete``, ``CountTasks``, ``ListQueues``) and
+``TaskResult``/``WorkerInfo``.
 The common backends are also importable from :mod:`pyapalis` itself.
 """
 
+from ._capabilities import CountTasks as CountTasks
+from ._capabilities import Delete as Delete
 from ._capabilities import FetchById as FetchById
+from ._capabilities import Kill as Kill
+from ._capabilities import ListQueues as ListQueues
 from ._capabilities import ListTasks as ListTasks
 from ._capabilities import ListWorkers as ListWorkers
 from ._capabilities import RegisterWorker as RegisterWorker
@@ -31,6 +39,12 @@ from ._custom import CustomConfig as CustomConfig
 from ._custom import dequeue_backend as dequeue_backend
 from ._json._journal import ReplayReport as ReplayReport
 from ._json._storage import JsonStorage as JsonStorage
+from ._kit._leases import Claim as Claim
+from ._kit._leases import Claimed as Claimed
+from ._kit._leases import LeaseConfig as LeaseConfig
+from ._kit._leases import LeaseSession as LeaseSession
+from ._kit._leases import LeaseStore as LeaseStore
+from ._kit._leases import Settlement as Settlement
 from ._memory._queues import MemoryQueues as MemoryQueues
 from ._memory._storage import MemoryStorage as MemoryStorage
 from ._memory._storage import MemoryStorageStatistics as MemoryStorageStatistics
@@ -61,14 +75,23 @@ __all__ = [
     "BackendBuilder",
     "BackoffConfig",
     "Bindable",
+    "Claim",
+    "Claimed",
     "Codec",
+    "CountTasks",
     "CustomBackend",
     "CustomConfig",
+    "Delete",
     "FetchById",
     "FutureStrategy",
     "IntervalStrategy",
     "JsonCodec",
     "JsonStorage",
+    "Kill",
+    "LeaseConfig",
+    "LeaseSession",
+    "LeaseStore",
+    "ListQueues",
     "ListTasks",
     "ListWorkers",
     "MemoryQueues",
@@ -86,6 +109,7 @@ __all__ = [
     "ResumeAbandoned",
     "ResumeById",
     "RunsAlongside",
+    "Settlement",
     "SqliteStorage",
     "StreamStrategy",
     "SyncAck",

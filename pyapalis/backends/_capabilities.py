@@ -20,9 +20,17 @@ from .._implementation import Task, TaskId
 from .._status import Status
 
 __all__ = [
+    "Closeable",
+    "CountTasks",
+    "Delete",
     "FetchById",
+    "Kill",
+    "ListQueues",
     "ListTasks",
     "ListWorkers",
+    "NamedQueue",
+    "PushNowait",
+    "QueueFamily",
     "RegisterWorker",
     "Reschedule",
     "ResumeAbandoned",
@@ -34,6 +42,7 @@ __all__ = [
     "WaitForCompletion",
     "WorkerInfo",
     "feature_table",
+    "supports",
 ]
 
 
@@ -164,12 +173,102 @@ class ListTasks(Protocol):
 
 
 @runtime_checkable
+class CountTasks(Protocol):
+    """How many tasks of this queue are in each status (every status, zeros included).
+
+    One query where :class:`ListTasks` would read every task: the board asks
+    every few seconds. Listed as a ``count_tasks`` row in the features tables.
+    """
+
+    async def count_tasks(self) -> dict[Status, int]: ...
+
+
+@runtime_checkable
+class ListQueues(Protocol):
+    """The names of the store's queues that hold tasks, and this handle's own, sorted.
+
+    For a store with named queues (``storage.queue(name)``); the board shows
+    each. Listed as a ``list_queues`` row in the features tables.
+    """
+
+    async def list_queues(self) -> list[str]: ...
+
+
+@runtime_checkable
+class Delete(Protocol):
+    """Forgets one task for good; False if the backend does not hold it.
+
+    An operation rather than a worker capability: features tables list it as a
+    ``delete`` row (the command's ``purge`` and the board use it).
+    """
+
+    async def delete(self, task_id: TaskId | str) -> bool: ...
+
+
+@runtime_checkable
+class Kill(Protocol):
+    """Makes a task that has not finished ``Killed`` (never run again), recording ``reason``.
+
+    False for an unknown id or a task already final. A task running when it is
+    killed finishes its current execution, but its worker's acknowledgement is
+    fenced off (or refused), so the task stays Killed. Listed as a ``kill`` row
+    in the features tables (the command's ``kill`` and the board use it).
+    """
+
+    async def kill_by_id(self, task_id: TaskId | str, reason: str = "killed") -> bool: ...
+
+
+@runtime_checkable
 class WaitForCompletion(Protocol):
     """Reports tasks' results as they finish."""
 
     def wait_for(self, task_ids: Iterable[TaskId | str]) -> AsyncIterator[TaskResult]: ...
     async def wait_for_single(self, task_id: TaskId | str) -> TaskResult: ...
     async def check_status(self, task_ids: Iterable[TaskId | str]) -> list[TaskResult]: ...
+
+
+@runtime_checkable
+class PushNowait(Protocol):
+    """Queues a task synchronously, from any thread (``MemoryStorage``)."""
+
+    def push_nowait(self, args: Any) -> TaskId: ...
+
+
+# -- the shapes of backend the typed-task layer and pools work with -----------------
+
+
+@runtime_checkable
+class QueueFamily(Protocol):
+    """Hands out one handle per named queue (``JsonStorage``, ``MemoryQueues``...)."""
+
+    def queue(self, name: str) -> Any: ...
+
+
+@runtime_checkable
+class NamedQueue(Protocol):
+    """A handle on one named queue of a family (``queue_name`` is its name)."""
+
+    @property
+    def queue_name(self) -> str: ...
+
+
+@runtime_checkable
+class Closeable(Protocol):
+    """A handle that is released with ``close()`` (a queue opened from a family)."""
+
+    def close(self) -> None: ...
+
+
+def supports(backend: object, capability: type) -> bool:
+    """Whether ``backend`` (an instance, or a backend class) implements ``capability``.
+
+    ``capability`` is one of the runtime-checkable protocols of this module; a
+    class is checked by its methods (``issubclass``), an instance by
+    ``isinstance``.
+    """
+    if isinstance(backend, type):
+        return issubclass(backend, capability)
+    return isinstance(backend, capability)
 
 
 Support = Literal["supported", "limited", "not supported"]

@@ -30,6 +30,7 @@ from .._implementation import Task, TaskId, set_status, undo_attempt
 from .._status import Status
 from ._kit._args import check_delay, check_positive_int, check_task
 from ._kit._clock import run_clock
+from ._kit._sink import push_each
 from ._poll import IntervalStrategy, PollStrategy, PollTicker, close_ticker
 
 __all__ = [
@@ -70,7 +71,7 @@ class CustomConfig:
     buffer_size: int = 10
 
     def __post_init__(self) -> None:
-        if not callable(getattr(self.poll, "ticker", None)):
+        if not isinstance(self.poll, PollStrategy):
             raise TypeError(
                 f"CustomConfig: poll must be a poll strategy (with .ticker()), got {self.poll!r}"
             )
@@ -117,7 +118,7 @@ class BackendBuilder(Generic[DB]):
     def config(self, config: CustomConfig | PollStrategy) -> BackendBuilder[DB]:
         """A :class:`CustomConfig`, or a poll strategy (``CustomConfig(poll=strategy)``)."""
         if not isinstance(config, CustomConfig):
-            if not callable(getattr(config, "ticker", None)):
+            if not isinstance(config, PollStrategy):
                 raise TypeError(
                     "config: expected a CustomConfig or a poll strategy, "
                     f"got {type(config).__name__}"
@@ -252,11 +253,7 @@ class CustomBackend(Generic[DB]):
 
     async def push_stream(self, items: AsyncIterable[Any]) -> int:
         """Store every item an async iterable yields, as it yields; returns the count."""
-        count = 0
-        async for args in items:
-            await self.push(args)
-            count += 1
-        return count
+        return await push_each(self.push, items)
 
     async def _store(self, tasks: list[Task]) -> list[TaskId]:
         # Fix this trio run's wall-clock offset now, while the tasks' run_at

@@ -43,6 +43,8 @@ import trio
 
 from .._implementation import Task, TaskId
 from .._status import Status
+from ._capabilities import RegisterWorker
+from ._worker_protocols import Bindable, SyncAck, Wakeable
 
 __all__ = ["Pipe", "PushTarget", "pipe_to"]
 
@@ -54,22 +56,39 @@ class PushTarget(Protocol):
     async def push(self, args: Any) -> TaskId: ...
 
 
+@runtime_checkable
+class _Closing(Protocol):
+    """A source iterator that holds something until closed (an async generator)."""
+
+    async def aclose(self) -> None: ...
+
+
 _NOTHING: Any = object()
 
-_DELEGATED = (
-    # The Backend protocol: present when the pipe feeds a backend a worker can consume.
-    "bind",
-    "take_nowait",
-    "take",
-    "ack",
-    "retry",
-    "release",
-    # Optional extras a worker looks for (fast paths, the heartbeat).
-    "ack_nowait",
-    "take_or_wake",
-    "wake_takers",
-    "register_worker",
+
+@runtime_checkable
+class _Consumable(Protocol):
+    """What a worker needs of the backend a pipe feeds (``Backend`` but ``bind``)."""
+
+    def take_nowait(self) -> Task | None: ...
+    async def take(self) -> Task: ...
+    async def ack(
+        self, task: Task, status: Status, result: Any, error: BaseException | None
+    ) -> None: ...
+    async def retry(self, task: Task, delay: float, error: BaseException) -> None: ...
+    async def release(self, task: Task) -> None: ...
+
+
+_DELEGATED: tuple[tuple[type, tuple[str, ...]], ...] = (
+    # Present when the pipe feeds a backend a worker can consume ...
+    (_Consumable, ("take_nowait", "take", "ack", "retry", "release")),
+    # ... and the optional extras a worker uses (fast paths, the heartbeat).
+    (Bindable, ("bind",)),
+    (SyncAck, ("ack_nowait",)),
+    (Wakeable, ("take_or_wake", "wake_takers")),
+    (RegisterWorker, ("register_worker",)),
 )
+"""The declared protocols a pipe lends the worker when its backend implements them."""
 
 
 class Pipe:
@@ -105,7 +124,7 @@ class Pipe:
     def __init__(self, source: AsyncIterable[Any], backend: PushTarget) -> None:
         if not isinstance(source, AsyncIterable):
             raise TypeError(f"Pipe: source must be an async iterable, got {type(source).__name__}")
-        if not callable(getattr(backend, "push", None)):
+        if not isinstance(backend, PushTarget):
             raise TypeError(
                 f"Pipe: backend must have an async push() method, got {type(backend).__name__}"
             )
@@ -117,10 +136,10 @@ class Pipe:
         self._running = False
         # The backend's own methods, bound once: a worker consuming the pipe
         # calls them directly. A method the backend lacks stays unset here too.
-        for name in _DELEGATED:
-            method = getattr(backend, name, None)
-            if callable(method):
-                setattr(self, name, method)
+        for protocol, names in _DELEGATED:
+            if isinstance(backend, protocol):
+                for name in names:
+                    setattr(self, name, getattr(backend, name))
 
     @property
     def source(self) -> AsyncIterable[Any]:
@@ -172,9 +191,8 @@ class Pipe:
     async def aclose(self) -> None:
         """Close the source's iterator (an async generator's ``aclose``), if started."""
         iterator, self._iterator = self._iterator, None
-        close = getattr(iterator, "aclose", None)
-        if close is not None:
-            await close()
+        if isinstance(iterator, _Closing):
+            await iterator.aclose()
 
     def __repr__(self) -> str:
         return f"Pipe(count={self._count}, backend={self._backend!r})"

@@ -59,6 +59,22 @@ class PollTicker(Protocol):
 
 
 @runtime_checkable
+class ClosingTicker(Protocol):
+    """Optional: a ticker holding something to release when its user is done."""
+
+    async def aclose(self) -> None:
+        """Release what the ticker holds (called once, when polling stops)."""
+
+
+@runtime_checkable
+class RandomSource(Protocol):
+    """What :class:`BackoffConfig` draws its jitter from (``random.Random``)."""
+
+    def random(self) -> float:
+        """A float in [0, 1)."""
+
+
+@runtime_checkable
 class PollStrategy(Protocol):
     """Stateless configuration that makes a :class:`PollTicker` per user."""
 
@@ -117,7 +133,7 @@ class BackoffConfig:
         jitter = self.jitter
         if isinstance(jitter, bool) or not isinstance(jitter, (int, float)) or not 0 <= jitter <= 1:
             raise ValueError(f"BackoffConfig: jitter must be between 0 and 1, got {jitter!r}")
-        if self.rng is not None and not callable(getattr(self.rng, "random", None)):
+        if self.rng is not None and not isinstance(self.rng, RandomSource):
             raise TypeError(
                 f"BackoffConfig: rng must be a random.Random (with .random()), got {self.rng!r}"
             )
@@ -374,7 +390,7 @@ class MultiStrategy:
         if not strategies:
             raise ValueError("MultiStrategy: needs at least one strategy")
         for position, strategy in enumerate(strategies):
-            if not callable(getattr(strategy, "ticker", None)):
+            if not isinstance(strategy, PollStrategy):
                 raise TypeError(
                     f"MultiStrategy: strategy {position} must be a poll strategy "
                     f"(with .ticker()), got {strategy!r}"
@@ -431,7 +447,6 @@ class MultiTicker:
 
 
 async def close_ticker(ticker: PollTicker) -> None:
-    """Call ``ticker.aclose()`` if the ticker has one (it is optional)."""
-    aclose = getattr(ticker, "aclose", None)
-    if aclose is not None:
-        await aclose()
+    """Call ``ticker.aclose()`` if the ticker has one (:class:`ClosingTicker`, optional)."""
+    if isinstance(ticker, ClosingTicker):
+        await ticker.aclose()

@@ -39,13 +39,14 @@ import logging
 import math
 import threading
 from collections.abc import Callable, Iterable
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import trio
 
 from .._errors import RuntimeStoppedError, TaskError
 from .._implementation import Task, TaskId
 from .._status import Status
+from ..backends._capabilities import PushNowait
 from ..backends._memory._storage import MemoryStorage
 
 __all__ = [
@@ -68,10 +69,36 @@ cancelled tasks will not end (it is a daemon thread: the interpreter then leaves
 _DONE = Status.Done
 
 
+@runtime_checkable
 class Runnable(Protocol):
     """What the runtime runs: a :class:`~pyapalis.Worker` or a ``Monitor``."""
 
     async def run(self) -> None: ...
+
+
+@runtime_checkable
+class _ShutsDown(Protocol):
+    """A target stopped gracefully with ``shutdown()`` (a Monitor, a WorkerPool)."""
+
+    def shutdown(self) -> None: ...
+
+
+@runtime_checkable
+class _Stoppable(Protocol):
+    """A worker's context: ``stop()``, and whether it is already shutting down."""
+
+    def stop(self) -> None: ...
+
+    @property
+    def is_shutting_down(self) -> bool: ...
+
+
+@runtime_checkable
+class _HasContext(Protocol):
+    """A target stopped through its context (a Worker)."""
+
+    @property
+    def context(self) -> object: ...
 
 
 class _State(enum.Enum):
@@ -129,7 +156,7 @@ class BackgroundRuntime:
         stop_timeout: float = DEFAULT_STOP_TIMEOUT,
         stop_at_exit: bool = True,
     ) -> None:
-        if not callable(getattr(target, "run", None)):
+        if not isinstance(target, Runnable):
             raise TypeError(
                 "BackgroundRuntime: target must be a Worker or a Monitor (an object with "
                 f"async run()), got {type(target).__name__}"
@@ -269,13 +296,12 @@ class BackgroundRuntime:
         """
         if self._state is not _State.Running:
             raise self._refusal("push")
-        push_nowait = getattr(storage, "push_nowait", None)
-        if push_nowait is None:
+        if not isinstance(storage, PushNowait):
             raise TypeError(
                 f"push: storage must have push_nowait() (a MemoryStorage), "
                 f"got {type(storage).__name__}"
             )
-        task_id: TaskId = push_nowait(args)
+        task_id: TaskId = storage.push_nowait(args)
         return task_id
 
     def submit(self, storage: MemoryStorage, args: Any) -> concurrent.futures.Future[Any]:
@@ -603,15 +629,15 @@ def _iterable_arg(items: object) -> Iterable[Any]:
 def _stopper_for(target: object) -> Callable[[], None]:
     """How to ask ``target`` to stop gracefully: a Monitor's ``shutdown()`` or a
     Worker's ``context.stop()``."""
-    shutdown = getattr(target, "shutdown", None)
-    if callable(shutdown):
-        return shutdown  # type: ignore[no-any-return]
-    context = getattr(target, "context", None)
-    if callable(getattr(context, "stop", None)):
+    if isinstance(target, _ShutsDown):
+        return target.shutdown
+    context = target.context if isinstance(target, _HasContext) else None
+    if isinstance(context, _Stoppable):
+        stoppable = context
 
         def stop_worker() -> None:
-            if not getattr(context, "is_shutting_down", False):
-                context.stop()  # type: ignore[union-attr]
+            if not stoppable.is_shutting_down:
+                stoppable.stop()
 
         return stop_worker
     raise TypeError(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import outcome
 
@@ -16,6 +16,15 @@ from ._common import check_callable
 __all__ = ["AcknowledgeLayer", "Acknowledger", "EventListenerLayer"]
 
 Acknowledger = Callable[[Task, outcome.Outcome[Any]], Any]
+
+
+@runtime_checkable
+class AcknowledgeTrait(Protocol):
+    """An acknowledger object, as apalis's ``Acknowledge`` trait: ``ack(task, outcome)``."""
+
+    def ack(self, task: Task, result: outcome.Outcome[Any]) -> Any: ...
+
+
 """``acknowledger(task, outcome)``: plain or ``async``; ``outcome`` is an
 ``outcome.Value(result)`` or an ``outcome.Error(exception)``."""
 
@@ -38,9 +47,8 @@ class AcknowledgeLayer:
     wraps_execution: ClassVar[bool] = True
 
     def __init__(self, acknowledger: Acknowledger | Any) -> None:
-        method = getattr(acknowledger, "ack", None)
-        if callable(method) and not inspect.isroutine(acknowledger):
-            self._acknowledger: Acknowledger = method
+        if isinstance(acknowledger, AcknowledgeTrait) and not inspect.isroutine(acknowledger):
+            self._acknowledger: Acknowledger = acknowledger.ack
         else:
             self._acknowledger = check_callable("AcknowledgeLayer", "acknowledger", acknowledger)
 

@@ -4,11 +4,17 @@
 ``pyapalis.testing.conformance`` is the suite every backend passes; see
 :class:`BackendConformance`; :class:`SharedBackendConformance` adds the cases
 of backends shared by several processes (worker processes, SIGKILL, leases).
-:class:`WallClock` makes ``time.time()`` follow trio's virtual clock. This
+:class:`WallClock` makes ``time.time()`` follow trio's virtual clock. Importing
+this package declares ``trio.testing.MockClock`` a virtual clock to the
+backends (blocking work then stays on the trio thread: see
+``pyapalis.backends._kit._clock.VirtualClock``). This
 package needs pytest and pytest-trio: ``pip install 'pyapalis[testing]'``.
 """
 
-from . import _requirements  # noqa: F401  (first: names the extra if pytest is missing)
+from . import (
+    _requirements,  # noqa: F401  (first: names the extra if pytest is missing)
+    _virtual,  # noqa: F401  (declares trio's MockClock a virtual clock)
+)
 from ._shared import SharedBackendConformance as SharedBackendConformance
 from ._shared import SharedBackendHarness as SharedBackendHarness
 from ._test_worker import TestWorker as TestWorker

@@ -1,4 +1,4 @@
-"""The conformance cases of shared backends: several processes on one store (DESIGN §8).
+"""The conformance cases of shared backends: several processes on one store.
 
 A shared backend (SQLite, PostgreSQL, Redis ...) runs them by subclassing
 :class:`SharedBackendConformance` and providing a ``shared_harness`` fixture
@@ -45,7 +45,7 @@ import trio
 from .._implementation import TaskBuilder, TaskId
 from .._status import Status
 from ..backends._worker_protocols import WorkerIdentity, WorkerSessions
-from ._shared_child import resolve
+from ._resolve import resolve
 from .conformance import _trio_test
 
 __all__ = ["SharedBackendConformance", "SharedBackendHarness"]

@@ -11,7 +11,6 @@ worker has started.
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import signal
@@ -24,12 +23,7 @@ from .._implementation import Attempt, TaskId
 from .._worker._context import WorkerContext
 from .._worker._events import Event, EventKind
 from .._worker._worker import WorkerBuilder
-
-
-def resolve(target: str) -> Any:
-    """The object a ``"module:attribute"`` string names."""
-    module_name, _, attribute = target.partition(":")
-    return getattr(importlib.import_module(module_name), attribute)
+from ._resolve import resolve
 
 
 async def main(config: dict[str, Any]) -> None:
@@ -64,17 +58,18 @@ async def main(config: dict[str, Any]) -> None:
         .build(handler)
     )
 
-    async def stop_on_signal() -> None:
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-            async for _ in signals:
-                worker.context.stop()
-                return
+    async def stop_on(signals: Any) -> None:
+        async for _ in signals:
+            worker.context.stop()
+            return
 
     try:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(stop_on_signal)
-            await worker.run()
-            nursery.cancel_scope.cancel()
+        # The signals are caught before the worker starts (and writes ``ready``).
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(stop_on, signals)
+                await worker.run()
+                nursery.cancel_scope.cancel()
     finally:
         log.close()
         close = getattr(backend, "aclose", None)

@@ -272,7 +272,7 @@ _BAD_CALLS: dict[str, _BadCall] = {
     ),
     "reschedule-not-a-task": _BadCall(
         Reschedule,
-        lambda b: b.reschedule("task", 1),
+        lambda b: b.reschedule("task", -1),  # both bad: the task is checked first
         TypeError,
         "reschedule: task must be a Task, got str 'task'",
     ),

@@ -32,7 +32,15 @@ from .._implementation import Task, TaskId
 from .._status import Status
 from .._worker._context import EventCallback
 from .._worker._service import AlwaysReady, Service
+from .._worker._source import check_backend
 from .._worker._worker import Worker, WorkerBuilder
+from ..backends._capabilities import (
+    Delete,
+    FetchById,
+    ListTasks,
+    WaitForCompletion,
+    supports,
+)
 from ..backends._kit._args import check_name
 from ..backends._memory._queues import MemoryQueues, is_queue_family, open_queue
 from ..backends._memory._storage import MemoryStorage
@@ -103,8 +111,7 @@ _UNSET = _Unset.UNSET
 def _keeps_finished_tasks(backend: object) -> bool:
     """True if finished tasks stay readable in ``backend`` (so retention matters)."""
     return any(
-        callable(getattr(backend, method, None))
-        for method in ("fetch_by_id", "list_tasks", "check_status")
+        supports(backend, capability) for capability in (FetchById, ListTasks, WaitForCompletion)
     )
 
 
@@ -127,7 +134,7 @@ def _default_retention(handle: object, backend: object) -> RetentionMode | None:
     family other than JsonStorage and MemoryQueues): the run decides then.
     """
     if _keeps_finished_tasks(handle):
-        if callable(getattr(handle, "delete", None)):
+        if supports(handle, Delete):
             return RetentionMode.RemoveDone
         return RetentionMode.KeepAll
     if handle is backend and is_queue_family(backend):
@@ -140,7 +147,7 @@ def _retention_refusal(handle: object, retention: RetentionMode) -> str | None:
     if (
         retention is RetentionMode.KeepAll
         or not _keeps_finished_tasks(handle)
-        or callable(getattr(handle, "delete", None))
+        or supports(handle, Delete)
     ):
         return None
     name = handle.__name__ if isinstance(handle, type) else type(handle).__name__
@@ -180,7 +187,7 @@ class WorkerPool:
         name: str = "pool",
     ) -> None:
         if isinstance(backend, type) or not (
-            is_queue_family(backend) or callable(getattr(backend, "take_nowait", None))
+            is_queue_family(backend) or check_backend(backend) is None
         ):
             raise TypeError(
                 f"WorkerPool: backend must be a backend or a queue family with queue(name), "

@@ -35,13 +35,14 @@ import inspect
 import math
 import time
 from collections.abc import Mapping
-from typing import Any, ClassVar, dataclass_transform
+from typing import Any, ClassVar, Protocol, dataclass_transform, runtime_checkable
 
 import orjson
 
 from .._errors import CodecError, UnknownTaskError
 from .._implementation import Task, TaskBuilder, TaskId
 from .._worker._retry import BackoffMode
+from ..backends._capabilities import QueueFamily
 from ..backends._codec import dumps_finite, non_finite, non_finite_message
 from ..backends._memory._queues import open_queue
 from ._unique import INFO_KEY, check_unique_capable, info_of, push_unique
@@ -50,6 +51,13 @@ __all__ = ["BackgroundTask", "CurrentTask", "TaskHash", "UnknownTaskError"]
 
 _CONFIG = ("TASK_NAME", "QUEUE", "MAX_RETRIES", "BACKOFF_MODE", "TIMEOUT")
 _DATACLASS_OPTIONS = frozenset({"eq", "frozen", "kw_only", "match_args", "order", "repr"})
+
+
+@runtime_checkable
+class PushesTasks(Protocol):
+    """All a typed task needs of a queue's handle: ``push_task`` (of ``TaskSink``)."""
+
+    async def push_task(self, task: Task) -> TaskId: ...
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -230,10 +238,7 @@ class BackgroundTask:
         owner = f"{cls.__qualname__}.enqueue"
         if cls.ABSTRACT:
             raise TypeError(f"{owner}: {cls.__qualname__} is abstract (it has no TASK_NAME)")
-        if isinstance(backend, type) or not (
-            callable(getattr(backend, "push_task", None))
-            or callable(getattr(backend, "queue", None))
-        ):
+        if isinstance(backend, type) or not isinstance(backend, (PushesTasks, QueueFamily)):
             raise TypeError(
                 f"{owner}: backend must be a backend with push_task() or a queue family "
                 f"with queue(name), got {backend!r}"
@@ -255,7 +260,7 @@ class BackgroundTask:
         )
         handle, close = open_queue(backend, cls.QUEUE)
         try:
-            if not callable(getattr(handle, "push_task", None)):
+            if not isinstance(handle, PushesTasks):
                 raise TypeError(
                     f"{owner}: the handle of queue {cls.QUEUE!r} has no push_task(): {handle!r}"
                 )

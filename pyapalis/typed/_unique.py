@@ -28,13 +28,14 @@ import logging
 import sys
 import weakref
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import trio
 
 from .._errors import CodecError
 from .._implementation import Task, TaskId
 from .._status import Status
+from ..backends._capabilities import ListTasks, WaitForCompletion
 from ..backends._memory._storage import MemoryStorage
 
 __all__ = ["INFO_KEY", "push_unique"]
@@ -122,13 +123,31 @@ _BY_PATH: dict[tuple[str, str, str], _Index] = {}
 _BY_OBJECT: weakref.WeakKeyDictionary[Any, _Index] = weakref.WeakKeyDictionary()
 
 
+@runtime_checkable
+class _QueueOnFile(Protocol):
+    """A handle on a named queue of a file (JsonStorage, SqliteStorage): handles on
+    the same file and queue share one index."""
+
+    @property
+    def path(self) -> str: ...
+
+    @property
+    def queue_name(self) -> str: ...
+
+
+@runtime_checkable
+class _Replayed(Protocol):
+    """A file reopened with a new replay report (JsonStorage): its index is rebuilt."""
+
+    @property
+    def report(self) -> object: ...
+
+
 def _index_for(handle: Any) -> _Index:
-    path = getattr(handle, "path", None)
-    queue_name = getattr(handle, "queue_name", None)
-    if isinstance(path, str) and isinstance(queue_name, str):
+    if isinstance(handle, _QueueOnFile):
         # A new opening of the file has a new replay report: rebuild then.
-        generation = getattr(handle, "report", None)
-        key = (type(handle).__qualname__, path, queue_name)
+        generation = handle.report if isinstance(handle, _Replayed) else None
+        key = (type(handle).__qualname__, handle.path, handle.queue_name)
         index = _BY_PATH.get(key)
         if index is None or index.generation is not generation:
             index = _BY_PATH[key] = _Index(generation)
@@ -166,7 +185,7 @@ def _key_of(task: Task) -> Key | None:
 
 def check_unique_capable(handle: Any, owner: str) -> None:
     """Raise TypeError if ``handle`` cannot tell when a unique task is finished."""
-    if isinstance(handle, MemoryStorage) or callable(getattr(handle, "check_status", None)):
+    if isinstance(handle, (MemoryStorage, WaitForCompletion)):
         return
     raise TypeError(
         f"{owner}: uniq() needs a backend that reports task status (check_status), "
@@ -190,7 +209,7 @@ async def push_unique(handle: Any, key: Key, task: Task) -> TaskId:
             if index.records.get(key) is record:
                 del index.records[key]
         task_id: TaskId = await handle.push_task(task)
-        keep = task if not callable(getattr(handle, "check_status", None)) else None
+        keep = task if not isinstance(handle, WaitForCompletion) else None
         index.records[key] = _Record(task_id, keep)
         if len(index.records) >= index.sweep_at:
             await _sweep(handle, index)
@@ -199,9 +218,9 @@ async def push_unique(handle: Any, key: Key, task: Task) -> TaskId:
 
 async def _scan(handle: Any, index: _Index) -> None:
     """Load the unfinished unique tasks a backend already holds (from an earlier run)."""
-    list_tasks = getattr(handle, "list_tasks", None)
-    if not callable(list_tasks):
+    if not isinstance(handle, ListTasks):
         return
+    list_tasks = handle.list_tasks
     for status in _UNFINISHED:
         try:
             # One page holding everything: a snapshot, not pages that shift
@@ -211,8 +230,9 @@ async def _scan(handle: Any, index: _Index) -> None:
             tasks = await _scan_one_by_one(list_tasks, status)
         for task in tasks:
             key = _key_of(task)
-            if key is not None and key not in index.records:
-                index.records[key] = _Record(task.parts.task_id, None)
+            task_id = task.parts.task_id  # a stored task always has one
+            if key is not None and task_id is not None and key not in index.records:
+                index.records[key] = _Record(task_id, None)
 
 
 async def _scan_one_by_one(list_tasks: Any, status: Status) -> list[Task]:
@@ -246,7 +266,7 @@ async def _sweep(handle: Any, index: _Index) -> None:
     """Forget finished tasks; runs when the index doubled since the last sweep."""
     snapshot = list(index.records.items())
     finished: list[Key] = []
-    if callable(getattr(handle, "check_status", None)):
+    if isinstance(handle, WaitForCompletion):
         try:
             results = await handle.check_status([record.task_id for _, record in snapshot])
             finished = [key for (key, _), r in zip(snapshot, results, strict=True) if r.is_final]

@@ -9,6 +9,7 @@ handle's codec.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import math
@@ -38,8 +39,9 @@ from .._kit._args import (
     check_task_id,
     check_task_ids,
 )
+from .._kit._sink import push_each
 from ._journal import ReplayReport, WriteError
-from ._store import FAR_FUTURE, PENDING, RUNNING, Entry, Store, Watch, open_store
+from ._store import FAR_FUTURE, PENDING, RUNNING, Entry, Store, open_store
 
 __all__ = ["JsonStorage"]
 
@@ -140,6 +142,9 @@ class JsonStorage:
     Reschedule              supported    not a task running in this process
     Vacuum                  supported    drops finished tasks, compacts the file
     delete                  supported    finished, Pending or abandoned tasks
+    kill                    supported    Pending or abandoned tasks
+    count_tasks             supported    this queue, from memory
+    list_queues             supported    queues of the file holding tasks
     ResumeById              supported    Failed, Killed or abandoned tasks
     ResumeAbandoned         supported    at once, or by lease expiry
     RegisterWorker          supported
@@ -331,11 +336,7 @@ class JsonStorage:
 
     async def push_stream(self, items: AsyncIterable[Any]) -> int:
         """Store every item an async iterable yields, as it yields; returns the count."""
-        count = 0
-        async for args in items:
-            await self.push(args)
-            count += 1
-        return count
+        return await push_each(self.push, items)
 
     def _push_record(self, task_id: str, args: Any, run_at: float) -> dict[str, Any]:
         return {
@@ -696,6 +697,7 @@ class JsonStorage:
         process belongs to its worker (which retries it) and raises
         :class:`StorageError`.
         """
+        check_task(task, "reschedule: task")  # the task first, as every backend checks
         seconds = check_delay(delay, "reschedule: delay")
         entry = self._own(task, "reschedule")
         store = self._store
@@ -764,6 +766,40 @@ class JsonStorage:
             if store.entries.get(key) is entry:
                 entry.deleting = False
             raise
+        return True
+
+    async def kill_by_id(self, task_id: TaskId | str, reason: str = "killed") -> bool:
+        """Make a Pending or abandoned task Killed for good, ``reason`` its error (durable).
+
+        False for an unknown id or a finished task; a task running in this
+        process belongs to its worker and raises :class:`StorageError`.
+        """
+        key = str(check_task_id(task_id, "kill_by_id: task_id"))
+        if not isinstance(reason, str):
+            raise TypeError(f"kill_by_id: reason must be a str, got {reason!r}")
+        self._check_open()
+        store = self._store
+        entry = store.entries.get(key)
+        if entry is None or entry.deleting or entry.status.is_final:
+            await trio.lowlevel.checkpoint()
+            return False
+        if key in store.in_flight:
+            raise StorageError(
+                f"JsonStorage.kill_by_id: task {key} is running in this process; its worker owns it"
+            )
+        record = {
+            "op": "final",
+            "id": key,
+            "status": Status.Killed.value,
+            "attempts": entry.attempts,
+            "error": reason,
+        }
+
+        def durable() -> None:
+            store.unqueue(entry)
+            store.settle(entry, record)
+
+        await store.commit([record], durable, (entry,))
         return True
 
     async def resume_by_id(self, task_id: TaskId | str) -> bool:
@@ -853,6 +889,23 @@ class JsonStorage:
             for entry in itertools.islice(matching, start, start + page_size)
         ]
 
+    async def list_queues(self) -> list[str]:
+        """The file's queues that hold tasks, and this handle's own, sorted."""
+        self._check_open()
+        await trio.lowlevel.checkpoint()
+        return sorted({self._queue_name, *(entry.queue for entry in self._store.entries.values())})
+
+    async def count_tasks(self) -> dict[Status, int]:
+        """How many of this queue's tasks are in each status (zeros included)."""
+        self._check_open()
+        await trio.lowlevel.checkpoint()
+        counts = dict.fromkeys(Status, 0)
+        name = self._queue_name
+        for entry in self._store.entries.values():
+            if entry.queue == name:
+                counts[entry.status] += 1
+        return counts
+
     # -- WaitForCompletion ---------------------------------------------------------
 
     async def check_status(self, task_ids: Iterable[TaskId | str]) -> list[TaskResult]:
@@ -867,22 +920,10 @@ class JsonStorage:
     async def wait_for_single(self, task_id: TaskId | str) -> TaskResult:
         """Wait until the task is final and return its result."""
         key = check_task_id(task_id, "wait_for_single: task_id")
-        [entry] = self._entries_of([key], "wait_for_single")
-        if entry.status.is_final:
-            await trio.lowlevel.checkpoint()
-            return self._result_of(entry)
-        store = self._store
-        watch = Watch()
-        store.watch(watch, [entry])
-        try:
-            while not watch.finished:
-                await watch.lot.park()
-                self._check_open()
-        finally:
-            store.unwatch(watch, [entry])
-        if watch.deleted:
-            raise KeyError(f"wait_for_single: task {entry.task_id!r} was deleted from {self.path}")
-        return self._result_of(watch.finished[0])
+        async with contextlib.aclosing(self._outcomes([key], "wait_for_single")) as results:
+            async for result in results:
+                return result
+        raise AssertionError("unreachable: _outcomes() yields every id it is given")
 
     async def wait_for(self, task_ids: Iterable[TaskId | str]) -> AsyncGenerator[TaskResult, None]:
         """Yield each task's result as it becomes final: already final ones first, in
@@ -890,29 +931,29 @@ class JsonStorage:
 
         Raises ``KeyError`` (before yielding anything) for an id the file does not hold.
         """
-        found = self._entries_of(task_ids, "wait_for")
-        entries = list({entry.task_id: entry for entry in found}.values())
-        await trio.lowlevel.checkpoint()
-        store = self._store
-        waiting = [entry for entry in entries if not entry.status.is_final]
-        final = [entry for entry in entries if entry.status.is_final]
-        watch = Watch()
-        store.watch(watch, waiting)
-        try:
-            for entry in final:
+        async with contextlib.aclosing(self._outcomes(task_ids, "wait_for")) as results:
+            async for result in results:
+                yield result
+
+    async def _outcomes(
+        self, task_ids: Iterable[TaskId | str], what: str
+    ) -> AsyncGenerator[TaskResult, None]:
+        """The store's result waiters (the kit's), fed by every handle on the file."""
+        entries = {TaskId(entry.task_id): entry for entry in self._entries_of(task_ids, what)}
+
+        def final(keys: set[TaskId]) -> dict[TaskId, tuple[Entry, bool]]:
+            return {
+                key: (entry, False)
+                for key, entry in entries.items()
+                if key in keys and entry.status.is_final
+            }
+
+        waiting = self._store.waiters.wait(entries, final, check=self._check_open)
+        async with contextlib.aclosing(waiting) as outcomes:
+            async for _key, (entry, deleted) in outcomes:
+                if deleted:
+                    raise KeyError(f"{what}: task {entry.task_id!r} was deleted from {self.path}")
                 yield self._result_of(entry)
-            for _ in waiting:
-                while not watch.finished:
-                    await watch.lot.park()
-                    self._check_open()
-                finished = watch.finished.popleft()
-                if finished.task_id in watch.deleted:
-                    raise KeyError(
-                        f"wait_for: task {finished.task_id!r} was deleted from {self.path}"
-                    )
-                yield self._result_of(finished)
-        finally:
-            store.unwatch(watch, waiting)
 
     def _entries_of(self, task_ids: Iterable[TaskId | str], what: str) -> list[Entry]:
         keys = [str(task_id) for task_id in check_task_ids(task_ids, f"{what}: task_ids")]

@@ -44,12 +44,14 @@ from typing import Any
 import trio
 
 from ..._errors import StorageError
+from ..._implementation import TaskId
 from ..._status import Status
 from .._capabilities import WorkerInfo
 from .._kit._clock import DeadlineConverter, run_clock
+from .._kit._results import ResultWaiters
 from ._journal import Backoff, Journal, WriteError
 
-__all__ = ["FAR_FUTURE", "Entry", "Queue", "Store", "Watch", "open_store"]
+__all__ = ["FAR_FUTURE", "Entry", "Queue", "Store", "open_store"]
 
 PENDING = Status.Pending
 RUNNING = Status.Running
@@ -193,20 +195,6 @@ class Queue:
         self.lot = trio.lowlevel.ParkingLot()
 
 
-class Watch:
-    """One ``wait_for``: the entries it waits for that became final, in that order.
-
-    An entry deleted while waited for is handed over too, its id in ``deleted``.
-    """
-
-    __slots__ = ("deleted", "finished", "lot")
-
-    def __init__(self) -> None:
-        self.finished: deque[Entry] = deque()
-        self.deleted: set[str] = set()
-        self.lot = trio.lowlevel.ParkingLot()
-
-
 class Store:
     """Everything one journal file holds, shared by every handle on it in a process."""
 
@@ -224,7 +212,8 @@ class Store:
         self.abandoned: dict[str, Entry] = {}
         self.leases: list[tuple[float, int, Entry]] = []
         self.in_flight: dict[str, Entry] = {}
-        self.watchers: dict[str, list[Watch]] = {}
+        self.waiters: ResultWaiters[tuple[Entry, bool]] = ResultWaiters()
+        """Callers of ``wait_for`` on any handle: handed ``(entry, deleted)``."""
         self.reserved: set[str] = set()
         """Ids whose push is waiting for the disk."""
         self.sequence = itertools.count()
@@ -480,15 +469,14 @@ class Store:
 
     def finished(self, entry: Entry) -> None:
         """Tell the waiters of ``entry`` that it is final."""
-        for watch in self.watchers.pop(entry.task_id, ()):
-            watch.finished.append(entry)
-            watch.lot.unpark_all()
+        if self.waiters:
+            self.waiters.deliver(TaskId(entry.task_id), (entry, False))
 
     def forget(self, entry: Entry) -> None:
         """Apply a durable delete: the entry leaves every index; its waiters learn it.
 
         Waiters still registered for it never saw it final (a final entry has
-        none): they are handed the entry with its id in ``Watch.deleted``.
+        none): they are handed ``(entry, True)``.
         Stale places in the lease heap are skipped when they come up.
         """
         key = entry.task_id
@@ -497,22 +485,8 @@ class Store:
         self.unqueue(entry)
         self.abandoned.pop(key, None)
         self.in_flight.pop(key, None)
-        for watch in self.watchers.pop(key, ()):
-            watch.deleted.add(key)
-            watch.finished.append(entry)
-            watch.lot.unpark_all()
-
-    def watch(self, watch: Watch, entries: Iterable[Entry]) -> None:
-        for entry in entries:
-            self.watchers.setdefault(entry.task_id, []).append(watch)
-
-    def unwatch(self, watch: Watch, entries: Iterable[Entry]) -> None:
-        for entry in entries:
-            watchers = self.watchers.get(entry.task_id)
-            if watchers is not None and watch in watchers:
-                watchers.remove(watch)
-                if not watchers:
-                    del self.watchers[entry.task_id]
+        if self.waiters:
+            self.waiters.deliver(TaskId(key), (entry, True))
 
     # -- abandoned tasks ---------------------------------------------------------
 
@@ -652,9 +626,7 @@ class Store:
         # Takers and waiters parked on this store wake up and find it closed.
         for queue in self.queues.values():
             queue.lot.unpark_all()
-        for watchers in self.watchers.values():
-            for watch in watchers:
-                watch.lot.unpark_all()
+        self.waiters.wake_all()
         if self.temp_dir is not None:
             shutil.rmtree(self.temp_dir, ignore_errors=True)
 

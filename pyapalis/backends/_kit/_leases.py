@@ -1,4 +1,4 @@
-"""The shared-backend model (DESIGN §8), written once for SQLite, PostgreSQL and Redis.
+"""The shared-backend model, written once for SQLite, PostgreSQL and Redis.
 
 A shared backend is one store that several worker processes consume at once.
 Each backend implements the few store operations of :class:`LeaseStore` (one
@@ -17,6 +17,9 @@ The delivery model, and where each rule lives:
   deadline ``now + lease``, atomically. The session asks for its free slots
   plus a small prefetch (:attr:`LeaseConfig.prefetch`), never the whole
   queue; an idle worker claims at once, so a single task is never delayed.
+  Under load, once a claim came back full and fewer than concurrency/2
+  claimed tasks wait, the next claim starts in the background, so the
+  consumer loops do not stall on the round trip.
   Prefetched tasks wait in the session and are handed back (not counted as
   an execution) when the run ends.
 * **Acks** are fenced and batched: every outcome (final status, retry with
@@ -25,7 +28,8 @@ The delivery model, and where each rule lives:
   Running under this owner and attempt, so a late ack after a lost lease
   changes nothing. Settlements are folded into the next claim when there is
   one, else flushed after :attr:`LeaseConfig.flush_interval` or once
-  :attr:`LeaseConfig.flush_max` are waiting. ``ack_nowait`` (the worker's hot
+  :attr:`LeaseConfig.flush_max` are waiting (together with the next claim
+  when the queue had more: every commit carries both). ``ack_nowait`` (the worker's hot
   path) only queues.
 * **Heartbeat** (:meth:`LeaseStore.heartbeat`): records the worker (for
   ``list_workers``) and extends every lease it holds, in one call. The worker
@@ -54,13 +58,14 @@ every store call, so a store never reads a clock of its own for leases.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import trio
 
@@ -69,6 +74,7 @@ from ..._implementation import Task
 from ..._status import Status
 from .._worker_protocols import WorkerIdentity
 from ._clock import run_clock
+from ._results import describe
 
 __all__ = [
     "Claim",
@@ -82,8 +88,7 @@ __all__ = [
 logger = logging.getLogger("pyapalis.leases")
 
 
-@dataclass(frozen=True, slots=True)
-class Claimed:
+class Claimed(NamedTuple):
     """A task a claim handed to a worker, with the attempt the claim set (its fence).
 
     ``task.parts.attempt`` is ``attempt - 1``: the worker counts the execution
@@ -107,8 +112,7 @@ class Claim:
     next_due: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Settlement:
+class Settlement(NamedTuple):
     """One outcome of a claimed task, applied only if ``(task_id, owner, attempt)`` still match.
 
     * final: ``status`` is Done (with ``result``), Failed or Killed (with
@@ -117,6 +121,8 @@ class Settlement:
       its attempts kept; ``error`` is the failure's message.
     * hand-back: ``status`` Pending, ``release`` True: queued again at once,
       the execution not counted (attempt - 1), ``run_at`` unchanged.
+
+    (A NamedTuple, as :class:`Claimed`: one is made per task, on the hot path.)
     """
 
     task_id: str
@@ -265,6 +271,20 @@ class LeaseSession:
         self._next_due: float | None = None
         self._last_beat = -math.inf  # trio time of the last successful heartbeat
         self._closed = False
+        # Refill ahead: once a claim came back full (more may be due) and the
+        # prefetched tasks run low, the refiller claims the next batch while
+        # the consumer loops still have work, so they never wait on a claim.
+        self._more = False
+        self._low_water = max(1, worker.concurrency // 2)
+        self._low = trio.Event()
+        # Idle waits: one loop waits on the store (``_idling`` meanwhile), the
+        # others park in ``_followers`` and are woken one at a time (each takes
+        # a task and wakes the next, or becomes the one waiting on the store).
+        # Each wait's end counts in ``_wakes``; a claim records the count it saw.
+        self._idling = False
+        self._followers = trio.lowlevel.ParkingLot()
+        self._wakes = 1
+        self._claimed_wakes = 0
 
     @property
     def worker(self) -> WorkerIdentity:
@@ -332,7 +352,13 @@ class LeaseSession:
     def take_nowait(self) -> Task | None:
         """A claimed task waiting in the session, or None (never a round trip)."""
         ready = self._ready
-        return ready.popleft() if ready else None
+        if not ready:
+            return None
+        task = ready.popleft()
+        if self._more and len(ready) < self._low_water:
+            self._more = False
+            self._low.set()
+        return task
 
     async def take(self) -> Task:
         """Claim (folding queued settlements in) and return the next due task.
@@ -344,25 +370,41 @@ class LeaseSession:
         while True:
             task = self.take_nowait()
             if task is not None:
+                if self._ready and self._followers:
+                    self._followers.unpark()  # more to take: the next idle loop
                 return task
-            async with self._claiming:
-                if self._ready:
-                    continue
-                try:
-                    claimed = await self._claim()
-                except StorageError as error:
-                    delay = backoff.next()
-                    logger.warning(
-                        "worker %s: claiming failed (%s); trying again in %s s",
-                        self._worker.name,
-                        error,
-                        delay,
-                    )
-                    await trio.sleep(delay)
-                    continue
-                backoff.reset()
-                if not claimed:
-                    await self._idle()
+            try:
+                if self._claim_warranted():
+                    async with self._claiming:
+                        if self._ready or not self._claim_warranted():
+                            continue
+                        self._claimed_wakes = self._wakes
+                        if await self._claim():
+                            backoff.reset()
+                            continue
+                await self._idle()
+            except StorageError as error:
+                self._claimed_wakes = -1  # claim again after the pause
+                delay = backoff.next()
+                logger.warning(
+                    "worker %s: claiming failed (%s); trying again in %s s",
+                    self._worker.name,
+                    error,
+                    delay,
+                )
+                await trio.sleep(delay)
+                continue
+            backoff.reset()
+
+    def _claim_warranted(self) -> bool:
+        """Whether a claim may find something: the last came back full, or a wake came
+        since; or it has outcomes to carry (a worker going idle writes them at once).
+
+        So the consumer loops of an idle worker do not each run an empty claim
+        whenever one task is pushed: one of them waits on the store, and after
+        its wake one claim runs (for every free slot).
+        """
+        return self._more or self._wakes != self._claimed_wakes or bool(self._pending)
 
     async def ack(
         self, task: Task, status: Status, result: Any, error: BaseException | None
@@ -377,13 +419,13 @@ class LeaseSession:
         """Queue a final outcome: Done with ``result``, Failed or Killed with ``error``."""
         if not isinstance(status, Status) or not status.is_final:
             raise ValueError(f"ack: status must be Done, Failed or Killed, got {status!r}")
-        message = None if error is None else _describe(error)
+        message = None if error is None else describe(error, status)
         self._settle(task, status, result=result if status is Status.Done else None, error=message)
 
     async def retry(self, task: Task, delay: float, error: BaseException) -> None:
         """Queue the task again ``delay`` seconds from now, its attempts kept."""
         run_at = run_clock().wall_now() + max(delay, 0.0)
-        self._settle(task, Status.Pending, error=_describe(error), run_at=run_at)
+        self._settle(task, Status.Pending, error=describe(error, Status.Pending), run_at=run_at)
         await trio.lowlevel.checkpoint()
 
     async def release(self, task: Task) -> None:
@@ -412,6 +454,7 @@ class LeaseSession:
             nursery.start_soon(self._flusher)
             nursery.start_soon(self._keeper)
             nursery.start_soon(self._recoverer)
+            nursery.start_soon(self._refiller)
 
     # -- internals -------------------------------------------------------------
 
@@ -465,18 +508,34 @@ class LeaseSession:
                 self._restore_pending(settle)
                 raise
         self._next_due = claim.next_due
+        self._more = len(claim.tasks) >= limit > 0
         for claimed in claim.tasks:
             task = claimed.task
             self._held[str(task.parts.task_id)] = claimed.attempt
             self._ready.append(task)
+        if claim.tasks and self._followers:
+            self._followers.unpark()  # a refill or a flush claimed: wake an idle loop
         return bool(claim.tasks)
 
     async def _idle(self) -> None:
-        """Wait for the wake hint, at most ``poll`` or until the next scheduled task."""
-        timeout = self._config.poll
-        if self._next_due is not None:
-            timeout = max(0.0, min(timeout, self._next_due - run_clock().wall_now()))
-        await self._store.wait_wake(timeout)
+        """Wait for the wake hint, at most ``poll`` or until the next scheduled task.
+
+        One consumer loop waits on the store; the others wait for it. The
+        wait does not hold the claim lock, so the flusher writes meanwhile.
+        """
+        if self._idling:
+            await self._followers.park()
+            return
+        self._idling = True
+        try:
+            timeout = self._config.poll
+            if self._next_due is not None:
+                timeout = max(0.0, min(timeout, self._next_due - run_clock().wall_now()))
+            await self._store.wait_wake(timeout)
+        finally:
+            self._wakes += 1
+            self._idling = False
+            self._followers.unpark()  # one: it takes a task, or waits on the store next
 
     async def _flush(self) -> None:
         """Write every queued settlement now (StorageError: they stay queued)."""
@@ -504,7 +563,13 @@ class LeaseSession:
                 with trio.move_on_after(config.flush_interval):
                     await self._full.wait()
             try:
-                await self._flush()
+                async with self._claiming:  # a claim meanwhile may have carried them
+                    if not self._pending:
+                        continue
+                    if self._more and not self._closed:
+                        await self._claim()  # the acks, and the next tasks in one commit
+                    else:
+                        await self._flush()
             except StorageError as error:
                 delay = backoff.next()
                 logger.warning(
@@ -541,6 +606,18 @@ class LeaseSession:
                 )
                 await trio.sleep(interval)
 
+    async def _refiller(self) -> None:
+        """Claim the next batch when the prefetched tasks run low (see ``take_nowait``)."""
+        while True:
+            await self._low.wait()
+            self._low = trio.Event()
+            async with self._claiming:
+                if self._closed or len(self._ready) >= self._low_water:
+                    continue
+                # On a StorageError, take() claims again (and logs) when it needs a task.
+                with contextlib.suppress(StorageError):
+                    await self._claim()
+
     async def _recoverer(self) -> None:
         """Every lease/2, re-queue expired leases in bounded batches (no leader)."""
         config = self._config
@@ -560,9 +637,3 @@ class LeaseSession:
                     error,
                     interval,
                 )
-
-
-def _describe(error: BaseException) -> str:
-    """An error as stored: ``Type: message``."""
-    text = str(error)
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__

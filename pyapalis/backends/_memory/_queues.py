@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from .._capabilities import Closeable, NamedQueue, QueueFamily
 from .._kit._args import check_limit, check_name
 from ._storage import MemoryStorage
 
@@ -54,8 +55,8 @@ class MemoryQueues:
 
 
 def is_queue_family(backend: object) -> bool:
-    """True if ``backend`` hands out one handle per queue name (``queue(name)``)."""
-    return callable(getattr(backend, "queue", None))
+    """True if ``backend`` hands out one handle per queue name (:class:`QueueFamily`)."""
+    return not isinstance(backend, type) and isinstance(backend, QueueFamily)
 
 
 def open_queue(backend: Any, name: str) -> tuple[Any, Callable[[], None] | None]:
@@ -66,8 +67,9 @@ def open_queue(backend: Any, name: str) -> tuple[Any, Callable[[], None] | None]
     ``backend.queue(name)`` opens one, and the caller closes it when done (a
     JsonStorage file is released only once every handle on it is closed).
     """
-    if not is_queue_family(backend) or getattr(backend, "queue_name", None) == name:
+    if not is_queue_family(backend) or (
+        isinstance(backend, NamedQueue) and backend.queue_name == name
+    ):
         return backend, None
     handle = backend.queue(name)
-    close = getattr(handle, "close", None)
-    return handle, close if callable(close) else None
+    return handle, handle.close if isinstance(handle, Closeable) else None

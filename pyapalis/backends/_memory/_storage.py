@@ -1,37 +1,28 @@
 """MemoryStorage: the in-process backend, a compiled deque plus trio waiting.
 
-The queue itself (``TaskQueue``, compiled) owns the tasks; this module adds
-what needs trio: parking idle consumers, waking them on push (from the trio
-thread directly, from any other thread through a waker task: see
-``_schedule_wake``), converting wall-clock schedules into trio deadlines, and
-backpressure with ``maxsize``. It also keeps a bounded record of finished
-tasks, so results can be looked up and waited for (``WaitForCompletion``)
-without slowing the worker's hot path, and calls outcome listeners
-(``add_outcome_listener``) as tasks finish.
+Three parts, each in its own module: the queue itself (``TaskQueue``,
+compiled) owns the tasks; :class:`~._handoff.Handoff` is its trio side, the
+whole wake protocol (parking idle consumers and producers, waking them on
+push from any thread, scheduled tasks on trio's clock); the backend kit's
+:class:`~pyapalis.backends._kit._results.ResultStore` keeps a bounded record
+of finished tasks, result waiters (``WaitForCompletion``) and outcome
+listeners behind the compiled synchronous ack. This module is the backend's
+API over the three: pushing, the Backend protocol, and the capabilities.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import itertools
 import logging
-import math
-import os
-import socket
-import threading
-import time
-import weakref
-from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
-import outcome
 import trio
 
+from ..._errors import AbortError
 from ..._implementation import (
-    OneShotValue,
     Task,
     TaskId,
     TaskQueue,
@@ -51,17 +42,14 @@ from .._kit._args import (
     check_task_ids,
 )
 from .._kit._results import OutcomeListener, ResultStore
+from .._kit._sink import push_each
+from ._handoff import Handoff
 
 __all__ = ["MemoryStorage", "MemoryStorageStatistics", "OutcomeListener"]
 
 logger = logging.getLogger("pyapalis.memory")
 
 _DONE = Status.Done
-
-# What a parked consumer is resumed with (trio's reschedule takes an Outcome):
-# a one-use value, several times cheaper to make and unwrap than outcome.Value.
-outcome.Outcome.register(OneShotValue)
-_resume_with = cast("Callable[[object], outcome.Outcome[Any]]", OneShotValue)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +124,9 @@ class MemoryStorage:
     Reschedule              supported      a queued task moves; also worker retries
     Vacuum                  supported      forgets the kept finished tasks
     ResumeById              not supported
+    kill                    limited        queued tasks (in-flight ones are untracked)
+    count_tasks             limited        queued and kept finished; not in-flight
+    delete                  not supported
     ResumeAbandoned         not supported  tasks live and die with the process
     RegisterWorker          not supported
     ListWorkers             not supported
@@ -149,45 +140,8 @@ class MemoryStorage:
         results = check_count(results, "MemoryStorage: results")
         self._queue = TaskQueue(trio.current_time, maxsize or 0)
         self._maxsize = maxsize
-        # The worker's hot path calls this bound C method directly.
-        self.take_nowait = self._queue.pop
-        # Parked consumer tasks, oldest first. A push hands its task straight
-        # to the oldest one (as a trio channel does): no second pop, no lot.
-        self._waiters: deque[trio.lowlevel.Task] = deque()
-        # Future-dated tasks pushed where trio's clock cannot be read (another
-        # thread, or before any run): converted on the trio thread.
-        self._unconverted: deque[Task] = deque()
-        # push_nowait is the queue's own: on the trio thread with a consumer
-        # parked it hands the task over in C (the idle push-to-handler
-        # latency); otherwise it calls _wake(). The queue's consumer_waiting
-        # flag is set by a consumer before it parks (producer threads read
-        # it) and consumer_thread by bind().
-        self._queue.connect_consumers(
-            self._waiters,
-            self._unconverted,
-            trio.lowlevel.reschedule,
-            self,
-            trio.WouldBlock,
-            f"MemoryStorage is full (maxsize={maxsize})",
-        )
-        if type(self).push_nowait is MemoryStorage.push_nowait:
-            self.push_nowait = self._queue.push_nowait  # type: ignore[method-assign]
-        # Counts wake_takers() calls: a consumer re-arming its wait (_rearm)
-        # was not in _waiters at that moment, and checks this instead.
-        self._takers_woken = 0
-        self._producers = trio.lowlevel.ParkingLot()
-        # ParkingLot's len() is a Python-level call: the hot path reads this instead.
-        self._producers_waiting = 0
-        self._token: trio.lowlevel.TrioToken | None = None
-        # The run whose waker task (_run_waker) producers signal through
-        # _signal, or None; and every run where such a task is alive.
-        self._waker_token: trio.lowlevel.TrioToken | None = None
-        self._waker_runs: set[trio.lowlevel.TrioToken] = set()
-        self._signal: _WakeSignal | None = None
-        # Wall clock minus trio's clock, re-read only when trio's clock has
-        # moved: see _deadline_for.
-        self._clock_offset = 0.0
-        self._offset_read_at: float | None = None
+        # Who waits on the queue, and how a push wakes them (the wake protocol).
+        self._handoff = Handoff(self._queue, f"MemoryStorage is full (maxsize={maxsize})")
         # Finished tasks, result waiters and outcome listeners (the kit's
         # result store); its ack_nowait is the worker's hot path.
         self._results = ResultStore(results, "MemoryStorage")
@@ -195,15 +149,15 @@ class MemoryStorage:
 
     # -- producer side -----------------------------------------------------
 
-    def push_nowait(self, args: Any) -> TaskId:
-        """Queue ``args`` as a new task now; safe from any thread.
+    @property
+    def push_nowait(self) -> Callable[[Any], TaskId]:
+        """``push_nowait(args)``: queue ``args`` as a new task now; safe from any thread.
 
-        Raises ``trio.WouldBlock`` if ``maxsize`` is reached.
+        Raises ``trio.WouldBlock`` if ``maxsize`` is reached. This is the
+        compiled queue's own method: on the trio thread with a worker idle,
+        the task is handed to it in C.
         """
-        # Instances call the queue's method directly (see __init__), so a
-        # patch of this class method does not reach existing instances.
-        task_id: TaskId = self._queue.push_nowait(args)
-        return task_id
+        return self._queue.push_nowait
 
     async def push(self, args: Any) -> TaskId:
         """Queue ``args`` as a new task, waiting for room if ``maxsize`` is reached."""
@@ -213,9 +167,7 @@ class MemoryStorage:
             if task_id is not None:
                 break
             await self._park_producer()
-        self._bind_if_unbound()
-        if self._queue.consumer_waiting:
-            self._wake()
+        self._handoff.pushed()
         await trio.lowlevel.cancel_shielded_checkpoint()
         return task_id
 
@@ -228,14 +180,12 @@ class MemoryStorage:
             ids = []
             for args in items:
                 while (task_id := self._queue.push_args(args)) is None:
-                    self._wake()
+                    self._handoff.wake()
                     await self._park_producer()
                 ids.append(task_id)
                 if self._queue.consumer_waiting:
-                    self._wake()
-        self._bind_if_unbound()
-        if self._queue.consumer_waiting:
-            self._wake()
+                    self._handoff.wake()
+        self._handoff.pushed()
         await trio.lowlevel.cancel_shielded_checkpoint()
         return ids
 
@@ -244,11 +194,9 @@ class MemoryStorage:
         ``run_at``, attempts, data and metadata."""
         await trio.lowlevel.checkpoint_if_cancelled()
         task_id = self._prepare_pushed(task, "push_task")
-        while not self._enqueue(task, force=False):
+        while not self._handoff.enqueue(task, force=False):
             await self._park_producer()
-        self._bind_if_unbound()
-        if self._queue.consumer_waiting:
-            self._wake()
+        self._handoff.pushed()
         await trio.lowlevel.cancel_shielded_checkpoint()
         return task_id
 
@@ -271,197 +219,63 @@ class MemoryStorage:
         Raises ``trio.WouldBlock`` if ``maxsize`` is reached.
         """
         task_id = self._prepare_pushed(task, "push_task_nowait")
-        if not self._enqueue(task, force=False):
+        if not self._handoff.enqueue(task, force=False):
             raise trio.WouldBlock(f"MemoryStorage is full (maxsize={self._maxsize})")
         if self._queue.consumer_waiting:
-            self._wake()
+            self._handoff.wake()
         return task_id
 
     async def push_stream(self, items: AsyncIterable[Any]) -> int:
         """Queue every item an async iterable yields, as it yields; returns the count."""
-        count = 0
-        async for args in items:
-            await self.push(args)
-            count += 1
-        return count
-
-    def _enqueue(self, task: Task, *, force: bool, delay: float | None = None) -> bool:
-        """Put ``task`` in the ready ring or, if it is not due, the schedule.
-
-        ``delay`` (seconds on trio's clock) overrides the task's ``run_at``.
-        """
-        if self._on_trio_thread():
-            now = trio.current_time()
-            deadline = self._deadline_for(task.parts.run_at, now) if delay is None else now + delay
-            if deadline <= now:
-                queued: bool = self._queue.push(task, force)
-                return queued
-            queued = self._queue.schedule(task, deadline, force)
-            if queued and self._waiters:
-                self._rearm()
-            return queued
-        if delay is None:
-            delay = task.parts.run_at - time.time()
-        if delay <= 0:
-            queued = self._queue.push(task, force)
-            return queued
-        if not force and self._queue.is_full():
-            return False
-        self._unconverted.append(task)
-        if self._token is not None:
-            self._schedule_wake()
-        return True
+        return await push_each(self.push, items)
 
     # -- consumer side (the Backend protocol) -------------------------------
 
     def bind(self) -> None:
         """Remember the trio run of the calling worker (call on its thread)."""
-        token = trio.lowlevel.current_trio_token()
-        if token is not self._token:
-            self._token = token
-            self._queue.consumer_thread = threading.get_ident()
-            # A wake requested for an earlier run is not coming here.
-            self._queue.wake_pending = False
-        self._convert_unconverted()
+        self._handoff.bind()
+
+    @property
+    def take_nowait(self) -> Callable[[], Task | None]:
+        """The next due task, or None, without waiting (the compiled queue's pop)."""
+        return self._queue.pop
 
     async def take(self) -> Task:
         """Wait for the next due task (a cancelled wait takes nothing)."""
-        while True:
-            task = await self.take_or_wake()
-            if task is not None:
-                return task
+        return await self._handoff.take()
 
-    async def take_or_wake(self) -> Task | None:
+    @property
+    def take_or_wake(self) -> Callable[[], Awaitable[Task | None]]:
         """Wait for the next due task; None if :meth:`wake_takers` interrupted the wait.
 
-        A worker uses this so that stopping or pausing it needs no cancel scope
-        per idle wait; other consumers treat None as a spurious wake-up.
+        A worker uses this (``Wakeable``) so that stopping or pausing it needs
+        no cancel scope per idle wait; other consumers treat None as a
+        spurious wake-up.
         """
-        await trio.lowlevel.checkpoint_if_cancelled()
-        self.bind()
-        queue = self._queue
-        task: Task | None = queue.pop()
-        if task is None:
-            # Publish that we are about to park before the last look, so a
-            # producer thread that pushes after that look sees the flag.
-            queue.consumer_waiting = True
-            task = queue.pop()
-        if task is not None:
-            queue.consumer_waiting = bool(self._waiters)
-            if self._producers_waiting:
-                self._producers.unpark()
-            await trio.lowlevel.cancel_shielded_checkpoint()
-            return task
-        me = trio.lowlevel.current_task()
-        waiters = self._waiters
-        generation = self._takers_woken
-
-        def abort(_raise_cancel: object) -> trio.lowlevel.Abort:
-            waiters.remove(me)
-            queue.consumer_waiting = bool(waiters)
-            return trio.lowlevel.Abort.SUCCEEDED
-
-        if queue.scheduled_count:
-            return await self._park(me, abort, generation, looked=True)
-        # Nothing scheduled (the usual case): wait for a push right here, one
-        # coroutine frame less between a push and the handler.
-        waiters.append(me)
-        task = await trio.lowlevel.wait_task_rescheduled(abort)
-        if task is _REARM:  # a task was scheduled meanwhile (_rearm)
-            return await self._park(me, abort, generation, looked=False)
-        # Handed a task by a push (or None by wake_takers()).
-        if self._producers_waiting and task is not None:
-            self._producers.unpark()
-        return task
-
-    async def _park(
-        self,
-        me: trio.lowlevel.Task,
-        abort: Callable[[object], trio.lowlevel.Abort],
-        generation: int,
-        *,
-        looked: bool,
-    ) -> Task | None:
-        """Park ``me`` until a push hands it a task, wake_takers() hands it None
-        (or has run since ``generation``), or the earliest scheduled task is due.
-
-        ``looked``: the queue was just found empty; otherwise look again first.
-        """
-        waiters = self._waiters
-        queue = self._queue
-        task: Task | None
-        while True:
-            if not looked:
-                # A scheduled task's deadline came, or a new one was scheduled
-                # (_rearm): look again, then wait with the earliest deadline.
-                if self._takers_woken != generation:
-                    return None  # wake_takers() ran meanwhile and missed us
-                queue.consumer_waiting = True
-                task = queue.pop()
-                if task is not None:
-                    queue.consumer_waiting = bool(waiters)
-                    if waiters:
-                        if queue.ready_count:
-                            # Others came due at the same time: hand them out too
-                            # (this also re-arms a waiter for the next deadline).
-                            self._wake_consumers()
-                        elif queue.scheduled_count:
-                            self._rearm()
-                    if self._producers_waiting:
-                        self._producers.unpark()
-                    return task
-            looked = False
-            waiters.append(me)
-            deadline = queue.next_deadline()
-            if deadline == math.inf:
-                task = await trio.lowlevel.wait_task_rescheduled(abort)
-            else:
-                with trio.move_on_at(deadline) as scope:
-                    task = await trio.lowlevel.wait_task_rescheduled(abort)
-                if scope.cancelled_caught:
-                    task = _REARM
-            if task is not _REARM:
-                # Handed a task by a push (or None by wake_takers()).
-                if self._producers_waiting and task is not None:
-                    self._producers.unpark()
-                return task
-
-    def _rearm(self) -> None:
-        """Make one parked consumer look again and re-arm its wait with the
-        earliest deadline: a task was scheduled, or the consumer that was
-        waiting for the earliest deadline left (trio thread)."""
-        waiters = self._waiters
-        if waiters:
-            trio.lowlevel.reschedule(waiters.pop(), _resume_with(_REARM))
-            self._queue.consumer_waiting = bool(waiters)
+        return self._handoff.take_or_wake
 
     def wake_takers(self) -> None:
         """Make every parked :meth:`take_or_wake` return None now."""
-        self._takers_woken += 1
-        while self._waiters:
-            trio.lowlevel.reschedule(self._waiters.popleft(), _resume_with(None))
-        self._queue.consumer_waiting = False
+        self._handoff.wake_takers()
 
     async def _park_producer(self) -> None:
-        if not self._producers_waiting:
+        handoff = self._handoff
+        if not handoff.producers_waiting:
             # The worker's hot path (take_nowait, ack_nowait) does not unpark
             # producers: while one waits, every ack makes room for it.
             self._room_listener = self._make_room
             self._results.add_listener(self._room_listener)
-        self._producers_waiting += 1
         try:
-            await self._producers.park()
+            await handoff.park_producer()
         finally:
-            self._producers_waiting -= 1
-            if not self._producers_waiting and self._room_listener is not None:
+            if not handoff.producers_waiting and self._room_listener is not None:
                 self._results.remove_listener(self._room_listener)
                 self._room_listener = None
 
     def _make_room(
         self, task: Task, status: Status, result: Any, error: BaseException | None
     ) -> None:
-        if self._producers_waiting:
-            self._producers.unpark()
+        self._handoff.unpark_producer()
 
     def add_outcome_listener(self, listener: OutcomeListener) -> None:
         """Call ``listener(task, status, result, error)`` for every final outcome.
@@ -523,32 +337,37 @@ class MemoryStorage:
         task_id = task.parts.task_id
         if task_id is None:
             return
-        # A snapshot: producer threads may append to _unconverted meanwhile.
-        for waiting in list(self._unconverted):
-            if waiting.parts.task_id == task_id:
-                self._unconverted.remove(waiting)
-                return
-        self._queue.remove(task_id)
+        self._handoff.remove(task_id)
 
     def reschedule_nowait(self, task: Task, delay: float) -> None:
+        """Queue ``task`` again, due ``delay`` seconds from now (trio thread)."""
         set_status(task, Status.Pending)
-        if delay <= 0:
-            self._queue.push(task, True)
-        else:
-            self._queue.schedule(task, trio.current_time() + delay, True)
-            if self._waiters:
-                self._rearm()
-        if self._queue.consumer_waiting:
-            self._wake()
+        self._handoff.requeue(task, delay)
 
     async def release(self, task: Task) -> None:
         """Take back an interrupted task: it goes to the front, its attempt un-counted."""
         undo_attempt(task)
         set_status(task, Status.Pending)
-        self._queue.push_front(task)
-        if self._queue.consumer_waiting:
-            self._wake()
+        self._handoff.push_front(task)
         await trio.lowlevel.checkpoint()
+
+    async def kill_by_id(self, task_id: TaskId | str, reason: str = "killed") -> bool:
+        """Take a queued task out of the queue as Killed, ``reason`` its error.
+
+        It is kept among the finished tasks and whoever waits for it gets the
+        outcome. False for an id that is not queued: finished, unknown, or in
+        flight (not tracked, so it cannot be stopped from here).
+        """
+        key = check_task_id(task_id, "kill_by_id: task_id")
+        if not isinstance(reason, str):
+            raise TypeError(f"kill_by_id: reason must be a str, got {reason!r}")
+        await trio.lowlevel.checkpoint()
+        for task in self._queued_tasks():
+            if task.parts.task_id == key:
+                self._unqueue(task)
+                self._results.record_outcome(task, Status.Killed, None, AbortError(reason))
+                return True
+        return False
 
     # -- capabilities: FetchById, ListTasks, Vacuum, WaitForCompletion -----
 
@@ -594,6 +413,14 @@ class MemoryStorage:
             for _task_id, task in reversed(kept):
                 if status is None or task.parts.status is status:
                     yield task
+
+    async def count_tasks(self) -> dict[Status, int]:
+        """Queued and kept finished tasks by status (in-flight ones are not tracked)."""
+        await trio.lowlevel.checkpoint()
+        counts = dict.fromkeys(Status, 0)
+        for task in self._listed(None):
+            counts[task.parts.status] += 1
+        return counts
 
     async def vacuum(self) -> int:
         """Forget every kept finished task; returns how many were forgotten.
@@ -651,154 +478,27 @@ class MemoryStorage:
 
     def _queued_tasks(self) -> list[Task]:
         """Every queued task: ready, then scheduled by deadline, then unconverted."""
-        tasks: list[Task] = self._queue.tasks()
-        tasks.extend(self._unconverted)
-        return tasks
-
-    # -- waking ------------------------------------------------------------
-
-    def _on_trio_thread(self) -> bool:
-        return self._queue.consumer_thread == threading.get_ident() and _in_trio_run()
-
-    def _bind_if_unbound(self) -> None:
-        if self._token is None:
-            self.bind()
-
-    def _wake(self) -> None:
-        if self._queue.consumer_thread == _get_ident():
-            self._wake_consumers()
-        else:
-            self._schedule_wake()
-
-    def _schedule_wake(self) -> None:
-        """Have the trio thread run :meth:`_wake_consumers` soon (any other thread).
-
-        One wake at a time: pushes made while one is pending share it (the
-        trio thread clears the queue's ``wake_pending`` before it pops). The first wake
-        of a run goes through the run's token (``run_sync_soon``) and starts a
-        waker task there; later ones make that task's file descriptor readable
-        (an eventfd write), which gets the parked consumer going sooner than
-        ``run_sync_soon`` does: cross-thread push to handler start measured
-        about 30 µs at the median against 45 (``benchmarks/runtime_latency.py``).
-        """
-        token = self._token
-        if token is None or self._queue.wake_pending:
-            return
-        self._queue.wake_pending = True
-        if self._waker_token is token:
-            signal = self._signal
-            if signal is not None:
-                signal.set()
-                return
-        try:
-            token.run_sync_soon(self._wake_by_token)
-        except trio.RunFinishedError:
-            # The run this storage was bound to is over: nobody waits there.
-            self._queue.wake_pending = False
-
-    def _wake_by_token(self) -> None:
-        """A wake sent with ``run_sync_soon``: wake, and start this run's waker task."""
-        self._wake_consumers()
-        token = trio.lowlevel.current_trio_token()
-        if self._waker_token is not token and token is self._token:
-            # (A waker of another run, if still there, leaves at its next wake.)
-            if token in self._waker_runs:  # this run's waker is still there
-                self._waker_token = token
-                return
-            if self._signal is None:
-                self._signal = _WakeSignal.create(self)
-            try:
-                trio.lowlevel.spawn_system_task(
-                    self._run_waker, token, name="pyapalis.MemoryStorage waker"
-                )
-            except RuntimeError:  # the run is shutting down: keep using the token
-                return
-            self._waker_runs.add(token)
-            self._waker_token = token
-
-    async def _run_waker(self, token: trio.lowlevel.TrioToken) -> None:
-        """The trio-thread end of :meth:`_schedule_wake`'s fast path; lives as long as
-        the run, or until this storage is bound to another run."""
-        signal = self._signal
-        assert signal is not None
-        try:
-            while True:
-                await trio.lowlevel.wait_readable(signal.fileno)
-                signal.clear()
-                if self._token is not token:
-                    # Bound to another run meanwhile: hand the wake over to it
-                    # (and leave _waker_token alone: it may name that run's waker).
-                    self._queue.wake_pending = False
-                    self._schedule_wake()
-                    return
-                self._wake_consumers()
-        finally:
-            self._waker_runs.discard(token)
-            if self._waker_token is token:
-                self._waker_token = None
-
-    def _wake_consumers(self) -> None:
-        """Hand ready tasks to parked consumers, oldest consumer first (trio thread).
-
-        The task goes straight to the consumer, as a trio channel hands over an
-        item: the queue was empty when it parked, so FIFO order holds.
-        """
-        self._queue.wake_pending = False
-        if self._unconverted:
-            self._convert_unconverted()
-        waiters = self._waiters
-        while waiters:
-            task = self._queue.pop()
-            if task is None:
-                break
-            trio.lowlevel.reschedule(waiters.popleft(), _resume_with(task))
-        if waiters and self._queue.scheduled_count:
-            # The consumer handed a task may have been the one waiting for the
-            # earliest deadline: make sure one that stays parked waits for it.
-            self._rearm()
-        self._queue.consumer_waiting = bool(waiters)
-
-    def _convert_unconverted(self) -> None:
-        scheduled = False
-        now = trio.current_time()
-        while self._unconverted:
-            task = self._unconverted.popleft()
-            deadline = self._deadline_for(task.parts.run_at, now)
-            if deadline <= now:
-                self._queue.push(task, True)
-            else:
-                self._queue.schedule(task, deadline, True)
-                scheduled = True
-        if scheduled and self._waiters:
-            self._rearm()
-
-    def _deadline_for(self, run_at: float, now: float) -> float:
-        """The trio deadline of a wall-clock ``run_at``, read at trio time ``now``.
-
-        The offset between the two clocks is re-read only when trio's clock
-        has moved since the last read, so tasks converted in one instant (as
-        under a virtual clock, which stands still while wall time runs on)
-        keep the order of their ``run_at``; tasks with equal deadlines leave
-        in the order they were queued.
-        """
-        if now != self._offset_read_at:
-            self._offset_read_at = now
-            self._clock_offset = time.time() - now
-        return run_at - self._clock_offset
+        return self._handoff.tasks()
 
     # -- introspection -----------------------------------------------------
 
+    @property
+    def handoff(self) -> Handoff:
+        """Low-level: what parks and wakes this storage's consumers and producers
+        (its waker task, wake count...), for diagnostics and tests."""
+        return self._handoff
+
     def __len__(self) -> int:
-        return len(self._queue) + len(self._unconverted)
+        return len(self._handoff)
 
     def statistics(self) -> MemoryStorageStatistics:
         """Counts of queued, scheduled and waiting parties."""
         return MemoryStorageStatistics(
             ready=self._queue.ready_count,
-            scheduled=self._queue.scheduled_count + len(self._unconverted),
+            scheduled=self._queue.scheduled_count + len(self._handoff.unconverted),
             maxsize=self._maxsize,
-            consumers_waiting=len(self._waiters),
-            producers_waiting=len(self._producers),
+            consumers_waiting=len(self._handoff.waiters),
+            producers_waiting=self._handoff.producers_waiting,
             pushed_total=self._queue.pushed_total,
             taken_total=self._queue.popped_total,
             results_kept=len(self._results.finished),
@@ -813,75 +513,3 @@ class MemoryStorage:
             f"MemoryStorage(len={len(self)}, maxsize={self._maxsize}, "
             f"results={self._results.finished.limit})"
         )
-
-
-_get_ident = threading.get_ident
-
-
-class _WakeSignal:
-    """A file descriptor other threads make readable to wake a :class:`MemoryStorage`'s
-    waker task: an eventfd on Linux, a socket pair elsewhere.
-
-    It stays open as long as its storage lives (producers may write to it at
-    any time); a finalizer closes it, though not at interpreter exit (a daemon
-    thread may still watch it then: the process's end closes it).
-    """
-
-    __slots__ = ("clear", "fileno", "set")
-
-    fileno: int
-    set: Callable[[], None]
-    clear: Callable[[], None]
-
-    @classmethod
-    def create(cls, owner: object) -> _WakeSignal:
-        self = cls()
-        eventfd = getattr(os, "eventfd", None)
-        if eventfd is not None:
-            fd = eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-            self.fileno = fd
-            self.set = functools.partial(os.eventfd_write, fd, 1)
-            self.clear = functools.partial(_clear_eventfd, fd)
-            weakref.finalize(owner, os.close, fd).atexit = False
-        else:  # pragma: no cover - not Linux
-            reader, writer = socket.socketpair()
-            reader.setblocking(False)
-            writer.setblocking(False)
-            self.fileno = reader.fileno()
-            self.set = functools.partial(_send_byte, writer)
-            self.clear = functools.partial(_drain_socket, reader)
-            weakref.finalize(owner, _close_all, reader, writer).atexit = False
-        return self
-
-
-def _clear_eventfd(fd: int) -> None:
-    with contextlib.suppress(BlockingIOError):
-        os.eventfd_read(fd)
-
-
-def _send_byte(sock: socket.socket) -> None:  # pragma: no cover - not Linux
-    with contextlib.suppress(BlockingIOError):  # full: it is readable anyway
-        sock.send(b"\0")
-
-
-def _drain_socket(sock: socket.socket) -> None:  # pragma: no cover - not Linux
-    with contextlib.suppress(BlockingIOError):
-        while sock.recv(4096):
-            pass
-
-
-def _close_all(*socks: socket.socket) -> None:  # pragma: no cover - not Linux
-    for sock in socks:
-        sock.close()
-
-
-_REARM: Any = object()
-"""Handed to a parked consumer to make it look again (see ``MemoryStorage._rearm``)."""
-
-
-def _in_trio_run() -> bool:
-    try:
-        trio.lowlevel.current_task()
-    except RuntimeError:
-        return False
-    return True

@@ -1,4 +1,4 @@
-"""One SQLite connection used from trio without blocking it, and the wake-ups around it.
+r"""One SQLite connection used from trio without blocking it, and the wake-ups around it.
 
 :class:`Database` owns a ``sqlite3`` connection in WAL mode and runs every
 call on a worker thread, one at a time (a ``CapacityLimiter(1)``), or inline
@@ -7,11 +7,14 @@ for idleness). Every ``sqlite3`` error leaves it as a :class:`StorageError`
 that names the file and the problem (not a database, locked past the busy
 timeout, disk full).
 
-Wake-ups: each Database has a :class:`Hub`. A commit that makes work or a
-result appear pokes every hub on the same file in this process at once
-(:func:`notify`), across trio runs and threads; other processes are noticed
-through ``PRAGMA data_version``, which changes when another connection
-commits (polled every :data:`DATA_VERSION_POLL` seconds while someone waits).
+Wake-ups: each Database has two :class:`Hub`\ s, ``work`` (a task may have
+become due: a push, a retry, a hand-back, a recovery) for idle workers and
+``results`` (a task finished) for ``wait_for``. A commit pokes the matching
+hubs of every Database on the same file in this process at once
+(:func:`notify`), across trio runs and threads, so an idle worker is not
+woken by every ack of a busy one; other processes are noticed through
+``PRAGMA data_version``, which changes when another connection commits
+(polled every :data:`DATA_VERSION_POLL` seconds while someone waits).
 """
 
 from __future__ import annotations
@@ -72,19 +75,25 @@ class Hub:
         event.set()
 
 
-_HUBS: dict[str, weakref.WeakSet[Hub]] = {}
-_HUBS_LOCK = threading.Lock()
+_DATABASES: dict[str, weakref.WeakSet[Database]] = {}
+_DATABASES_LOCK = threading.Lock()
 
 
-def _register(key: str, hub: Hub) -> None:
-    with _HUBS_LOCK:
-        _HUBS.setdefault(key, weakref.WeakSet()).add(hub)
+def _register(database: Database) -> None:
+    with _DATABASES_LOCK:
+        _DATABASES.setdefault(database.key, weakref.WeakSet()).add(database)
 
 
-def notify(key: str) -> None:
-    """Poke every hub on the file ``key`` in this process (from any thread)."""
-    with _HUBS_LOCK:
-        hubs = list(_HUBS.get(key, ()))
+def notify(key: str, *, work: bool = False, results: bool = False) -> None:
+    """Poke the ``work`` and/or ``results`` hubs of every Database on the file ``key``.
+
+    Callable from any thread; a hub waiting in another trio run is poked there.
+    """
+    with _DATABASES_LOCK:
+        databases = list(_DATABASES.get(key, ()))
+    hubs = [database.work for database in databases] if work else []
+    if results:
+        hubs += [database.results for database in databases]
     try:
         current: trio.lowlevel.TrioToken | None = trio.lowlevel.current_trio_token()
     except RuntimeError:
@@ -108,7 +117,8 @@ class Database:
         self.key = os.path.realpath(path)
         self.synchronous = synchronous
         self.busy_timeout = busy_timeout
-        self.hub = Hub()
+        self.work = Hub()
+        self.results = Hub()
         self.data_version = 0
         self._connection: sqlite3.Connection | None = None
         self._limiter = trio.CapacityLimiter(1)
@@ -144,11 +154,13 @@ class Database:
         async with self._opening:
             if self._connection is not None:
                 return
-            if self.hub.token is None:
-                self.hub.token = trio.lowlevel.current_trio_token()
+            token = trio.lowlevel.current_trio_token()
+            for hub in (self.work, self.results):
+                if hub.token is None:
+                    hub.token = token
             connection = await self._off_thread(self._connect, self.path)
             self._connection = connection
-            _register(self.key, self.hub)
+            _register(self)
 
     def _connect(self, path: str) -> sqlite3.Connection:
         try:
@@ -239,10 +251,15 @@ class Database:
 
     # -- wake-ups ------------------------------------------------------------------
 
-    async def changed_since(self, generation: int, data_version: int, timeout: float) -> None:
-        """Return once the hub moved past ``generation`` or another connection committed
+    async def changed_since(
+        self, hub: Hub, generation: int, data_version: int, timeout: float
+    ) -> None:
+        """Return once ``hub`` moved past ``generation`` or another connection committed
         (``data_version`` differs), or after ``timeout`` seconds."""
-        hub = self.hub
+        token = trio.lowlevel.current_trio_token()
+        if hub.token is not token:  # used from a new trio run: wake-ups go there now
+            hub.token = token
+            hub.event = trio.Event()
         # Under a virtual clock another process cannot be timed anyway, and
         # polling every 10 virtual ms would make a long idle test crawl: the
         # hub (this process's commits) and the timeout stay.

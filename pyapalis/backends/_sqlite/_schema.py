@@ -9,6 +9,12 @@ file written by a newer pyapalis (a higher version) is refused.
 Times are integer milliseconds since the epoch (``run_at``, ``lease_until``,
 ``done_at``): seconds would run scheduled tasks early (apalis-sqlite's bug).
 Payloads (arguments, metadata, results) are the codec's bytes, as BLOBs.
+
+Indexes are few on purpose: every status change of a claim or an ack
+rewrites each index the row is in. ``tasks_ready`` (Pending rows, in claim
+order) serves claims; ``tasks_running`` (Running rows by owner) serves
+heartbeats and, scanned whole (it holds only what workers hold), recovery.
+Listing tasks by status and vacuum scan the table: management calls.
 """
 
 from __future__ import annotations
@@ -42,9 +48,7 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX tasks_ready ON tasks (queue, priority DESC, run_at)
         WHERE status = 'Pending';
-    CREATE INDEX tasks_leases ON tasks (lease_until) WHERE status = 'Running';
-    CREATE INDEX tasks_owner ON tasks (owner) WHERE status = 'Running';
-    CREATE INDEX tasks_queue ON tasks (queue, status);
+    CREATE INDEX tasks_running ON tasks (owner) WHERE status = 'Running';
     CREATE UNIQUE INDEX tasks_unique ON tasks (queue, unique_key)
         WHERE unique_key IS NOT NULL AND status IN ('Pending', 'Running');
     CREATE TABLE workers (

@@ -18,8 +18,18 @@ from ..._implementation import Attempt, Parts, Task, TaskId
 from ..._status import Status
 from .._capabilities import TaskResult, WorkerInfo
 from .._codec import Codec, JsonCodec
+from .._kit._args import (
+    check_delay,
+    check_name,
+    check_page,
+    check_status_filter,
+    check_task,
+    check_task_id,
+    check_task_ids,
+)
 from .._kit._clock import run_clock
 from .._kit._leases import LeaseConfig, LeaseSession
+from .._kit._results import ResultWaiters
 from .._worker_protocols import WorkerIdentity
 from ._db import SYNCHRONOUS, Database, notify
 from ._store import LIVE_WORKERS, ROW_COLUMNS, Row, SqliteStore, ms_ceil
@@ -46,7 +56,7 @@ class SqliteStorage:
     crash; a power loss may forget the last commits. ``"FULL"`` fsyncs every
     commit: a push acknowledged is on disk even after a power loss.
 
-    Delivery (DESIGN §8, :mod:`pyapalis.backends._kit._leases`): each worker
+    Delivery (:mod:`pyapalis.backends._kit._leases`): each worker
     run claims tasks under a fresh worker id with a ``lease`` (seconds); a
     heartbeat every lease/3 extends the leases it holds; acks are fenced by
     owner and attempt and batched; any live worker re-queues expired leases
@@ -74,6 +84,9 @@ class SqliteStorage:
     Reschedule              supported
     Vacuum                  supported    removes this queue's finished tasks
     delete                  supported
+    kill                    supported    Pending or Running (the late ack is fenced)
+    count_tasks             supported    one GROUP BY on the (queue, status) index
+    list_queues             supported    queues of the file holding tasks
     ResumeById              supported    Failed, Killed or Running tasks
     ResumeAbandoned         supported    dead processes at once, else by lease
     RegisterWorker          supported
@@ -100,8 +113,7 @@ class SqliteStorage:
         path = str(path) if not isinstance(path, str) else path
         if not path:
             raise ValueError("SqliteStorage: path must be a non-empty file path")
-        if not isinstance(queue, str) or not queue:
-            raise ValueError(f"SqliteStorage: queue must be a non-empty str, got {queue!r}")
+        check_name(queue, "SqliteStorage: queue")
         sync = synchronous.upper() if isinstance(synchronous, str) else synchronous
         if sync not in SYNCHRONOUS:
             raise ValueError(
@@ -125,6 +137,7 @@ class SqliteStorage:
         self._store = SqliteStore(self._db, queue, self._codec)
         self._direct: LeaseSession | None = None
         self._registered: dict[str, WorkerIdentity] = {}
+        self._waiters: ResultWaiters[TaskResult] = ResultWaiters()
         self._closed = False
 
     # -- handle ---------------------------------------------------------------------
@@ -194,6 +207,8 @@ class SqliteStorage:
         if self._direct is not None:
             LIVE_WORKERS.discard(self._direct.worker.id)
             self._direct = None
+        for identity in self._registered.values():
+            LIVE_WORKERS.discard(identity.id)
         self._db.release()
 
     def _check_open(self) -> None:
@@ -250,31 +265,30 @@ class SqliteStorage:
 
     async def push(self, args: Any) -> TaskId:
         """Queue ``args`` as a new task due now; its id once it is committed."""
-        [task_id] = await self._insert([Task(args)])
+        [task_id] = await self._insert_args([args])
         return task_id
 
     async def push_bulk(self, items: Iterable[Any]) -> list[TaskId]:
         """Queue every item in one transaction (all or nothing)."""
-        return await self._insert([Task(item) for item in items])
+        return await self._insert_args(items)
 
     async def push_task(self, task: Task) -> TaskId:
         """Queue a prepared task, keeping its id, run_at, attempts, limits and metadata."""
-        if not isinstance(task, Task):
-            raise TypeError(f"push_task: expected a Task, got {type(task).__name__}")
+        check_task(task, "push_task: task")
         [task_id] = await self._insert([task])
         return task_id
 
     async def push_stream(self, items: AsyncIterable[Any]) -> int:
         """Queue every item of an async iterable, committing in batches of up to 1000."""
         count = 0
-        batch: list[Task] = []
+        batch: list[Any] = []
         async for item in items:
-            batch.append(Task(item))
+            batch.append(item)
             if len(batch) >= 1000:
-                count += len(await self._insert(batch))
+                count += len(await self._insert_args(batch))
                 batch = []
         if batch:
-            count += len(await self._insert(batch))
+            count += len(await self._insert_args(batch))
         return count
 
     def push_sync(self, args: Any) -> TaskId:
@@ -283,17 +297,35 @@ class SqliteStorage:
         Blocks the calling thread until the task is committed (its own
         connection per thread). Inside a trio run use ``await push()``.
         """
-        [task_id] = self._insert_sync([Task(args)])
+        [task_id] = self._write_sync(self._arg_rows([args]), True)
         return task_id
 
     def push_task_sync(self, task: Task) -> TaskId:
         """:meth:`push_task` for code that is not trio (see :meth:`push_sync`)."""
-        if not isinstance(task, Task):
-            raise TypeError(f"push_task_sync: expected a Task, got {type(task).__name__}")
-        [task_id] = self._insert_sync([task])
+        check_task(task, "push_task_sync: task")
+        [task_id] = self._write_sync(*self._rows([task]))
         return task_id
 
-    def _insert_sync(self, tasks: list[Task]) -> list[TaskId]:
+    async def _insert(self, tasks: list[Task]) -> list[TaskId]:
+        return await self._write(*self._rows(tasks))
+
+    async def _insert_args(self, items: Iterable[Any]) -> list[TaskId]:
+        """Insert plain arguments as new tasks due now (no Task objects: the hot push path)."""
+        return await self._write(self._arg_rows(items), True)
+
+    async def _write(self, rows: list[tuple[Any, ...]], fast: bool) -> list[TaskId]:
+        """Insert rows in one transaction (off the trio thread), then wake this process."""
+        self._check_open()
+        if not rows:
+            await trio.lowlevel.checkpoint()
+            return []
+        queue = self._queue
+        ids = await self._db.run("pushing tasks", lambda c: _insert_rows(c, rows, fast, queue))
+        notify(self._db.key, work=True)
+        return ids
+
+    def _write_sync(self, rows: list[tuple[Any, ...]], fast: bool) -> list[TaskId]:
+        """:meth:`_write` on this thread's own connection, for code outside trio."""
         try:
             trio.lowlevel.current_trio_token()
         except RuntimeError:
@@ -303,21 +335,21 @@ class SqliteStorage:
                 "SqliteStorage.push_sync would block the trio thread: use await push()"
             )
         self._check_open()
-        rows, fast = self._rows(tasks)
-        ids = self._db.run_sync("pushing tasks", lambda c: _insert_rows(c, rows, fast, self._queue))
-        notify(self._db.key)
+        queue = self._queue
+        ids = self._db.run_sync("pushing tasks", lambda c: _insert_rows(c, rows, fast, queue))
+        notify(self._db.key, work=True)
         return ids
 
-    async def _insert(self, tasks: list[Task]) -> list[TaskId]:
-        self._check_open()
-        if not tasks:
-            await trio.lowlevel.checkpoint()
-            return []
-        rows, fast = self._rows(tasks)
+    def _arg_rows(self, items: Iterable[Any]) -> list[tuple[Any, ...]]:
+        """Rows of new tasks with default parts (fresh ULIDs never conflict)."""
+        encode = self._codec.encode
         queue = self._queue
-        ids = await self._db.run("pushing tasks", lambda c: _insert_rows(c, rows, fast, queue))
-        notify(self._db.key)
-        return ids
+        generate = TaskId.generate
+        run_at = ms_ceil(time.time())
+        return [
+            (str(generate()), queue, encode(item), None, 0, None, None, 0, run_at, None)
+            for item in items
+        ]
 
     def _rows(self, tasks: list[Task]) -> tuple[list[tuple[Any, ...]], bool]:
         """The rows to insert, and whether every id is freshly generated (no conflicts)."""
@@ -357,7 +389,7 @@ class SqliteStorage:
 
     async def fetch_by_id(self, task_id: TaskId | str) -> Task | None:
         """The stored task (any queue of the file), or None."""
-        key = _id_text(task_id, "fetch_by_id")
+        key = str(check_task_id(task_id, "fetch_by_id: task_id"))
         row = await self._db.run(
             "reading a task",
             lambda c: c.execute(f"SELECT {ROW_COLUMNS} FROM tasks WHERE id = ?", (key,)).fetchone(),
@@ -368,11 +400,9 @@ class SqliteStorage:
         self, status: Status | None = None, page: int = 1, page_size: int = 10
     ) -> list[Task]:
         """This queue's tasks in push order, optionally of one status; pages start at 1."""
-        if status is not None and not isinstance(status, Status):
-            raise TypeError(f"list_tasks: status must be a Status or None, got {status!r}")
-        for name, value in (("page", page), ("page_size", page_size)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"list_tasks: {name} must be an int >= 1, got {value!r}")
+        status = check_status_filter(status, "list_tasks: status")
+        page = check_page(page, "list_tasks: page")
+        page_size = check_page(page_size, "list_tasks: page_size")
         limit = min(page_size, _MAX_INT)
         offset = min((page - 1) * page_size, _MAX_INT)
         where, params = "queue = ?", [self._queue]
@@ -388,10 +418,32 @@ class SqliteStorage:
         )
         return [self._task_of(Row(*row)) for row in rows]
 
+    async def list_queues(self) -> list[str]:
+        """The file's queues that hold tasks, and this handle's own, sorted."""
+        rows = await self._db.run(
+            "listing queues",
+            lambda c: c.execute("SELECT DISTINCT queue FROM tasks").fetchall(),
+        )
+        return sorted({self._queue, *(row[0] for row in rows)})
+
+    async def count_tasks(self) -> dict[Status, int]:
+        """How many of this queue's tasks are in each status (zeros included)."""
+        rows = await self._db.run(
+            "counting tasks",
+            lambda c: c.execute(
+                "SELECT status, COUNT(*) FROM tasks WHERE queue = ? GROUP BY status",
+                (self._queue,),
+            ).fetchall(),
+        )
+        counts = dict.fromkeys(Status, 0)
+        for status, count in rows:
+            counts[Status(status)] = count
+        return counts
+
     async def update(self, task: Task) -> None:
         """Store the task's parts: status, attempts, run_at, limits, priority, metadata."""
-        parts = task.parts
-        key = _id_text(parts.task_id, "update")
+        parts = check_task(task, "update: task").parts
+        key = str(check_task_id(parts.task_id, "update: task.parts.task_id"))
         status = parts.status.value
         meta = None if parts.ctx is None else self._codec.encode(parts.ctx)
         values = (
@@ -415,13 +467,13 @@ class SqliteStorage:
 
         if not await self._db.run("updating a task", run):
             raise KeyError(f"update: task {key!r} is not in {self.path}")
-        notify(self._db.key)
+        notify(self._db.key, work=True, results=True)
 
     async def reschedule(self, task: Task, delay: float) -> None:
         """Queue the task again ``delay`` seconds from now (Pending, its attempts kept)."""
-        if not (isinstance(delay, (int, float)) and math.isfinite(delay) and delay >= 0):
-            raise ValueError(f"reschedule: delay must be >= 0 seconds, got {delay!r}")
-        key = _id_text(task.parts.task_id, "reschedule")
+        check_task(task, "reschedule: task")
+        delay = check_delay(delay, "reschedule: delay")
+        key = str(check_task_id(task.parts.task_id, "reschedule: task.parts.task_id"))
         run_at = ms_ceil(run_clock().wall_now() + delay)
         count = await self._db.run(
             "rescheduling a task",
@@ -436,7 +488,7 @@ class SqliteStorage:
         if not count:
             raise KeyError(f"reschedule: task {key!r} is not in {self.path}")
         task.parts.status = Status.Pending
-        notify(self._db.key)
+        notify(self._db.key, work=True, results=True)
 
     async def vacuum(self) -> int:
         """Remove this queue's finished tasks (Done, Failed, Killed); how many."""
@@ -453,10 +505,36 @@ class SqliteStorage:
 
     async def delete(self, task_id: TaskId | str) -> bool:
         """Forget one task (any status); False if the file does not hold it."""
-        key = _id_text(task_id, "delete")
+        key = str(check_task_id(task_id, "delete: task_id"))
         count = await self._db.run(
             "deleting a task",
             lambda c: c.execute("DELETE FROM tasks WHERE id = ?", (key,)).rowcount,
+        )
+        if count:
+            notify(self._db.key, work=True, results=True)
+        return bool(count)
+
+    async def kill_by_id(self, task_id: TaskId | str, reason: str = "killed") -> bool:
+        """Make a Pending or Running task Killed, with ``reason`` as its error.
+
+        A Running task's worker finishes its execution, but its ack is fenced
+        (the task is no longer Running under its owner), so the task stays
+        Killed. False for an unknown id or a finished task.
+        """
+        key = str(check_task_id(task_id, "kill_by_id: task_id"))
+        if not isinstance(reason, str):
+            raise TypeError(f"kill_by_id: reason must be a str, got {reason!r}")
+        done_at = ms_ceil(run_clock().wall_now())
+        count = await self._db.run(
+            "killing a task",
+            lambda c: (
+                c.execute(
+                    "UPDATE tasks SET status = 'Killed', error = ?, result = NULL, "
+                    "owner = NULL, lease_until = NULL, done_at = ? "
+                    "WHERE id = ? AND status IN ('Pending', 'Queued', 'Running')",
+                    (reason, done_at, key),
+                ).rowcount
+            ),
         )
         if count:
             notify(self._db.key)
@@ -464,7 +542,7 @@ class SqliteStorage:
 
     async def resume_by_id(self, task_id: TaskId | str) -> bool:
         """Make a Failed, Killed or Running task Pending again with a fresh attempt budget."""
-        key = _id_text(task_id, "resume_by_id")
+        key = str(check_task_id(task_id, "resume_by_id: task_id"))
         count = await self._db.run(
             "resuming a task",
             lambda c: (
@@ -478,7 +556,7 @@ class SqliteStorage:
             ),
         )
         if count:
-            notify(self._db.key)
+            notify(self._db.key, work=True, results=True)
         return bool(count)
 
     async def resume_abandoned(self) -> int:
@@ -494,8 +572,7 @@ class SqliteStorage:
 
     async def register_worker(self, name: str) -> None:
         """Record ``name`` as a live worker of this process (a heartbeat)."""
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"register_worker: name must be a non-empty str, got {name!r}")
+        check_name(name, "register_worker: name")
         identity = self._registered.get(name)
         if identity is None:
             identity = self._registered[name] = WorkerIdentity.mint(name, 1)
@@ -517,7 +594,7 @@ class SqliteStorage:
 
     async def check_status(self, task_ids: Iterable[TaskId | str]) -> list[TaskResult]:
         """The status (and outcome, once final) of each task, in order; KeyError if unknown."""
-        keys = [_id_text(task_id, "check_status") for task_id in task_ids]
+        keys = [str(key) for key in check_task_ids(task_ids, "check_status: task_ids")]
         found = await self._statuses(keys)
         missing = [key for key in keys if key not in found]
         if missing:
@@ -557,10 +634,11 @@ class SqliteStorage:
 
     async def wait_for_single(self, task_id: TaskId | str) -> TaskResult:
         """Wait until the task is final (in any process) and return its result."""
-        async with contextlib.aclosing(self.wait_for([task_id])) as results:
+        key = check_task_id(task_id, "wait_for_single: task_id")
+        async with contextlib.aclosing(self._wait([key], "wait_for_single")) as results:
             async for result in results:
                 return result
-        raise AssertionError("unreachable")  # pragma: no cover
+        raise AssertionError("unreachable: _wait yields every id it is given")
 
     async def wait_for(self, task_ids: Iterable[TaskId | str]) -> AsyncGenerator[TaskResult, None]:
         """Yield each task's result once it is final, whichever process runs it.
@@ -570,26 +648,42 @@ class SqliteStorage:
         within ~10 ms (``data_version``), and it re-reads every second anyway.
         Raises ``KeyError`` for an id the file does not hold (or that is deleted).
         """
-        keys = list(dict.fromkeys(_id_text(task_id, "wait_for") for task_id in task_ids))
+        keys = check_task_ids(task_ids, "wait_for: task_ids")
+        async with contextlib.aclosing(self._wait(keys, "wait_for")) as results:
+            async for result in results:
+                yield result
+
+    async def _wait(self, keys: list[TaskId], what: str) -> AsyncGenerator[TaskResult, None]:
+        """The kit's result waiters, fed by re-reading the file whenever it changed."""
         db = self._db
-        waiting = keys
-        while waiting:
-            generation = db.hub.generation
-            version = await db.read_data_version()
-            found = await self._statuses(waiting)
-            missing = [key for key in waiting if key not in found]
-            if missing:
-                raise KeyError(f"wait_for: task {missing[0]!r} is not in {self.path}")
-            still = []
-            for key in waiting:
-                result = found[key]
-                if result.is_final:
-                    yield result
-                else:
-                    still.append(key)
-            waiting = still
-            if waiting:
-                await db.changed_since(generation, version, 1.0)
+        hub = db.results
+        state = {"generation": hub.generation, "version": await db.read_data_version()}
+        known = await self._finals(set(keys), what)
+
+        async def poll(pending: set[TaskId]) -> dict[TaskId, TaskResult]:
+            await db.changed_since(hub, state["generation"], state["version"], 1.0)
+            state["generation"] = hub.generation
+            state["version"] = await db.read_data_version()
+            return await self._finals(pending, what)
+
+        waiting = self._waiters.wait(
+            keys,
+            lambda wanted: {key: known[key] for key in wanted if key in known},
+            poll=poll,
+            every=0,  # poll() itself waits for a change of the file
+            check=self._check_open,
+        )
+        async with contextlib.aclosing(waiting) as results:
+            async for _key, result in results:
+                yield result
+
+    async def _finals(self, keys: set[TaskId], what: str) -> dict[TaskId, TaskResult]:
+        """The final results among ``keys``; KeyError for one the file does not hold."""
+        found = await self._statuses([str(key) for key in keys])
+        missing = [key for key in keys if str(key) not in found]
+        if missing:
+            raise KeyError(f"{what}: task {str(missing[0])!r} is not in {self.path}")
+        return {key: found[str(key)] for key in keys if found[str(key)].is_final}
 
     # -- decoding ----------------------------------------------------------------------
 
@@ -681,11 +775,3 @@ def _unique_key(ctx: Any) -> str | None:
     if isinstance(name, str) and isinstance(uniq, str):
         return f"{name}\x00{uniq}"
     return None
-
-
-def _id_text(task_id: object, what: str) -> str:
-    if isinstance(task_id, TaskId):
-        return str(task_id)
-    if isinstance(task_id, str) and task_id:
-        return task_id
-    raise TypeError(f"{what}: expected a TaskId or a non-empty str, got {task_id!r}")

@@ -120,7 +120,9 @@ class SqliteStore:
         now_ms = ms_floor(now)
         lease_ms = ms_ceil(now + lease)
         owner = worker.id
-        self._generation = self.db.hub.generation
+        # What a later wait_wake compares with: only a claim saw the queue (a
+        # flush that claims nothing must not hide a push made before it).
+        generation = self.db.work.generation
 
         def run(connection: sqlite3.Connection) -> tuple[list[Any], int | None, int, list[str]]:
             connection.execute("BEGIN IMMEDIATE")
@@ -162,9 +164,12 @@ class SqliteStore:
             return rows, next_due, version, failed
 
         tasks, next_due, version, failed = await self.db.run("claiming tasks", run)
-        self._data_version = version
+        if limit:
+            self._generation = generation
+            self._data_version = version
         if finals or retries or releases or failed:
-            notify(self.db.key)  # results for waiters; retries and hand-backs for takers
+            # Results for waiters; retries and hand-backs for idle takers.
+            notify(self.db.key, work=bool(retries or releases), results=bool(finals or failed))
         return Claim(tasks, None if next_due is None else next_due / 1000)
 
     def _settle_params(
@@ -260,7 +265,7 @@ class SqliteStore:
 
         count = await self.db.run("re-queueing expired leases", run)
         if count:
-            notify(self.db.key)
+            notify(self.db.key, work=True, results=True)
         return count
 
     async def retire(self, worker: WorkerIdentity) -> None:
@@ -271,7 +276,7 @@ class SqliteStore:
         )
 
     async def wait_wake(self, timeout: float) -> None:
-        await self.db.changed_since(self._generation, self._data_version, timeout)
+        await self.db.changed_since(self.db.work, self._generation, self._data_version, timeout)
 
     # -- recovery of provably dead workers -------------------------------------------
 
@@ -319,7 +324,7 @@ class SqliteStore:
 
         count = await self.db.run("resuming abandoned tasks", run)
         if count:
-            notify(self.db.key)
+            notify(self.db.key, work=True, results=True)
         return count
 
 

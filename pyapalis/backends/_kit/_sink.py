@@ -1,0 +1,23 @@
+"""What every ``TaskSink`` does the same way, written once."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, Awaitable, Callable
+from typing import Any
+
+__all__ = ["push_each"]
+
+
+async def push_each(push: Callable[[Any], Awaitable[object]], items: AsyncIterable[Any]) -> int:
+    """``push_stream``: push every item an async iterable yields, as it yields; the count.
+
+    One ``await push(item)`` per item, so a bounded backend holds the source
+    back and an item is never taken from the source before the previous one
+    is queued. (A backend that can commit a batch at once, as SQLite does,
+    writes its own.)
+    """
+    count = 0
+    async for item in items:
+        await push(item)
+        count += 1
+    return count
