@@ -296,3 +296,21 @@ def _push_sync_from_threads_and_asyncio(namespace: str) -> None:
     args = trio.run(check)
     assert sorted(args) == ["asyncio", "asyncio", "fixed", "thread", "thread", "thread", "thread"]
     assert len(set(ids)) == 7
+
+
+async def test_kill_count_and_queues(
+    storage: RedisStorage, autojump_clock: trio.testing.MockClock
+) -> None:
+    doomed, kept = await storage.push_bulk(["doomed", "kept"])
+    await storage.queue("other").push(1)
+    assert await storage.kill_by_id(doomed, "not wanted") is True
+    assert await storage.kill_by_id(doomed) is False  # already final
+    [result] = await storage.check_status([doomed])
+    assert result.status is Status.Killed
+    with pytest.raises(Exception, match="not wanted"):
+        result.unwrap()
+    counts = await storage.count_tasks()
+    assert (counts[Status.Pending], counts[Status.Killed], counts[Status.Done]) == (1, 1, 0)
+    assert await storage.list_queues() == ["default", "other"]
+    assert [t.args for t in await storage.list_tasks(status="Killed")] == ["doomed"]
+    assert kept != doomed

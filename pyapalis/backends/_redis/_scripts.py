@@ -33,6 +33,7 @@ __all__ = [
     "DELETE",
     "EXCHANGE",
     "HEARTBEAT",
+    "KILL",
     "PUSH",
     "RECOVER",
     "RESUME",
@@ -522,4 +523,23 @@ return 1
 """,
 )
 
-SCRIPTS = (PUSH, EXCHANGE, HEARTBEAT, RETIRE, RECOVER, UPDATE, RESUME, DELETE)
+KILL = _script(
+    "kill",
+    r"""
+-- ARGV: P, now, id, reason. Makes a Pending or Running task Killed (a Running
+-- task's worker finishes its execution, but its ack is fenced off: the task is
+-- no longer Running). Returns 1, or 0 for an unknown id or a finished task.
+local now = tonumber(ARGV[2])
+local id = ARGV[3]
+local key = tk(id)
+local old = redis.call('HGET', key, 's')
+if old ~= 'Pending' and old ~= 'Running' then return 0 end
+unqueue(id, key)
+unlease(id, key)
+redis.call('HDEL', key, 'v')
+finish(id, key, old, 'Killed', now, false, ARGV[4])
+return 1
+""",
+)
+
+SCRIPTS = (PUSH, EXCHANGE, HEARTBEAT, RETIRE, RECOVER, UPDATE, RESUME, DELETE, KILL)

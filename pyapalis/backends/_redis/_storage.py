@@ -91,6 +91,10 @@ class RedisStorage:
     ListWorkers         supported
     ListTasks           supported       push order; by status
     WaitForCompletion   supported       polls the server (any process)
+    count_tasks         supported       one pipelined round trip
+    list_queues         supported       the namespace's queues (SCAN)
+    delete              supported       not while Running
+    kill                supported       Pending or Running tasks
     push_sync           supported       from threads, asyncio, sync code
     ==================  ==============  =====================================
     """
@@ -506,6 +510,26 @@ class RedisStorage:
         check_page(page, "list_tasks: page")
         check_page(page_size, "list_tasks: page_size")
         return await (await self._store()).page(status, (page - 1) * page_size, page_size)
+
+    async def kill_by_id(self, task_id: TaskId | str, reason: str = "killed") -> bool:
+        """Make a Pending or Running task Killed, with ``reason`` as its error.
+
+        A Running task's worker finishes its execution, but its ack is fenced
+        off, so the task stays Killed. False for an unknown id or a finished task.
+        """
+        key = str(check_task_id(task_id, "kill_by_id: task_id"))
+        if not isinstance(reason, str):
+            raise TypeError(f"kill_by_id: reason must be a str, got {reason!r}")
+        return await (await self._store()).kill(key, reason, run_clock().wall_now())
+
+    async def count_tasks(self) -> dict[Status, int]:
+        """How many of this queue's tasks are in each status (zeros included)."""
+        return await (await self._store()).counts()
+
+    async def list_queues(self) -> list[str]:
+        """The namespace's queues that hold tasks, and this handle's own, sorted."""
+        found = await (await self._store()).queues(self._namespace)
+        return sorted({self._queue, *found})
 
     async def count(self) -> int:
         """How many tasks the queue holds (any status)."""

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +40,7 @@ from ._scripts import (
     DELETE,
     EXCHANGE,
     HEARTBEAT,
+    KILL,
     PUSH,
     RECOVER,
     RESUME,
@@ -488,6 +489,41 @@ class RedisStore:
         _local_wake().wake(keys.prefix)
         return int(reply) == 1
 
+    async def kill(self, task_id: str, reason: str, now: float) -> bool:
+        keys = self._keys
+        reply = await self.client.run(KILL, keys.ready, [keys.prefix, to_ms(now), task_id, reason])
+        return int(reply) == 1
+
+    async def counts(self) -> dict[Status, int]:
+        """How many tasks are in each status (one pipelined round trip)."""
+        keys = self._keys
+        indexed = (Status.Pending, Status.Done, Status.Failed, Status.Killed)
+
+        async def read(client: Any) -> list[int]:
+            async with client.pipeline(transaction=False) as pipe:
+                pending = [pipe.zcard(keys.status(status.value)) for status in indexed]
+                pending.append(pipe.zcard(keys.lease))
+            return [int(await item) for item in pending]
+
+        *found, running = await self.client.call("counting tasks", read)
+        counts = dict.fromkeys(Status, 0)
+        counts.update(zip(indexed, found, strict=True))
+        counts[Status.Running] = running
+        return counts
+
+    async def queues(self, namespace: str) -> list[str]:
+        """The queues of ``namespace`` that hold tasks (found by their ``all`` index)."""
+        pattern = _glob(f"{namespace}:{{") + "*" + _glob("}:all")
+
+        async def scan(client: Any) -> list[str]:
+            found = set()
+            async for key in client.scan_iter(match=pattern, count=500):
+                text = key.decode()
+                found.add(text[len(namespace) + 2 : -len("}:all")])
+            return sorted(found)
+
+        return await self.client.call("listing queues", scan)
+
     async def delete(self, task_id: str) -> int:
         keys = self._keys
         return int(await self.client.run(DELETE, keys.ready, [keys.prefix, task_id]))
@@ -604,5 +640,6 @@ class RedisStore:
         return int(await self.client.call("deleting the queue", scan))
 
 
-def ids_text(task_ids: Iterable[TaskId | str]) -> list[str]:
-    return [str(task_id) for task_id in task_ids]
+def _glob(text: str) -> str:
+    """``text`` with the glob characters of SCAN MATCH escaped."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
