@@ -1,4 +1,4 @@
-"""RedisStorage: the shared-backend model (DESIGN §8) on Redis, through coredis.
+"""RedisStorage: the shared-backend model (``_kit._leases``) on Redis, through coredis.
 
 ``_keys`` names every key of a queue (one hash tag per queue), ``_scripts``
 holds the Lua scripts that make each store operation one atomic round trip,

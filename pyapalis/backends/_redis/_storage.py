@@ -9,7 +9,7 @@ import socket
 from collections.abc import AsyncGenerator, AsyncIterable, Iterable
 from types import TracebackType
 from typing import Any
-from urllib.parse import SplitResult
+from urllib.parse import SplitResult, urlunsplit
 
 import trio
 
@@ -61,7 +61,7 @@ class RedisStorage:
     ``<namespace>:{<queue>}:`` (one Redis Cluster hash tag per queue; see the
     README for the layout). Requires Redis >= 6.2.
 
-    The delivery model of DESIGN §8 (:mod:`pyapalis.backends._kit._leases`):
+    The delivery model of shared backends (:mod:`pyapalis.backends._kit._leases`):
     each worker run claims up to its free slots plus ``prefetch`` due tasks in
     one Lua script (status Running, owner = the run's id, attempt + 1, lease
     deadline), settles outcomes fenced by owner and attempt (folded into the
@@ -687,4 +687,4 @@ def from_url(url: SplitResult, options: dict[str, str]) -> RedisStorage:
             "batch": int,
         },
     )
-    return RedisStorage(url._replace(query="").geturl(), **kwargs)
+    return RedisStorage(urlunsplit((url.scheme, url.netloc, url.path, "", "")), **kwargs)
