@@ -9,7 +9,6 @@ by ``fail_after``; no sleeps decide anything: each step waits for an event.
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,20 +18,15 @@ from _redis_support import PrivateRedis, needs_redis, private_redis
 
 from pyapalis import RedisStorage, StorageError, WorkerBuilder
 
-pytestmark = [
-    needs_redis,
-    # coredis 6.9 leaves the memory streams of broken connections unclosed:
-    # their ResourceWarnings come whenever they are collected.
-    pytest.mark.filterwarnings("ignore::ResourceWarning"),
-    pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
-]
+# coredis leaves the memory streams of a broken connection unclosed: pyproject's
+# filterwarnings ignores exactly those ResourceWarnings.
+pytestmark = needs_redis
 
 
 @pytest.fixture
 def server() -> Iterator[PrivateRedis]:
     with private_redis() as started:
         yield started
-    gc.collect()
 
 
 async def push_until_stored(storage: RedisStorage, item: Any) -> None:

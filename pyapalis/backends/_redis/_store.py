@@ -325,9 +325,7 @@ class RedisStore:
     def new_task(self, task: Task, unique: str = "", now: float | None = None) -> NewTask:
         """``task`` encoded for the push script (raises CodecError for what cannot be stored).
 
-        ``now``: the task is due now (push, push_bulk): its run_at is this
-        millisecond, so the push script queues it as ready, not scheduled for
-        the next millisecond.
+        ``now``: the task is due now (push, push_bulk), whatever its run_at.
         """
         parts = task.parts
         ctx = parts.ctx
@@ -336,7 +334,7 @@ class RedisStore:
             task_id=str(task_id) if task_id is not None else str(TaskId.generate()),
             args=self._codec.encode(task.args),
             meta=self._codec.encode(ctx) if ctx else b"",
-            run_at_ms=due_ms(parts.run_at) if now is None else to_ms(now),
+            run_at_ms=due_ms(parts.run_at if now is None else now),
             max_attempts=parts.max_attempts,
             timeout=parts.timeout,
             priority=parts.priority,
@@ -349,7 +347,11 @@ class RedisStore:
         if not tasks:
             return []
         keys = self._keys
-        args: list[Any] = [keys.prefix, to_ms(now)]
+        # The push's "now" is rounded up like the run_at of the tasks it stores:
+        # a task due within this millisecond is queued as ready (a task built a
+        # moment ago and one pushed "now" compare by push order, not by a
+        # rounding), so it may run less than a millisecond early, never more.
+        args: list[Any] = [keys.prefix, due_ms(now)]
         for item in tasks:
             args.extend(item.fields())
         reply = await self.client.run(PUSH, keys.ready, args)
