@@ -55,6 +55,7 @@ from ._worker._retry import RetryPolicy as RetryPolicy
 from ._worker._stream import EventStream as EventStream
 from ._worker._worker import Worker as Worker
 from ._worker._worker import WorkerBuilder as WorkerBuilder
+from .backends._cron._stream import CronStream as CronStream
 from .backends._json._storage import JsonStorage as JsonStorage
 from .backends._memory._storage import MemoryStorage as MemoryStorage
 from .backends._open import open_backend as open_backend
@@ -77,6 +78,7 @@ __all__ = [  # noqa: RUF022 - grouped by topic, sorted within each group
     "TaskBuilder",
     "TaskId",
     # Backends (more in pyapalis.backends)
+    "CronStream",
     "JsonStorage",
     "MemoryStorage",
     "Pipe",

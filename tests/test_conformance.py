@@ -146,7 +146,10 @@ def test_every_skip_names_its_cause() -> None:
             ("MemoryStorage", "RegisterWorker"),
             ("MemoryStorage", "ResumeById"),
         ]
-    } | {"not persistent: the harness has no crash() (tasks die with the process)"}, proc.stdout
+    } | {
+        "not persistent: the harness has no crash() (tasks die with the process)",
+        "the harness says the backend does not keep ids unique (unique_ids)",
+    }, proc.stdout
 
 
 class TestSqliteStorage(BackendConformance):

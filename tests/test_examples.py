@@ -37,6 +37,7 @@ def test_worker_example_runs() -> None:
     ("example", "expected"),
     [
         ("background_tasks", "results: ['resized photo.jpg', 'sent', 'resized cat.png']"),
+        ("cron", "again: 0 new tasks"),
         ("custom_backend", "rows left in the table: 0"),
         ("logging_layer", "sending to last@example.com"),
         ("monitor", "workers_stopped=2, workers_failed=0"),

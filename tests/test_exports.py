@@ -42,6 +42,7 @@ TOP_LEVEL_CONTRACT = {
     "RedisStorage",
     "SqliteStorage",
     "open_backend",
+    "CronStream",
     "Pipe",
     "WorkerBuilder",
     "Worker",

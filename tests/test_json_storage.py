@@ -458,11 +458,13 @@ async def test_vacuum_drops_finished_tasks_and_compacts(
         with pytest.raises(KeyError, match="unknown task id"):
             await storage.check_status(ids[:1])
         assert [r.status for r in await storage.check_status([later])] == [Status.Pending]
-    # The task left, after the header (and the worker's registration, if it made one).
+    # The task left, after the header, the ids of the vacuumed tasks (a push of
+    # one stores nothing) and the worker's registration, if it made one.
     records = [orjson.loads(line) for line in path.read_bytes().splitlines()[1:]]
-    tasks = [record for record in records if record["op"] != "worker"]
+    assert records[0] == {"op": "vacuumed", "ids": [str(task_id) for task_id in ids]}
+    tasks = [record for record in records[1:] if record["op"] != "worker"]
     assert len(tasks) == 1 and tasks[0]["id"] == str(later)
-    assert len(records) - len(tasks) <= 1
+    assert len(records) - len(tasks) <= 2
 
 
 # -- unreadable files --------------------------------------------------------------------------

@@ -132,7 +132,10 @@ async def test_a_file_from_a_newer_version_is_refused(path: Path) -> None:
     raw = sqlite3.connect(path)
     raw.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     raw.close()
-    with pytest.raises(StorageError, match=r"schema version 2, newer than .* \(1\); upgrade"):
+    with pytest.raises(
+        StorageError,
+        match=rf"schema version {SCHEMA_VERSION + 1}, newer than .* \({SCHEMA_VERSION}\); upgrade",
+    ):
         async with SqliteStorage(path):
             pass
 

@@ -1,16 +1,18 @@
 """Backends: where tasks wait, and the protocols between them and workers.
 
 For users: the built-in backends (``MemoryStorage``, ``JsonStorage``,
-``RedisStorage``, ``SqliteStorage``), ``open_backend(url)``, codecs, pipes, and polling backends
-built with ``BackendBuilder``. For backend authors: the ``Backend`` protocol a
-worker consumes, the optional extras a worker uses (``SyncAck``, ``Wakeable``,
-``Bindable``, ``RunsAlongside``, ``WorkerSessions`` with ``WorkerIdentity``),
-the shared-backend model (``LeaseStore``, the store operations a shared
-backend implements, and ``LeaseSession`` over them, with ``LeaseConfig``,
-``Claim``, ``Claimed``, ``Settlement``), the optional capability protocols
+``RedisStorage``, ``SqliteStorage``), ``open_backend(url)``, codecs, pipes, periodic tasks
+(``CronStream``), and polling backends built with ``BackendBuilder``. For
+backend authors: the ``Backend`` protocol a worker consumes, the optional
+extras a worker uses (``SyncAck``, ``Wakeable``, ``Bindable``,
+``RunsAlongside``, ``WorkerSessions`` with ``WorkerIdentity``), the
+shared-backend model (``LeaseStore``, the store operations a shared backend
+implements, and ``LeaseSession`` over them, with ``LeaseConfig``, ``Claim``,
+``Claimed``, ``Settlement``), the optional capability protocols
 (``FetchById``, ``WaitForCompletion`` ...), the operations the command and
-the board use (``Kill``, ``Delete``, ``CountTasks``, ``ListQueues``) and
-``TaskResult``/``WorkerInfo``.
+the board use (``Kill``, ``Delete``, ``CountTasks``, ``ListQueues``),
+``TaskResult``/``WorkerInfo``, and for pipe sources that make their own tasks,
+``TaskSource`` (with ``TaskPushTarget``, what they feed).
 The common backends are also importable from :mod:`pyapalis` itself.
 """
 
@@ -33,6 +35,8 @@ from ._capabilities import WaitForCompletion as WaitForCompletion
 from ._capabilities import WorkerInfo as WorkerInfo
 from ._codec import Codec as Codec
 from ._codec import JsonCodec as JsonCodec
+from ._cron._stream import CronStream as CronStream
+from ._cron._stream import MissedTicks as MissedTicks
 from ._custom import BackendBuilder as BackendBuilder
 from ._custom import CustomBackend as CustomBackend
 from ._custom import CustomConfig as CustomConfig
@@ -51,6 +55,8 @@ from ._memory._storage import MemoryStorageStatistics as MemoryStorageStatistics
 from ._open import open_backend as open_backend
 from ._pipe import Pipe as Pipe
 from ._pipe import PushTarget as PushTarget
+from ._pipe import TaskPushTarget as TaskPushTarget
+from ._pipe import TaskSource as TaskSource
 from ._pipe import pipe_to as pipe_to
 from ._poll import BackoffConfig as BackoffConfig
 from ._poll import FutureStrategy as FutureStrategy
@@ -79,6 +85,7 @@ __all__ = [
     "Claimed",
     "Codec",
     "CountTasks",
+    "CronStream",
     "CustomBackend",
     "CustomConfig",
     "Delete",
@@ -97,6 +104,7 @@ __all__ = [
     "MemoryQueues",
     "MemoryStorage",
     "MemoryStorageStatistics",
+    "MissedTicks",
     "MultiStrategy",
     "Pipe",
     "PollStrategy",
@@ -113,8 +121,10 @@ __all__ = [
     "SqliteStorage",
     "StreamStrategy",
     "SyncAck",
+    "TaskPushTarget",
     "TaskResult",
     "TaskSink",
+    "TaskSource",
     "Update",
     "Vacuum",
     "WaitForCompletion",

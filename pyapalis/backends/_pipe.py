@@ -27,6 +27,10 @@ nursery beside the workers::
         nursery.start_soon(pipe_to, ticks(), storage)
         nursery.start_soon(worker.run)
 
+A source that makes its own tasks (a :class:`TaskSource`, such as
+:class:`~pyapalis.CronStream`, whose ticks get ids derived from the schedule)
+has them pushed with ``await backend.push_task(task)`` instead.
+
 Each item is pushed (``await backend.push(item)``) before the next is
 requested, so a bounded backend (``MemoryStorage(maxsize=n)``) holds the
 source back. Nothing is dropped: an error from the source propagates from
@@ -46,7 +50,7 @@ from .._status import Status
 from ._capabilities import RegisterWorker
 from ._worker_protocols import Bindable, SyncAck, Wakeable
 
-__all__ = ["Pipe", "PushTarget", "pipe_to"]
+__all__ = ["Pipe", "PushTarget", "TaskPushTarget", "TaskSource", "pipe_to"]
 
 
 @runtime_checkable
@@ -54,6 +58,29 @@ class PushTarget(Protocol):
     """What a pipe feeds: anything with ``await push(item)``."""
 
     async def push(self, args: Any) -> TaskId: ...
+
+
+@runtime_checkable
+class TaskPushTarget(Protocol):
+    """What a pipe whose source makes tasks (:class:`TaskSource`) feeds."""
+
+    async def push_task(self, task: Task) -> TaskId: ...
+
+
+@runtime_checkable
+class TaskSource(Protocol):
+    """Optional: a pipe source that makes its own tasks for the backend it feeds.
+
+    A :class:`~pyapalis.CronStream` is one: its ticks become tasks whose ids
+    derive from the schedule and the tick, so that several processes feeding
+    one backend store each tick once. A pipe whose source has it pushes the
+    tasks of ``source.tasks_for(backend)`` with ``await backend.push_task(task)``
+    instead of pushing the source's items as args.
+    """
+
+    def tasks_for(self, backend: object) -> AsyncIterator[Task]:
+        """The tasks to push into ``backend``; an iterator a cancelled ``__anext__``
+        leaves usable (not an async generator)."""
 
 
 @runtime_checkable
@@ -128,6 +155,11 @@ class Pipe:
             raise TypeError(
                 f"Pipe: backend must have an async push() method, got {type(backend).__name__}"
             )
+        if isinstance(source, TaskSource) and not isinstance(backend, TaskPushTarget):
+            raise TypeError(
+                f"Pipe: {type(source).__name__} makes tasks: the backend needs an async "
+                f"push_task() method, and {type(backend).__name__} has none"
+            )
         self._source = source
         self._backend = backend
         self._iterator: AsyncIterator[Any] | None = None
@@ -169,9 +201,14 @@ class Pipe:
             )
         self._running = True
         try:
-            if self._iterator is None:
-                self._iterator = aiter(self._source)
-            push = self._backend.push
+            source, backend = self._source, self._backend
+            push: Callable[[Any], Awaitable[TaskId]] = backend.push
+            if isinstance(source, TaskSource) and isinstance(backend, TaskPushTarget):
+                push = backend.push_task
+                if self._iterator is None:
+                    self._iterator = source.tasks_for(backend)
+            elif self._iterator is None:
+                self._iterator = aiter(source)
             while True:
                 if self._held is _NOTHING:
                     try:

@@ -55,6 +55,7 @@ from ..backends._capabilities import (
     ResumeAbandoned,
     ResumeById,
     TaskSink,
+    Vacuum,
     WaitForCompletion,
 )
 from ..backends._protocols import Backend
@@ -75,12 +76,17 @@ class BackendHarness:
     releases a handle at the end of a test. ``crash(backend)``, given only for
     a persistent backend, makes the handle vanish the way a killed process
     would (no ack, no hand-back); the suite then opens a new handle and
-    expects the tasks that handle had taken to come back.
+    expects the tasks that handle had taken to come back. ``unique_ids``
+    says the backend follows the id rule (``push_task`` of an id that exists,
+    in any status until it is deleted, stores nothing and returns that id):
+    every built-in backend does; a backend whose store is user code (a
+    ``CustomBackend``) cannot promise it.
     """
 
     open: Opener
     close: Callable[[Any], Any] | None = None
     crash: Callable[[Any], Any] | None = None
+    unique_ids: bool = True
 
 
 def _supports(backend: Any, capability: type) -> bool:
@@ -393,6 +399,32 @@ class BackendConformance:
 
         await self._run(backend, handler, until=lambda: len(seen) == 50)
         assert seen == items
+
+    @_trio_test
+    async def test_push_task_of_an_existing_id_stores_nothing(
+        self, backend: Any, handles: _Handles, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        """Also once the task has finished, from another handle, and after vacuum
+        (what runs a periodic tick once however many processes push it)."""
+        if not handles.harness.unique_ids:
+            pytest.skip("the harness says the backend does not keep ids unique (unique_ids)")
+        first = await backend.push_task(TaskBuilder("first").id("tick-1").build())
+        assert first == TaskId("tick-1")
+        assert await backend.push_task(TaskBuilder("queued").id("tick-1").build()) == first
+        ran: list[str] = []
+
+        async def handler(item: str) -> None:
+            ran.append(item)
+
+        await self._run(backend, handler, until=lambda: len(ran) == 1, settle=1)
+        other = await handles.open()
+        assert await other.push_task(TaskBuilder("finished").id("tick-1").build()) == first
+        if _supports(backend, Vacuum):
+            await backend.vacuum()
+            assert await other.push_task(TaskBuilder("vacuumed").id("tick-1").build()) == first
+        await backend.push("sentinel")
+        await self._run(backend, handler, until=lambda: "sentinel" in ran, settle=1)
+        assert ran == ["first", "sentinel"]
 
     @_trio_test
     async def test_retries_persist_attempts_then_stop(

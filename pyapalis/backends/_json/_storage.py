@@ -93,7 +93,7 @@ class JsonStorage:
     task that cannot be rebuilt (a payload the codec cannot decode, or stored
     values a Task refuses) fails (Failed, with the error) when a worker takes
     it, and the worker goes on with the tasks behind it. Pushing a task whose
-    id is already stored stores nothing and returns that id.
+    id is already stored (or was vacuumed) stores nothing and returns that id.
 
     Durability: push, retry, hand-back, final statuses, :meth:`delete` and the
     capability writes are fsynced before they return. Concurrent ones share an
@@ -113,7 +113,9 @@ class JsonStorage:
     ``compact_min``; a compaction that fails (a full disk) is logged and tried
     again after 1 s, then 2, 4... up to 5 minutes, not at every write.
     :meth:`vacuum` drops finished tasks and compacts (a failure raises
-    :class:`StorageError`). :meth:`delete` forgets one task (the ``delete`` row
+    :class:`StorageError`); it remembers their ids (the last 100,000), so a
+    ``push_task`` of one still stores nothing: vacuum never reopens a periodic
+    tick (``Pipe(CronStream(...), storage)``). :meth:`delete` forgets one task (the ``delete`` row
     below: a method, not a capability protocol); it is what ``WorkerPool``
     retention (``RemoveDone``, ``RemoveAll``) calls.
 
@@ -307,7 +309,9 @@ class JsonStorage:
         """Store a prepared task, keeping its id, run_at, attempts, limits and metadata.
 
         A task without an id gets one (set on ``task``). If a task with this
-        id is already stored, nothing is stored and its id is returned.
+        id is already stored, in any status, or was dropped by :meth:`vacuum`
+        (the last 100,000 such ids are remembered), nothing is stored and its
+        id is returned; after :meth:`delete` the id can be pushed again.
         """
         check_task(task, "push_task: task")
         self._check_open()
@@ -316,8 +320,13 @@ class JsonStorage:
         if task_id is None:
             task_id = parts.task_id = TaskId.generate()
         key = str(task_id)
-        stored = self._store.entries.get(key)
-        if (stored is not None and not stored.deleting) or key in self._store.reserved:
+        store = self._store
+        stored = store.entries.get(key)
+        if (
+            (stored is not None and not stored.deleting)
+            or key in store.reserved
+            or key in store.vacuumed
+        ):
             await trio.lowlevel.checkpoint()
             return task_id
         record = self._push_record(key, task.args, parts.run_at)
@@ -738,16 +747,21 @@ class JsonStorage:
         ``len``, and :meth:`check_status` / :meth:`wait_for` raise ``KeyError``
         for its id, as for any id the file does not hold; whoever was already
         waiting for it gets that ``KeyError`` (it will never finish). Its id
-        may be pushed again. One record in the journal: after a crash the task
-        is there entirely or not at all.
+        may be pushed again. The id of a vacuumed task (see :meth:`vacuum`)
+        can be deleted too: True, and the id may be pushed again. One record
+        in the journal: after a crash the task is there entirely or not at all.
         """
         key = str(check_task_id(task_id, "delete: task_id"))
         self._check_open()
         store = self._store
         entry = store.entries.get(key)
         if entry is None:
-            await trio.lowlevel.checkpoint()
-            return False
+            if key not in store.vacuumed:
+                await trio.lowlevel.checkpoint()
+                return False
+            # Vacuumed, its id remembered: forgetting the id makes it pushable again.
+            await store.commit([{"op": "delete", "id": key}], lambda: store.vacuumed.pop(key, None))
+            return True
         if entry.deleting:
             # Another delete of it is on its way to the disk: return once it
             # is there (applied), as if that one came first.

@@ -37,7 +37,7 @@ import os
 import shutil
 import uuid
 import weakref
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -68,6 +68,10 @@ RESUME_RETRY_FIRST = 0.1
 RESUME_RETRY_MOST = 10.0
 """An expired lease whose resumption cannot be written is tried again after
 0.1 s, then 0.2, 0.4... up to 10 s."""
+
+VACUUMED_IDS = 100_000
+"""How many ids of vacuumed tasks a store remembers (the most recent): a push
+of one stores nothing, so vacuum never reopens a periodic tick."""
 
 log = logging.getLogger("pyapalis.journal")
 
@@ -216,6 +220,9 @@ class Store:
         """Callers of ``wait_for`` on any handle: handed ``(entry, deleted)``."""
         self.reserved: set[str] = set()
         """Ids whose push is waiting for the disk."""
+        self.vacuumed: OrderedDict[str, None] = OrderedDict()
+        """Ids of finished tasks :meth:`vacuum` dropped, the last :data:`VACUUMED_IDS`:
+        a push of one stores nothing (a periodic tick is never run twice)."""
         self.sequence = itertools.count()
         self.handles = 0
         self.temp_dir: str | None = None
@@ -266,7 +273,12 @@ class Store:
             self.workers[info.name] = info
             return None
         if op == "delete":
-            return self.entries.pop(_field(record, "id", str), None)
+            key = _field(record, "id", str)
+            self.vacuumed.pop(key, None)
+            return self.entries.pop(key, None)
+        if op == "vacuumed":
+            self.remember_vacuumed(_field(record, "ids", list))
+            return None
         entry = self.entries[_field(record, "id", str)]
         if op == "take":
             entry.status = RUNNING
@@ -568,7 +580,10 @@ class Store:
 
     def snapshot(self, skip: set[str] | frozenset[str] = frozenset()) -> list[dict[str, Any]]:
         """The records that recreate the store (without the entries in ``skip``)."""
-        records = [entry.snapshot() for key, entry in self.entries.items() if key not in skip]
+        records: list[dict[str, Any]] = []
+        if self.vacuumed:
+            records.append({"op": "vacuumed", "ids": list(self.vacuumed)})
+        records.extend(entry.snapshot() for key, entry in self.entries.items() if key not in skip)
         records.extend(
             {
                 "op": "worker",
@@ -613,11 +628,28 @@ class Store:
         finished = {
             key for key, entry in self.entries.items() if entry.status.is_final and not entry.busy
         }
-        self.journal.rewrite(self.snapshot(skip=finished))
+        kept = self.vacuumed.copy()
+        self.remember_vacuumed(key for key in self.entries if key in finished)
+        try:
+            self.journal.rewrite(self.snapshot(skip=finished))
+        except BaseException:
+            self.vacuumed = kept
+            raise
         self._compaction.succeeded()
         for key in finished:
             del self.entries[key]
         return len(finished)
+
+    def remember_vacuumed(self, keys: Iterable[str]) -> None:
+        """Add ``keys`` to :attr:`vacuumed`, forgetting the oldest beyond the bound."""
+        vacuumed = self.vacuumed
+        for key in keys:
+            if not isinstance(key, str):
+                raise TypeError(f"a vacuumed id must be a str, got {key!r}")
+            vacuumed[key] = None
+            vacuumed.move_to_end(key)
+        while len(vacuumed) > VACUUMED_IDS:
+            vacuumed.popitem(last=False)
 
     # -- lifetime ------------------------------------------------------------------
 

@@ -44,6 +44,7 @@ from .._kit._args import (
 from .._kit._results import OutcomeListener, ResultStore
 from .._kit._sink import push_each
 from ._handoff import Handoff
+from ._ids import RememberedIds
 
 __all__ = ["MemoryStorage", "MemoryStorageStatistics", "OutcomeListener"]
 
@@ -135,9 +136,13 @@ class MemoryStorage:
     ======================  =============  ===========================================
     """
 
-    def __init__(self, maxsize: int | None = None, *, results: int = 10_000) -> None:
+    def __init__(
+        self, maxsize: int | None = None, *, results: int = 10_000, pushed_ids: int = 100_000
+    ) -> None:
         maxsize = check_limit(maxsize, "MemoryStorage: maxsize")
         results = check_count(results, "MemoryStorage: results")
+        # The ids given to push_task: a second push of one stores nothing.
+        self._pushed_ids = RememberedIds(check_count(pushed_ids, "MemoryStorage: pushed_ids"))
         self._queue = TaskQueue(trio.current_time, maxsize or 0)
         self._maxsize = maxsize
         # Who waits on the queue, and how a push wakes them (the wake protocol).
@@ -193,22 +198,35 @@ class MemoryStorage:
         """Queue a prepared task, keeping its id (one is generated if unset),
         ``run_at``, attempts, data and metadata."""
         await trio.lowlevel.checkpoint_if_cancelled()
-        task_id = self._prepare_pushed(task, "push_task")
-        while not self._handoff.enqueue(task, force=False):
-            await self._park_producer()
+        task_id, new = self._prepare_pushed(task, "push_task")
+        if not new:  # an id pushed before: nothing is stored
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return task_id
+        try:
+            while not self._handoff.enqueue(task, force=False):
+                await self._park_producer()
+        except BaseException:
+            self._pushed_ids.discard(task_id)  # not stored: it may be pushed again
+            raise
         self._handoff.pushed()
         await trio.lowlevel.cancel_shielded_checkpoint()
         return task_id
 
-    def _prepare_pushed(self, task: Task, method: str) -> TaskId:
-        """Check a task given to ``method`` and make it a new Pending one with an id."""
+    def _prepare_pushed(self, task: Task, method: str) -> tuple[TaskId, bool]:
+        """Check a task given to ``method`` and make it a new Pending one with an id.
+
+        Returns its id, and False if that id was pushed before (see
+        ``pushed_ids``): then the task is left as it is and nothing may be stored.
+        """
         parts = check_task(task, f"{method}: task").parts
         task_id = parts.task_id
         if task_id is None:
             task_id = parts.task_id = TaskId.generate()
+        if not self._pushed_ids.add(task_id):
+            return task_id, False
         parts.status = Status.Pending
         self._results.finished.forget(task)  # it ran here before: that outcome is over
-        return task_id
+        return task_id, True
 
     def push_task_nowait(self, task: Task) -> TaskId:
         """Queue a prepared task now, as :meth:`push_task` does; safe from any thread.
@@ -218,8 +236,11 @@ class MemoryStorage:
         too; pushes made while a wake is pending share it).
         Raises ``trio.WouldBlock`` if ``maxsize`` is reached.
         """
-        task_id = self._prepare_pushed(task, "push_task_nowait")
+        task_id, new = self._prepare_pushed(task, "push_task_nowait")
+        if not new:  # an id pushed before: nothing is stored
+            return task_id
         if not self._handoff.enqueue(task, force=False):
+            self._pushed_ids.discard(task_id)  # not stored: it may be pushed again
             raise trio.WouldBlock(f"MemoryStorage is full (maxsize={self._maxsize})")
         if self._queue.consumer_waiting:
             self._handoff.wake()

@@ -62,6 +62,14 @@ MIGRATIONS: tuple[str, ...] = (
         concurrency INTEGER NOT NULL
     );
     """,
+    # 1 -> 2: the ids of tasks vacuum removed, so that a push_task of one stores
+    # nothing (a periodic tick is never reopened); the most recent are kept.
+    """
+    CREATE TABLE vacuumed (
+        id TEXT PRIMARY KEY,
+        at INTEGER NOT NULL
+    );
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -38,6 +38,10 @@ __all__ = ["SqliteStorage"]
 
 _MAX_INT = 2**63 - 1
 
+VACUUMED_IDS = 100_000
+"""How many ids of vacuumed tasks a file remembers (the most recent): a push of one
+stores nothing, so vacuum never reopens a periodic tick."""
+
 
 class SqliteStorage:
     """Tasks in a SQLite file that many processes on one machine share.
@@ -82,7 +86,7 @@ class SqliteStorage:
     FetchById               supported    any queue of the file
     Update                  supported    status, attempts, run_at, limits, meta
     Reschedule              supported
-    Vacuum                  supported    removes this queue's finished tasks
+    Vacuum                  supported    removes this queue's finished tasks; ids kept
     delete                  supported
     kill                    supported    Pending or Running (the late ack is fenced)
     count_tasks             supported    one GROUP BY on the (queue, status) index
@@ -491,25 +495,22 @@ class SqliteStorage:
         notify(self._db.key, work=True, results=True)
 
     async def vacuum(self) -> int:
-        """Remove this queue's finished tasks (Done, Failed, Killed); how many."""
-        count: int = await self._db.run(
-            "vacuuming",
-            lambda c: (
-                c.execute(
-                    "DELETE FROM tasks WHERE queue = ? AND status IN ('Done', 'Failed', 'Killed')",
-                    (self._queue,),
-                ).rowcount
-            ),
-        )
+        """Remove this queue's finished tasks (Done, Failed, Killed); how many.
+
+        Their ids are remembered (the last :data:`VACUUMED_IDS` of the file):
+        a ``push_task`` of one stores nothing, so vacuum never reopens a
+        periodic tick. :meth:`delete` of such an id forgets it.
+        """
+        queue = self._queue
+        now = ms_ceil(time.time())
+        count: int = await self._db.run("vacuuming", lambda c: _vacuum(c, queue, now))
         return count
 
     async def delete(self, task_id: TaskId | str) -> bool:
-        """Forget one task (any status); False if the file does not hold it."""
+        """Forget one task (any status), or a vacuumed task's remembered id; False if
+        the file holds neither. The id may be pushed again."""
         key = str(check_task_id(task_id, "delete: task_id"))
-        count = await self._db.run(
-            "deleting a task",
-            lambda c: c.execute("DELETE FROM tasks WHERE id = ?", (key,)).rowcount,
-        )
+        count = await self._db.run("deleting a task", lambda c: _delete(c, key))
         if count:
             notify(self._db.key, work=True, results=True)
         return bool(count)
@@ -746,6 +747,9 @@ def _insert_rows(
     ids = []
     statement = insert.format("OR IGNORE")
     for row in rows:
+        if connection.execute("SELECT 1 FROM vacuumed WHERE id = ?", (row[0],)).fetchone():
+            ids.append(TaskId(row[0]))  # finished and vacuumed: still not pushed again
+            continue
         if connection.execute(statement, row).rowcount:
             ids.append(TaskId(row[0]))
             continue
@@ -760,6 +764,39 @@ def _insert_rows(
         ids.append(TaskId(holder[0]))
     connection.execute("COMMIT")
     return ids
+
+
+def _vacuum(connection: sqlite3.Connection, queue: str, now: int) -> int:
+    """Delete the queue's finished tasks, remembering their ids; how many."""
+    finished = "FROM tasks WHERE queue = ? AND status IN ('Done', 'Failed', 'Killed')"
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        connection.execute(
+            f"INSERT OR IGNORE INTO vacuumed (id, at) SELECT id, ? {finished}", (now, queue)
+        )
+        count: int = connection.execute(f"DELETE {finished}", (queue,)).rowcount
+        connection.execute(
+            "DELETE FROM vacuumed WHERE rowid <= (SELECT MAX(rowid) FROM vacuumed) - ?",
+            (VACUUMED_IDS,),
+        )
+        connection.execute("COMMIT")
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    return count
+
+
+def _delete(connection: sqlite3.Connection, key: str) -> int:
+    """Delete the task ``key`` and forget it as vacuumed; how many rows went."""
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        count: int = connection.execute("DELETE FROM tasks WHERE id = ?", (key,)).rowcount
+        count += connection.execute("DELETE FROM vacuumed WHERE id = ?", (key,)).rowcount
+        connection.execute("COMMIT")
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    return count
 
 
 def _unique_key(ctx: Any) -> str | None:
