@@ -252,3 +252,14 @@ async def test_finished_tasks_expire_after_the_retention(make_store: MakeStore) 
     await store.recover(T0 + 150, 100)
     assert await store.count() == 0
     assert await store.results([str(i) for i in ids]) == [None, None]
+    # An expired id stays known (a periodic tick runs once): pushing it stores nothing,
+    # until it is deleted, and for another retention at most.
+    again = TaskBuilder("again").id(str(ids[0])).build()
+    assert await store.push([store.new_task(again)], T0 + 150) == [ids[0]]
+    assert await store.count() == 0
+    assert await store.delete(str(ids[0])) == 1
+    assert await store.push([store.new_task(again)], T0 + 150) == [ids[0]]
+    assert await store.count() == 1
+    await store.recover(T0 + 250.001, 100)  # the second id is forgotten after a retention
+    assert await store.push([store.new_task(at("b", id=str(ids[1])))], T0 + 251) == [ids[1]]
+    assert await store.count() == 2

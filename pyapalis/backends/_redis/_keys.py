@@ -18,6 +18,8 @@ key                    type         holds
 ``P s:<final>``        sorted set   Done, Failed, Killed tasks by finish time (ms): listing
                                     and retention expiry (Running ones are ``lease``'s)
 ``P all``              sorted set   every stored task by push order
+``P gone``             sorted set   ids of expired or vacuumed tasks, by deletion time: a
+                                    push of one stores nothing (a periodic tick runs once)
 ``P u:<key>``          string       the task holding a uniqueness key while Pending/Running
 ``P seq``              string       the push counter (push order)
 ``P workers``          sorted set   worker runs by last heartbeat (ms)

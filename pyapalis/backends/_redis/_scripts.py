@@ -195,7 +195,7 @@ for i = 3, #ARGV, 10 do
   local key = tk(id)
   local result = id
   seq = seq + 1
-  if redis.call('EXISTS', key) == 0 then
+  if redis.call('EXISTS', key) == 0 and not redis.call('ZSCORE', P .. 'gone', id) then
     local unique = ARGV[i + 8]
     local holder = false
     if unique ~= '' then
@@ -395,7 +395,7 @@ RECOVER = _script(
     r"""
 -- ARGV: P, now, limit, owners ('' none; else comma-separated worker ids whose
 -- tasks to take back at once), expire before ('' none; a time in ms, or
--- '+inf'), expire limit.
+-- '+inf'), expire limit, forget gone ids before ('' never; ms).
 -- Re-queues up to limit Running tasks whose lease expired before now, and
 -- every task the given (dead) owners hold, the lost execution counted:
 -- Failed when no attempts are left. Then deletes up to expire limit tasks
@@ -430,6 +430,12 @@ for _, id in ipairs(ids) do
 end
 wake(due)
 local deleted = 0
+-- Ids of deleted finished tasks stay known (``gone``) for another retention
+-- (ARGV[7], ms; '' keeps them) and at most the last 100,000: a push of one
+-- stores nothing, so a periodic tick once run is never run again.
+if ARGV[7] ~= '' then
+  redis.call('ZREMRANGEBYSCORE', P .. 'gone', '-inf', '(' .. ARGV[7])
+end
 if ARGV[5] ~= '' then
   local most = tonumber(ARGV[6])
   for _, status in ipairs({'Done', 'Failed', 'Killed'}) do
@@ -437,11 +443,13 @@ if ARGV[5] ~= '' then
       for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. 's:' .. status, '-inf', ARGV[5],
           'LIMIT', 0, most - deleted)) do
         forget(id)
+        redis.call('ZADD', P .. 'gone', now, id)
         deleted = deleted + 1
       end
     end
   end
 end
+if deleted > 0 then redis.call('ZREMRANGEBYRANK', P .. 'gone', 0, -100001) end
 return {recovered, deleted}
 """,
 )
@@ -513,12 +521,14 @@ return 1
 DELETE = _script(
     "delete",
     r"""
--- ARGV: P, id. Deletes a task that is not Running. Returns 1, 0 (unknown) or -1 (Running).
+-- ARGV: P, id. Deletes a task that is not Running, or forgets the id of one
+-- that expired (it may be pushed again). Returns 1, 0 (unknown) or -1 (Running).
 local id = ARGV[2]
 local s = redis.call('HGET', tk(id), 's')
-if not s then return 0 end
+if not s then return redis.call('ZREM', P .. 'gone', id) end
 if s == 'Running' then return -1 end
 forget(id)
+redis.call('ZREM', P .. 'gone', id)
 return 1
 """,
 )

@@ -435,7 +435,12 @@ class RedisStorage:
         _check_change(outcome, task_id, "reschedule")
 
     async def vacuum(self) -> int:
-        """Delete every finished task of this queue now; how many."""
+        """Delete every finished task of this queue now; how many.
+
+        Their ids stay known for another ``retention`` (at most the last
+        100,000): a ``push_task`` of one stores nothing, so vacuum never reopens
+        a periodic tick. :meth:`delete` of such an id forgets it.
+        """
         store = await self._store()
         removed = 0
         while True:
@@ -447,7 +452,8 @@ class RedisStorage:
                 return removed
 
     async def delete(self, task_id: TaskId | str) -> bool:
-        """Forget a task for good; False for an unknown id. A Running task raises StorageError."""
+        """Forget a task for good (or the remembered id of a deleted one); False for an
+        unknown id. A Running task raises StorageError."""
         key = str(check_task_id(task_id, "delete: task_id"))
         outcome = await (await self._store()).delete(key)
         if outcome == -1:

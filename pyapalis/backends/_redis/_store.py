@@ -285,7 +285,15 @@ class RedisStore:
         reply = await self.client.run(
             RECOVER,
             keys.lease,
-            [keys.prefix, to_ms(now), limit, ",".join(owners), expire_before, expire_limit],
+            [
+                keys.prefix,
+                to_ms(now),
+                limit,
+                ",".join(owners),
+                expire_before,
+                expire_limit,
+                "" if self._retention_ms < 0 else to_ms(now) - self._retention_ms,
+            ],
         )
         if int(reply[0]):
             _local_wake().wake(keys.prefix)
