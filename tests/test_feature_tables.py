@@ -45,6 +45,10 @@ def _postgres(tmp_path: Path) -> Any:
     from pyapalis.backends._postgres._storage import PostgresStorage
 
     return PostgresStorage("postgresql://localhost/unused")  # construction does no I/O
+def _redis(tmp_path: Path) -> Any:
+    from pyapalis.backends._redis._storage import RedisStorage
+
+    return RedisStorage()  # no I/O until it is used
 
 
 def _custom(tmp_path: Path) -> Any:
@@ -59,6 +63,7 @@ BACKENDS: list[tuple[str, str, Callable[[Path], Any]]] = [
     ("pyapalis.backends._json._storage", "JsonStorage", _json),
     ("pyapalis.backends._sqlite._storage", "SqliteStorage", _sqlite),
     ("pyapalis.backends._postgres._storage", "PostgresStorage", _postgres),
+    ("pyapalis.backends._redis._storage", "RedisStorage", _redis),
     ("pyapalis.backends._custom", "CustomBackend", _custom),
 ]
 

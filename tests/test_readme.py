@@ -1,5 +1,7 @@
 """Every Python block of README.md runs as shown.
 
+This module is also the one place of the rule for the guides under docs/
+(tests/test_docs.py runs theirs with :func:`blocks` and :func:`run_block`).
 Each ```python block runs as a script of its own, in an empty directory, and
 must exit 0 with nothing on stderr. An HTML comment just before a block says
 when it is not a plain script:
@@ -8,6 +10,11 @@ when it is not a plain script:
   and every test passes.
 * ``<!-- readme-test: interrupt after "TEXT" -->``: the block runs until
   stopped; it gets SIGINT once it has printed the line TEXT, and must exit 0.
+* ``<!-- readme-test: needs redis -->``: a script that talks to the local
+  Redis server; skipped (saying so) when none answers, never in CI.
+* ``<!-- readme-test: script, needs postgres -->``: a script that uses the
+  PostgreSQL server (``DATABASE_URL``) in the schema ``demo``, dropped before
+  and after; skipped (saying so) when none answers, never in CI.
 """
 
 from __future__ import annotations
@@ -28,23 +35,26 @@ README = ROOT / "README.md"
 TIMEOUT = 120  # a guard against a hung block, never a measurement
 
 _BLOCK = re.compile(
-    r"(?:<!-- readme-test: (?P<mode>[^>]*?) -->\n)?```(?P<lang>\w*)\n(?P<code>.*?)^```$",
+    r"(?:<!-- (?:readme|docs)-test: (?P<mode>[^>]*?) -->\n)?```(?P<lang>\w*)\n(?P<code>.*?)^```$",
     re.DOTALL | re.MULTILINE,
 )
 
 
 @dataclass(frozen=True)
 class Block:
+    source: str  # the file, relative to the checkout
     line: int
     lang: str
     mode: str
     code: str
 
 
-def blocks() -> list[Block]:
-    text = README.read_text(encoding="utf-8")
+def blocks(path: Path = README) -> list[Block]:
+    """The fenced blocks of ``path`` (a Markdown file), with the mode each is marked with."""
+    text = path.read_text(encoding="utf-8")
     return [
         Block(
+            source=path.relative_to(ROOT).as_posix(),
             line=text.count("\n", 0, match.start("code")) + 1,
             lang=match["lang"],
             mode=match["mode"] or "script",
@@ -57,9 +67,6 @@ def blocks() -> list[Block]:
 PYTHON = [block for block in blocks() if block.lang == "python"]
 
 NEEDS_POSTGRES = "script, needs postgres"
-"""A script that uses the PostgreSQL server (``DATABASE_URL``) in the schema ``demo``:
-skipped with the reason when no server answers (never in CI); the schema is
-dropped before and after."""
 
 
 def _env() -> dict[str, str]:
@@ -78,13 +85,21 @@ def test_the_readme_has_its_blocks() -> None:
         "&& .venv/bin/python examples/worker.py",
         ".venv/bin/python -m pytest",
     ]
-    assert {block.mode for block in PYTHON} <= {"script", "pytest", NEEDS_POSTGRES} | {
-        block.mode for block in PYTHON if block.mode.startswith("interrupt after ")
-    }
+    assert {block.mode for block in PYTHON} <= {
+        "script",
+        "pytest",
+        "needs redis",
+        NEEDS_POSTGRES,
+    } | {block.mode for block in PYTHON if block.mode.startswith("interrupt after ")}
 
 
 @pytest.mark.parametrize("block", PYTHON, ids=[f"line{block.line}" for block in PYTHON])
 def test_readme_block_runs_as_shown(block: Block, tmp_path: Path) -> None:
+    run_block(block, tmp_path)
+
+
+def run_block(block: Block, tmp_path: Path) -> None:
+    """Run ``block`` in the empty directory ``tmp_path`` as its mode says; assert it passed."""
     if block.mode == "pytest":
         module = tmp_path / f"test_readme_line{block.line}.py"
         module.write_text(block.code, encoding="utf-8")
@@ -106,7 +121,12 @@ def test_readme_block_runs_as_shown(block: Block, tmp_path: Path) -> None:
     if block.mode == NEEDS_POSTGRES:
         _run_with_postgres(script)
         return
-    if block.mode == "script":
+    if block.mode == "needs redis":
+        from _redis_support import REDIS_UNAVAILABLE
+
+        if REDIS_UNAVAILABLE is not None:
+            pytest.skip(REDIS_UNAVAILABLE)
+    if block.mode in ("script", "needs redis"):
         proc = subprocess.run(
             [sys.executable, script.name],
             cwd=tmp_path,
@@ -120,7 +140,7 @@ def test_readme_block_runs_as_shown(block: Block, tmp_path: Path) -> None:
         assert proc.stderr == ""
         return
     match = re.fullmatch(r'interrupt after "(.*)"', block.mode)
-    assert match, f"unknown readme-test mode {block.mode!r} at README.md line {block.line}"
+    assert match, f"unknown test mode {block.mode!r} at {block.source} line {block.line}"
     returncode, stdout, stderr = _run_until_printed(script, match[1])
     assert returncode == 0, stderr
     assert stderr == ""
