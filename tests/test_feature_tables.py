@@ -45,6 +45,8 @@ def _postgres(tmp_path: Path) -> Any:
     from pyapalis.backends._postgres._storage import PostgresStorage
 
     return PostgresStorage("postgresql://localhost/unused")  # construction does no I/O
+
+
 def _redis(tmp_path: Path) -> Any:
     from pyapalis.backends._redis._storage import RedisStorage
 
