@@ -12,13 +12,12 @@ from pathlib import Path
 
 import orjson
 import pytest
-import trio
 
 from pyapalis import BackgroundTask, CurrentTask, SqliteStorage, Status, TaskBuilder
 from pyapalis.backends import FiltersTaskNames
-from pyapalis.backends._kit._names import TYPED_INFO_KEY, check_task_names, task_name_of
+from pyapalis.backends._kit._names import check_task_names, task_name_of
 from pyapalis.backends._sqlite._schema import MIGRATIONS, SCHEMA_VERSION
-from pyapalis.backends._sqlite._store import _claim_sql
+from pyapalis.backends._sqlite._store import claim_statements
 
 
 class Alpha(BackgroundTask):
@@ -43,10 +42,10 @@ def path(tmp_path: Path) -> Path:
 
 
 def test_the_name_rule_and_the_name_checks() -> None:
-    assert task_name_of({TYPED_INFO_KEY: {"task_name": "alpha", "uniq": "x"}}) == "alpha"
-    for ctx in (None, "x", {}, {TYPED_INFO_KEY: "alpha"}, {TYPED_INFO_KEY: {"task_name": ""}}):
-        assert task_name_of(ctx) is None
-    assert task_name_of({TYPED_INFO_KEY: {"task_name": 3}}) is None
+    assert task_name_of({"task_name": "alpha", "payload": {}}) == "alpha"
+    assert task_name_of({"task_name": "alpha"}) == "alpha"  # (the pool fails it: no payload)
+    for args in (None, "alpha", ["alpha"], {}, {"task_name": ""}, {"task_name": 3}):
+        assert task_name_of(args) is None
     assert check_task_names(["a", "b", "a"], "f") == frozenset({"a", "b"})
     with pytest.raises(ValueError, match="f: at least one task name is needed"):
         check_task_names([], "f")
@@ -83,20 +82,6 @@ async def test_a_view_takes_only_its_names_and_a_plain_handle_takes_everything(
             await storage.ack(task, Status.Done, None, None)
 
 
-async def test_update_keeps_the_stored_name_in_step_with_the_metadata(path: Path) -> None:
-    async with SqliteStorage(path) as storage:
-        task_id = await Beta(1).enqueue(storage)
-        task = await storage.fetch_by_id(task_id)
-        assert task is not None
-        task.parts.ctx = {TYPED_INFO_KEY: {"task_name": "alpha"}}
-        await storage.update(task)
-        async with storage.only_task_names(["alpha"]) as view:
-            with trio.fail_after(5):
-                taken = await view.take()
-            assert taken.parts.task_id == task_id
-            await view.ack(taken, Status.Done, None, None)
-
-
 async def test_a_file_of_the_previous_version_migrates_on_open_and_its_tasks_filter(
     path: Path,
 ) -> None:
@@ -105,21 +90,23 @@ async def test_a_file_of_the_previous_version_migrates_on_open_and_its_tasks_fil
         raw.executescript(migration)
     raw.execute("PRAGMA user_version = 2")
 
-    def row(task_id: str, meta: bytes | None, status: str = "Pending") -> tuple[object, ...]:
-        return (task_id, "default", orjson.dumps({"task_name": "x", "payload": {}}), meta, status)
+    def row(task_id: str, args: bytes, status: str = "Pending") -> tuple[object, ...]:
+        return (task_id, "default", args, status)
 
-    def meta(name: object) -> bytes:
-        return orjson.dumps({TYPED_INFO_KEY: {"task_name": name, "created_at": 1.0}})
+    def envelope(name: object) -> bytes:
+        return orjson.dumps({"task_name": name, "payload": {"n": 1}})
 
     raw.executemany(
-        "INSERT INTO tasks (id, queue, args, meta, status, run_at) VALUES (?, ?, ?, ?, ?, 0)",
+        "INSERT INTO tasks (id, queue, args, status, run_at) VALUES (?, ?, ?, ?, 0)",
         [
-            row("01-plain", None),
-            row("02-beta", meta("beta")),
-            row("03-alpha", meta("alpha")),
-            row("04-done", meta("alpha"), "Done"),  # finished: left unnamed
-            row("05-odd", meta(7)),  # not a name
-            row("06-not-json", b"\x80\x81"),  # another codec's bytes
+            row("01-plain", orjson.dumps({"n": 1})),
+            row("02-beta", envelope("beta")),
+            row("03-alpha", envelope("alpha")),
+            row("04-done", envelope("alpha"), "Done"),  # finished: left unnamed
+            row("05-odd", envelope(7)),  # not a name
+            row("06-empty", envelope("")),
+            row("07-list", orjson.dumps(["task_name"])),
+            row("08-not-json", b"\x80\x81"),  # another codec's bytes
         ],
     )
     raw.commit()
@@ -134,7 +121,9 @@ async def test_a_file_of_the_previous_version_migrates_on_open_and_its_tasks_fil
             "03-alpha": "alpha",
             "04-done": None,
             "05-odd": None,
-            "06-not-json": None,
+            "06-empty": None,
+            "07-list": None,
+            "08-not-json": None,
         }
         indexes = {r[1] for r in raw.execute("PRAGMA index_list(tasks)").fetchall()}
         assert "tasks_ready_named" in indexes
@@ -151,7 +140,7 @@ def test_the_claim_of_one_name_reads_the_named_index_in_claim_order(path: Path) 
     raw = sqlite3.connect(path)
     for migration in MIGRATIONS:
         raw.executescript(migration)
-    claim, _ = _claim_sql(1)
+    claim, _ = claim_statements(1)
     plan = " | ".join(
         str(step[3])
         for step in raw.execute(
@@ -163,18 +152,12 @@ def test_the_claim_of_one_name_reads_the_named_index_in_claim_order(path: Path) 
     assert "TEMP B-TREE" not in plan, plan  # no sort: the index gives the claim order
 
 
-async def test_a_typed_task_pushed_with_a_builder_is_named_too(path: Path) -> None:
+async def test_every_push_path_stores_the_name_of_an_envelope(path: Path) -> None:
     async with SqliteStorage(path) as storage:
-        task = (
-            TaskBuilder({"task_name": "alpha", "payload": {"n": 1}})
-            .with_ctx({TYPED_INFO_KEY: {"task_name": "alpha"}})
-            .build()
-        )
-        await storage.push_task(task)
-        await storage.push_bulk([1, 2])
+        await Alpha(1).enqueue(storage)
+        await storage.push_task(TaskBuilder({"task_name": "beta", "payload": {}}).build())
+        await storage.push_bulk([{"task_name": "gamma", "payload": {}}, 2])
         raw = sqlite3.connect(path)
-        stored = sorted(
-            raw.execute("SELECT task_name FROM tasks").fetchall(), key=lambda r: r[0] or ""
-        )
+        stored = raw.execute("SELECT task_name FROM tasks ORDER BY rowid").fetchall()
         raw.close()
-        assert stored == [(None,), (None,), ("alpha",)]
+        assert stored == [("alpha",), ("beta",), ("gamma",), (None,)]

@@ -1,13 +1,17 @@
 """The task name a shared backend stores beside a task, decided in one place.
 
-A typed task (:class:`~pyapalis.BackgroundTask`) carries its ``TASK_NAME`` in
-its metadata, under :data:`TYPED_INFO_KEY`. A shared backend stores that name
-in a column (a hash field) when the task is pushed, so that a claim can take
-only the names a consumer knows (``LeaseStore.exchange(..., names=...)``, used
-by a :class:`~pyapalis.WorkerPool` through ``FiltersTaskNames``): in a
-mixed-version deploy, a pool that does not know a new task type leaves its
-tasks Pending for a pool that does. Every backend derives the name with
-:func:`task_name_of`, so they all take the same decision.
+A typed task (:class:`~pyapalis.BackgroundTask`) is stored as the envelope
+``{"task_name": ..., "payload": ...}``, and a :class:`~pyapalis.WorkerPool`
+dispatches on that name. A shared backend stores the name in a column (a hash
+field) when the task is pushed, so that a claim can take only the names a
+consumer knows (``LeaseStore.exchange(..., names=...)``, used by a pool
+through ``FiltersTaskNames``): in a mixed-version deploy, a pool that does not
+know a new task type leaves its tasks Pending for a pool that does. Every
+backend, and the pool's decoding, reads the name with :func:`task_name_of`, so
+they all take the same decision (an envelope pushed by hand is named too).
+
+:data:`TYPED_INFO_KEY` is where a typed task keeps its name, uniqueness hash
+and creation time in its metadata (read by backends that index the hash).
 """
 
 from __future__ import annotations
@@ -21,14 +25,11 @@ TYPED_INFO_KEY = "pyapalis.background"
 """The task-metadata key under which a typed task keeps its name, hash and creation time."""
 
 
-def task_name_of(ctx: Any) -> str | None:
-    """The typed-task name recorded in a task's metadata ``ctx``, or None (not a typed task)."""
-    if not isinstance(ctx, dict):
+def task_name_of(args: Any) -> str | None:
+    """The name of a typed task's envelope ``args`` (its ``"task_name"``), or None (not one)."""
+    if not isinstance(args, dict):
         return None
-    info = ctx.get(TYPED_INFO_KEY)
-    if not isinstance(info, dict):
-        return None
-    name = info.get("task_name")
+    name = args.get("task_name")
     return name if isinstance(name, str) and name else None
 
 

@@ -72,16 +72,18 @@ MIGRATIONS: tuple[str, ...] = (
         at INTEGER NOT NULL
     );
     """,
-    # 2 -> 3: a typed task's name (``_kit._names.task_name_of``), so that a
-    # pool claims only the names it registered; filled in for the unfinished
-    # tasks of earlier versions whose metadata is JSON (the default codec).
+    # 2 -> 3: a typed task's name (``_kit._names.task_name_of`` of its
+    # envelope), so that a pool claims only the names it registered; filled in
+    # for the unfinished tasks of earlier versions stored as JSON (the default
+    # codec), by the same rule: an object whose "task_name" is a non-empty text.
     """
     ALTER TABLE tasks ADD COLUMN task_name TEXT;
-    UPDATE tasks SET task_name = json_extract(CAST(meta AS TEXT),
-            '$."pyapalis.background".task_name')
-        WHERE status IN ('Pending', 'Running') AND meta IS NOT NULL
-        AND json_valid(CAST(meta AS TEXT))
-        AND json_type(CAST(meta AS TEXT), '$."pyapalis.background".task_name') = 'text';
+    UPDATE tasks SET task_name = json_extract(CAST(args AS TEXT), '$.task_name')
+        WHERE status IN ('Pending', 'Running')
+        AND json_valid(CAST(args AS TEXT))
+        AND json_type(CAST(args AS TEXT)) = 'object'
+        AND json_type(CAST(args AS TEXT), '$.task_name') = 'text'
+        AND json_extract(CAST(args AS TEXT), '$.task_name') <> '';
     CREATE INDEX tasks_ready_named ON tasks (queue, task_name, priority DESC, run_at)
         WHERE status = 'Pending' AND task_name IS NOT NULL;
     """,

@@ -380,7 +380,19 @@ class SqliteStorage:
         generate = TaskId.generate
         run_at = ms_ceil(time.time())
         return [
-            (str(generate()), queue, encode(item), None, 0, None, None, 0, run_at, None, None)
+            (
+                str(generate()),
+                queue,
+                encode(item),
+                None,
+                0,
+                None,
+                None,
+                0,
+                run_at,
+                None,
+                task_name_of(item),
+            )
             for item in items
         ]
 
@@ -414,7 +426,7 @@ class SqliteStorage:
                     parts.priority,
                     ms_ceil(run_at) if run_at is not None else ms_ceil(time.time()),
                     unique,
-                    task_name_of(ctx),
+                    task_name_of(task.args),
                 )
             )
         return rows, fast
@@ -488,14 +500,13 @@ class SqliteStorage:
             parts.timeout,
             parts.priority,
             meta,
-            task_name_of(parts.ctx),
             key,
         )
 
         def run(c: sqlite3.Connection) -> int:
             return c.execute(
                 "UPDATE tasks SET status = ?, attempt = ?, run_at = ?, max_attempts = ?, "
-                "timeout = ?, priority = ?, meta = ?, task_name = ?, "
+                "timeout = ?, priority = ?, meta = ?, "
                 "owner = CASE WHEN status = 'Running' THEN owner END WHERE id = ?",
                 values,
             ).rowcount

@@ -27,7 +27,7 @@ from .._kit._leases import Claim, Claimed, Settlement
 from .._worker_protocols import WorkerIdentity
 from ._db import Database, notify
 
-__all__ = ["Row", "SqliteStore", "ms_ceil", "ms_floor"]
+__all__ = ["Row", "SqliteStore", "claim_statements", "ms_ceil", "ms_floor"]
 
 _HOST = socket.gethostname()
 
@@ -87,7 +87,7 @@ _CLAIM = (
 _NEXT_DUE = "SELECT min(run_at) FROM tasks WHERE queue = ? AND status = 'Pending' AND run_at > ?{}"
 
 
-def _claim_sql(count: int) -> tuple[str, str]:
+def claim_statements(count: int) -> tuple[str, str]:
     """The claim and next-due statements, restricted to ``count`` task names if > 0.
 
     The name test sits beside the queue's so that ``tasks_ready_named``
@@ -99,7 +99,7 @@ def _claim_sql(count: int) -> tuple[str, str]:
     return _CLAIM.format(test), _NEXT_DUE.format(test)
 
 
-_CLAIM_ALL, _NEXT_DUE_ALL = _claim_sql(0)
+_CLAIM_ALL, _NEXT_DUE_ALL = claim_statements(0)
 _REQUEUE = (
     "UPDATE tasks SET owner = NULL, lease_until = NULL, "
     "status = CASE WHEN max_attempts IS NOT NULL AND attempt >= max_attempts "
@@ -129,7 +129,7 @@ class SqliteStore:
         found = self._filters.get(names)
         if found is None:
             ordered = tuple(sorted(names))
-            found = self._filters[names] = (ordered, *_claim_sql(len(ordered)))
+            found = self._filters[names] = (ordered, *claim_statements(len(ordered)))
         return found
 
     # -- LeaseStore ----------------------------------------------------------------
