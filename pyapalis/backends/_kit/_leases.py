@@ -21,7 +21,9 @@ The delivery model, and where each rule lives:
   claimed tasks wait, the next claim starts in the background, so the
   consumer loops do not stall on the round trip.
   Prefetched tasks wait in the session and are handed back (not counted as
-  an execution) when the run ends.
+  an execution) when the run ends. A session given task ``names`` (a
+  ``FiltersTaskNames`` view, what a ``WorkerPool`` consumes) claims only
+  tasks stored under those names (``_names.task_name_of``).
 * **Acks** are fenced and batched: every outcome (final status, retry with
   its next ``run_at``, hand-back) becomes a :class:`Settlement` carrying the
   attempt the claim set; the store applies it only while the task is still
