@@ -192,8 +192,9 @@ class FiltersTaskNames(Protocol):
     def only_task_names(self, names: Iterable[str]) -> Backend:
         """A view of this queue whose takes and worker sessions claim only tasks named in ``names``.
 
-        Pushes, acks and management calls behave as on the backend itself. A
-        view that is ``Closeable`` is closed by its caller when done. Raises
+        Pushes, acks and management calls behave as on the backend itself.
+        The view shares the backend's resources and needs no closing of its
+        own: it lasts as long as the backend is open. Raises
         ``ValueError`` for an empty set, ``TypeError`` for a name that is not
         a non-empty str.
         """

@@ -39,7 +39,6 @@ from .._worker._service import AlwaysReady, Service
 from .._worker._source import check_backend
 from .._worker._worker import Worker, WorkerBuilder
 from ..backends._capabilities import (
-    Closeable,
     Delete,
     FetchById,
     ListTasks,
@@ -444,8 +443,6 @@ class WorkerPool:
             if isinstance(handle, FiltersTaskNames):
                 # Only the names this pool can run: others wait for a pool that knows them.
                 consumed = handle.only_task_names(registry)
-                if isinstance(consumed, Closeable):
-                    closers.append(consumed.close)
             for number in range(config.num_workers):
                 app = await self._make_app()
                 builder = WorkerBuilder(f"{self._name}.{config.name}.{number}").backend(consumed)

@@ -119,6 +119,7 @@ class SqliteStorage:
         poll: float = 1.0,
         _db: Database | None = None,
         _names: frozenset[str] | None = None,
+        _borrowed: bool = False,
     ) -> None:
         path = str(path) if not isinstance(path, str) else path
         if not path:
@@ -141,7 +142,9 @@ class SqliteStorage:
         self._leases = LeaseConfig(lease=lease, prefetch=prefetch, batch=batch, poll=poll)
         self._direct_config = LeaseConfig(lease=lease, prefetch=0, batch=batch, poll=poll)
         self._db = _db if _db is not None else Database(path, sync, float(busy_timeout))
-        self._db.acquire()
+        self._borrowed = _borrowed  # a view: it holds no reference to the file of its own
+        if not _borrowed:
+            self._db.acquire()
         self._codec = codec if codec is not None else JsonCodec()
         self._queue = queue
         self._store = SqliteStore(self._db, queue, self._codec)
@@ -170,21 +173,25 @@ class SqliteStorage:
         return self._handle(name, codec if codec is not None else self._codec, None)
 
     def only_task_names(self, names: Iterable[str]) -> SqliteStorage:
-        """A handle on this queue whose takes and worker sessions claim only typed tasks
-        named in ``names`` (``FiltersTaskNames``); close it when done.
+        """A view of this queue whose takes and worker sessions claim only typed tasks
+        named in ``names`` (``FiltersTaskNames``).
 
         Tasks of other names, and plain tasks, stay Pending for another
-        consumer. Pushes and management calls are those of any handle.
+        consumer. Pushes and management calls are those of any handle. The
+        view borrows this handle's connection: closing this handle ends it
+        (closing the view only flushes what the view itself took).
         """
         found = check_task_names(names, "SqliteStorage.only_task_names")
-        return self._handle(self._queue, self._codec, found)
+        return self._handle(self._queue, self._codec, found, borrowed=True)
 
     @property
     def task_names(self) -> frozenset[str] | None:
         """The task names this handle's consumers claim (None: every task)."""
         return self._names
 
-    def _handle(self, name: str, codec: Codec, names: frozenset[str] | None) -> SqliteStorage:
+    def _handle(
+        self, name: str, codec: Codec, names: frozenset[str] | None, *, borrowed: bool = False
+    ) -> SqliteStorage:
         db = self._db
         return SqliteStorage(
             db.path,
@@ -198,6 +205,7 @@ class SqliteStorage:
             poll=self._leases.poll,
             _db=db,
             _names=names,
+            _borrowed=borrowed,
         )
 
     def __repr__(self) -> str:
@@ -240,7 +248,8 @@ class SqliteStorage:
             self._direct = None
         for identity in self._registered.values():
             LIVE_WORKERS.discard(identity.id)
-        self._db.release()
+        if not self._borrowed:
+            self._db.release()
 
     def _check_open(self) -> None:
         if self._closed:

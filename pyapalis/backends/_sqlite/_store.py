@@ -5,9 +5,10 @@ opened with ``BEGIN IMMEDIATE`` (the write lock first, so two processes never
 deadlock upgrading a read); a claim is one ``UPDATE ... RETURNING`` over the
 first due rows (priority, then ``run_at``, then push order), after the
 settlements the session folded into it; a claim given task names adds
-``task_name IN (...)`` (``tasks_ready_named`` serves one name in order). Rows hold the codec's bytes; the
-store decodes a claimed row into a Task and fails (in the same transaction)
-a row that cannot be decoded, so a bad payload never reaches a worker.
+``task_name IN (...)`` (``tasks_ready_named`` serves one name in order).
+Rows hold the codec's bytes; the store decodes a claimed row into a Task and
+fails (in the same transaction) a row that cannot be decoded, so a bad
+payload never reaches a worker.
 """
 
 from __future__ import annotations
