@@ -39,6 +39,7 @@ TOP_LEVEL_CONTRACT = {
     "Extensions",
     "MemoryStorage",
     "JsonStorage",
+    "RedisStorage",
     "SqliteStorage",
     "open_backend",
     "CronStream",
