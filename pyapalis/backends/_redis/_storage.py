@@ -73,6 +73,11 @@ class RedisStorage:
     of ``poll`` seconds. Finished tasks and their results are deleted
     ``retention`` seconds after they finish (``math.inf`` keeps them).
 
+    Task names (``FiltersTaskNames``): a typed task's ``TASK_NAME`` is stored
+    with it, and its ready entry also goes to a per-name set;
+    ``storage.only_task_names(names)`` is a view whose consumers claim only
+    those names, the one a ``WorkerPool`` consumes.
+
     Redis failures (a restart, a lost connection, flushed scripts) surface as
     :class:`StorageError`; workers back off and go on, and scripts are loaded
     again on NOSCRIPT. What Redis keeps across a restart is its persistence's
