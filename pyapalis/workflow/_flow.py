@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from ._runner import WorkflowBackend, WorkflowRunner
 
 In = TypeVar("In")
-Out = TypeVar("Out")
+Current = TypeVar("Current", covariant=True)
 New = TypeVar("New")
 Item = TypeVar("Item")
 
@@ -69,10 +69,12 @@ def _check_attempts(attempts: object, where: str) -> int | None:
     return attempts
 
 
-class Workflow(Generic[In, Out]):
+class Workflow(Generic[In, Current]):
     """A durable chain of steps, each run as a task of one backend.
 
-    ``In`` is what a run starts with, ``Out`` what its last step returns::
+    ``In`` is what a run starts with, ``Current`` what the last step so far
+    returns: a new ``Workflow[int, int]("sums")`` takes an ``int`` and hands
+    it to the first step, and each step added moves ``Current`` on::
 
         flow = (Workflow[int, int]("sums")
                 .and_then(numbers)      # int -> list[int]
@@ -112,11 +114,11 @@ class Workflow(Generic[In, Out]):
 
     @overload
     def and_then(
-        self, function: Callable[[Out], Awaitable[New]], *, attempts: int | None = None
+        self, function: Callable[[Current], Awaitable[New]], *, attempts: int | None = None
     ) -> Workflow[In, New]: ...
     @overload
     def and_then(
-        self, function: Callable[[Out], New], *, attempts: int | None = None
+        self, function: Callable[[Current], New], *, attempts: int | None = None
     ) -> Workflow[In, New]: ...
     def and_then(self, function: StepFunction, *, attempts: int | None = None) -> Any:
         """Add a step that runs ``function`` on the previous step's output.
@@ -127,13 +129,13 @@ class Workflow(Generic[In, Out]):
         """
         return self._with(self._step(function, StepKind.then, attempts, "and_then"))
 
-    def delay_for(self, seconds: float) -> Workflow[In, Out]:
+    def delay_for(self, seconds: float) -> Workflow[In, Current]:
         """Run the next step ``seconds`` after the previous one finished.
 
         The delay is the next task's ``run_at``: no worker waits through it,
         and it survives restarts. Delays in a row add up.
         """
-        longer: Workflow[In, Out] = Workflow(self._name)
+        longer: Workflow[In, Current] = Workflow(self._name)
         longer._steps = self._steps
         longer._delay = self._delay + _check_delay(seconds)
         return longer
@@ -193,7 +195,7 @@ class Workflow(Generic[In, Out]):
             raise ValueError("fan_in: the step before it must be a fan_out")
         return self._with(self._step(function, StepKind.then, attempts, "fan_in"))
 
-    def on(self, backend: WorkflowBackend) -> WorkflowRunner[In, Out]:
+    def on(self, backend: WorkflowBackend) -> WorkflowRunner[In, Current]:
         """Bind the definition to ``backend``: start runs, handle their tasks, look
         them up. Workers running the runs must consume that same backend."""
         from ._runner import WorkflowRunner
