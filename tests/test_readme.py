@@ -1,5 +1,7 @@
 """Every Python block of README.md runs as shown.
 
+This module is also the one place of the rule for the guides under docs/
+(tests/test_docs.py runs theirs with :func:`blocks` and :func:`run_block`).
 Each ```python block runs as a script of its own, in an empty directory, and
 must exit 0 with nothing on stderr. An HTML comment just before a block says
 when it is not a plain script:
@@ -28,23 +30,26 @@ README = ROOT / "README.md"
 TIMEOUT = 120  # a guard against a hung block, never a measurement
 
 _BLOCK = re.compile(
-    r"(?:<!-- readme-test: (?P<mode>[^>]*?) -->\n)?```(?P<lang>\w*)\n(?P<code>.*?)^```$",
+    r"(?:<!-- (?:readme|docs)-test: (?P<mode>[^>]*?) -->\n)?```(?P<lang>\w*)\n(?P<code>.*?)^```$",
     re.DOTALL | re.MULTILINE,
 )
 
 
 @dataclass(frozen=True)
 class Block:
+    source: str  # the file, relative to the checkout
     line: int
     lang: str
     mode: str
     code: str
 
 
-def blocks() -> list[Block]:
-    text = README.read_text(encoding="utf-8")
+def blocks(path: Path = README) -> list[Block]:
+    """The fenced blocks of ``path`` (a Markdown file), with the mode each is marked with."""
+    text = path.read_text(encoding="utf-8")
     return [
         Block(
+            source=path.relative_to(ROOT).as_posix(),
             line=text.count("\n", 0, match.start("code")) + 1,
             lang=match["lang"],
             mode=match["mode"] or "script",
@@ -80,6 +85,11 @@ def test_the_readme_has_its_blocks() -> None:
 
 @pytest.mark.parametrize("block", PYTHON, ids=[f"line{block.line}" for block in PYTHON])
 def test_readme_block_runs_as_shown(block: Block, tmp_path: Path) -> None:
+    run_block(block, tmp_path)
+
+
+def run_block(block: Block, tmp_path: Path) -> None:
+    """Run ``block`` in the empty directory ``tmp_path`` as its mode says; assert it passed."""
     if block.mode == "pytest":
         module = tmp_path / f"test_readme_line{block.line}.py"
         module.write_text(block.code, encoding="utf-8")
@@ -112,7 +122,7 @@ def test_readme_block_runs_as_shown(block: Block, tmp_path: Path) -> None:
         assert proc.stderr == ""
         return
     match = re.fullmatch(r'interrupt after "(.*)"', block.mode)
-    assert match, f"unknown readme-test mode {block.mode!r} at README.md line {block.line}"
+    assert match, f"unknown test mode {block.mode!r} at {block.source} line {block.line}"
     returncode, stdout, stderr = _run_until_printed(script, match[1])
     assert returncode == 0, stderr
     assert stderr == ""

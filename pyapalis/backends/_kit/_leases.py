@@ -43,7 +43,11 @@ The delivery model, and where each rule lives:
 * **Wake-up** (:meth:`LeaseStore.wait_wake`): a hint that something may be
   due (an in-process push at once, another process's through the backend's
   notification), always bounded by :attr:`LeaseConfig.poll` and by the next
-  scheduled task's ``run_at``, so a lost notification only delays.
+  scheduled task's ``run_at``, so a lost notification only delays. An idle
+  worker has one consumer loop waiting on the store; the others park and are
+  woken one at a time, and a claim runs only when it may find something (the
+  last one came back full, a wake came since, or outcomes wait to be
+  written), so one push to an idle worker costs one claim.
 * **Faults**: a :class:`~pyapalis.StorageError` from the store is logged and
   the operation tried again after a backoff (0.1 s doubling to
   :attr:`LeaseConfig.backoff_max`); the worker never stops for it and no

@@ -159,8 +159,12 @@ class SqliteStore:
                     else:
                         decoded.append(task)
                 rows = decoded
+                # Read inside the transaction: no other connection can commit
+                # while it holds the write lock, so any later commit changes it.
+                version = connection.execute("PRAGMA data_version").fetchone()[0]
+            else:
+                version = 0
             connection.execute("COMMIT")
-            version: int = connection.execute("PRAGMA data_version").fetchone()[0]
             return rows, next_due, version, failed
 
         tasks, next_due, version, failed = await self.db.run("claiming tasks", run)
