@@ -397,3 +397,26 @@ async def test_bad_run_ids_raise_naming_the_argument() -> None:
         await runner.start(1, run_id="")
     with pytest.raises(TypeError, match="status: run_id must be a str"):
         await runner.status(5)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", ["json", "sqlite"])
+async def test_forget_deletes_a_finished_runs_tasks_and_records(
+    name: str, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    flow = Workflow[int, int]("tidy").and_then(lambda n: [n, n]).fan_out(abs).fan_in(sum)
+    async with OPENERS[name](tmp_path) as storage:
+        runner = flow.on(storage)
+        other = await storage.push("not a workflow task")
+        run_id = await runner.start(-3)
+        with pytest.raises(ValueError, match=r"forget: run .* is not finished"):
+            await runner.forget(run_id)
+        assert await _run(runner, storage, run_id, loops=2) == 6
+        assert await runner.forget(run_id) == 6  # two steps, two items, two records
+        left = await storage.list_tasks(page_size=100)
+        assert [task.parts.task_id for task in left] == [other]
+
+
+async def test_forget_needs_a_backend_that_deletes() -> None:
+    runner = Workflow[int, int]("w").and_then(abs).on(MemoryStorage())
+    with pytest.raises(TypeError, match=r"forget: .* cannot delete tasks"):
+        await runner.forget("r1")

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 from .._errors import AbortError, WorkflowFailedError
 from .._implementation import TaskBuilder, TaskId
 from .._status import Status
-from ..backends._capabilities import FetchById, TaskSink, WaitForCompletion
+from ..backends._capabilities import Delete, FetchById, TaskSink, WaitForCompletion
 from ._flow import Step, StepKind
 from ._messages import PARKED_AT, Message, RunIds, check_name
 from ._status import StepStatus, WorkflowStatus, failure_message, step_status
@@ -216,6 +216,40 @@ class WorkflowRunner(Generic[In, Out]):
                 values.append(result.unwrap())
             previous = values if step.kind is StepKind.fan_out else values[0]
         return previous  # type: ignore[no-any-return]
+
+    async def forget(self, run_id: str) -> int:
+        """Delete a finished run's tasks: its steps, its items and their result
+        records; return how many were deleted.
+
+        ``vacuum()`` removes finished tasks but not the parked records, so this
+        is how a run's tasks leave the backend. Needs a backend that can delete
+        (``JsonStorage``, ``SqliteStorage``); a run with a task that may still
+        run (a failed fan-out's other items, say) raises ``ValueError``.
+        """
+        backend = self._backend
+        if not isinstance(backend, Delete):
+            raise TypeError(f"forget: {backend!r} cannot delete tasks (no delete capability)")
+        ids = self._ids(run_id, "forget: run_id")
+        status = await self.status(run_id)
+        task_ids: list[TaskId] = []
+        for step in status.steps:
+            task_ids += step.task_ids
+            if self._steps[step.index].kind is StepKind.fan_out:
+                task_ids += [ids.result(step.index, item) for item in range(len(step.task_ids))]
+        unfinished = [
+            str(result.task_id)
+            for result in await self._backend.check_status(task_ids)
+            if not result.is_final and not str(result.task_id).endswith(":result")
+        ]
+        if not status.is_final or unfinished:
+            raise ValueError(
+                f"forget: run {run_id!r} is not finished ({status.status}; tasks that may "
+                f"still run: {unfinished})"
+            )
+        deleted = 0
+        for task_id in task_ids:
+            deleted += await backend.delete(task_id)
+        return deleted
 
     def __repr__(self) -> str:
         return f"WorkflowRunner({self._flow!r} on {self._backend!r})"
