@@ -11,7 +11,7 @@ there. The crash test (a worker SIGKILLed between two steps) is in
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -183,30 +183,36 @@ async def test_a_fan_out_as_last_step_gives_the_list_of_results(
         assert await _run(runner, storage, run_id, loops=2) == ["A", "B"]
 
 
-class _SlowLookups:
-    """A backend view whose ``fetch_by_id`` of result records waits until both items
-    have parked theirs: the two last items of a fan-out finish at the same moment,
-    both see every result, and both push the join."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
+class _Race:
+    def __init__(self) -> None:
         self.parked = 0
         self.both_parked = trio.Event()
         self.join_pushes = 0
 
+
+class _SlowLookups:
+    """A backend view whose ``fetch_by_id`` of result records waits until both items
+    have parked theirs: the two last items of a fan-out finish at the same moment,
+    both see every result, and both push the join. Views on two handles of one
+    store share one ``race`` (the counts and the gate)."""
+
+    def __init__(self, inner: Any, race: _Race) -> None:
+        self.inner = inner
+        self.race = race
+
     async def push_task(self, task: Task) -> TaskId:
         task_id = str(task.parts.task_id)
         if task_id.endswith(":result"):
-            self.parked += 1
-            if self.parked == 2:
-                self.both_parked.set()
+            self.race.parked += 1
+            if self.race.parked == 2:
+                self.race.both_parked.set()
         elif task_id.endswith(":2"):
-            self.join_pushes += 1
+            self.race.join_pushes += 1
         result: TaskId = await self.inner.push_task(task)
         return result
 
     async def fetch_by_id(self, task_id: TaskId | str) -> Task | None:
-        await self.both_parked.wait()
+        await self.race.both_parked.wait()
         found: Task | None = await self.inner.fetch_by_id(task_id)
         return found
 
@@ -234,9 +240,10 @@ class _SlowLookups:
 async def test_fan_in_runs_once_when_the_last_items_finish_together(
     backend: tuple[str, Opener], autojump_clock: trio.testing.MockClock
 ) -> None:
-    """Two workers (shared backends: as two machines would) finish the two items at
-    once; both see all results and push the join, which is stored and run once."""
-    _, opener = backend
+    """Two workers, each on its own handle of the store (for the file backends, as
+    two processes would), finish the two items at once; both see all results and
+    push the join, which is stored and run once."""
+    name, opener = backend
     joins: list[list[str]] = []
 
     def join(results: list[str]) -> str:
@@ -245,19 +252,22 @@ async def test_fan_in_runs_once_when_the_last_items_finish_together(
 
     items = Workflow[int, int]("race").and_then(lambda n: ["x", "y"])
     flow = items.fan_out(str.upper).fan_in(join)
-    async with opener() as storage:
-        view = _SlowLookups(storage)
-        runner = flow.on(view)
+    race = _Race()
+    async with opener() as storage, AsyncExitStack() as stack:
+        # MemoryStorage lives in one process: its second "handle" is the same object.
+        other = storage if name == "memory" else await stack.enter_async_context(opener())
+        runner = flow.on(_SlowLookups(storage, race))
+        other_runner = flow.on(_SlowLookups(other, race))
         run_id = await runner.start(2)
         # Two loops each: a worker that claims both items at once runs them together.
         first = WorkerBuilder("one").backend(storage).concurrency(2).build(runner.handle)
-        second = WorkerBuilder("two").backend(storage).concurrency(2).build(runner.handle)
+        second = WorkerBuilder("two").backend(other).concurrency(2).build(other_runner.handle)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(second.run)
             await first.run_until(lambda: runner.wait(run_id))
             second.context.stop()
         assert await runner.wait(run_id) == "X+Y"
-    assert view.join_pushes == 2  # both items pushed the join...
+    assert race.join_pushes == 2  # both items pushed the join...
     assert joins == [["X", "Y"]]  # ...which ran once
 
 
