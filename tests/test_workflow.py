@@ -1,15 +1,19 @@
 """Durable workflows on every built-in backend, in virtual time.
 
 Each test runs on MemoryStorage, JsonStorage and SqliteStorage (the
-``backend`` fixture). ``time.time()`` follows the virtual clock (the
-``wall_clock`` fixture), so a step's delay is exact virtual seconds; SQLite
-keeps ``run_at`` in whole milliseconds, rounded up, hence the 2 ms allowance
-there. The crash test (a worker SIGKILLed between two steps) is in
-``tests/test_workflow_crash.py``.
+``backend`` fixture), and on PostgresStorage and RedisStorage where pyapalis
+has them and their server answers (``PYAPALIS_POSTGRES_DSN``,
+``PYAPALIS_TEST_REDIS``; a skip names what is missing, in CI a failure).
+``time.time()`` follows the virtual clock (the ``wall_clock`` fixture), so a
+step's delay is exact virtual seconds; SQLite keeps ``run_at`` in whole
+milliseconds, rounded up, hence the 2 ms allowance there. The crash test (a
+worker SIGKILLed between two steps) is in ``tests/test_workflow_crash.py``.
 """
 
 from __future__ import annotations
 
+import importlib
+import os
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -19,11 +23,13 @@ import pytest
 import trio
 import trio.testing
 
+import pyapalis
 from pyapalis import (
     JsonStorage,
     MemoryStorage,
     SqliteStorage,
     Status,
+    StorageError,
     Task,
     TaskId,
     WorkerBuilder,
@@ -32,6 +38,7 @@ from pyapalis import (
 from pyapalis.backends import TaskResult
 from pyapalis.testing import WallClock
 from pyapalis.workflow import Workflow, WorkflowBackend, WorkflowRunner
+from tests._optional import IN_CI
 
 Opener = Callable[[], Any]
 
@@ -53,13 +60,85 @@ async def _sqlite(path: Path) -> AsyncIterator[Any]:
         yield storage
 
 
-OPENERS = {"memory": _memory, "json": _json, "sqlite": _sqlite}
-DELAY_SLACK = {"memory": 0.0, "json": 0.0, "sqlite": 0.002}
+POSTGRES_DSN = os.environ.get("PYAPALIS_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("PYAPALIS_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+
+_SHARED = {
+    "postgres": ("PostgresStorage", "issue15-postgres"),
+    "redis": ("RedisStorage", "issue16-redis"),
+}
+
+
+def _shared_backend(name: str) -> Any:
+    """The shared backend class ``name`` (the fixture skips while it is missing)."""
+    return getattr(pyapalis, name)
+
+
+@asynccontextmanager
+async def _server(name: str, storage: Any) -> AsyncIterator[Any]:
+    """Open ``storage``; without its server, skip naming it (in CI, fail)."""
+    try:
+        await storage.__aenter__()
+    except StorageError as exc:
+        if IN_CI:
+            raise
+        pytest.skip(f"no {name} server answers: {exc}")
+    try:
+        yield storage
+    finally:
+        await storage.__aexit__(None, None, None)
+
+
+@asynccontextmanager
+async def _postgres(path: Path) -> AsyncIterator[Any]:
+    postgres_storage = _shared_backend("PostgresStorage")
+    schema = f"wf_{path.name[-20:].lower().replace('-', '_')}_{os.getpid()}"
+    async with _server("PostgreSQL", postgres_storage(POSTGRES_DSN, schema=schema)) as storage:
+        try:
+            yield storage
+        finally:
+
+            def drop() -> None:
+                psycopg = importlib.import_module("psycopg")
+                with psycopg.connect(POSTGRES_DSN, autocommit=True) as conn:
+                    conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+            await trio.to_thread.run_sync(drop)
+
+
+@asynccontextmanager
+async def _redis(path: Path) -> AsyncIterator[Any]:
+    redis_storage = _shared_backend("RedisStorage")
+    namespace = f"pyapalis-wf-{path.name[-20:]}-{os.getpid()}"
+    async with _server("Redis", redis_storage(REDIS_URL, namespace=namespace)) as storage:
+        try:
+            yield storage
+        finally:
+            coredis = importlib.import_module("coredis")
+            async with coredis.Redis.from_url(REDIS_URL) as client:
+                keys = [key async for key in client.scan_iter(match=f"{namespace}:*")]
+                if keys:
+                    await client.delete(keys)
+
+
+OPENERS = {
+    "memory": _memory,
+    "json": _json,
+    "sqlite": _sqlite,
+    "postgres": _postgres,
+    "redis": _redis,
+}
+# SQLite keeps run_at in whole milliseconds, rounded up; the servers' waits poll
+# the store on its own clock (never early: the lower bound is exact).
+DELAY_SLACK = {"memory": 0.0, "json": 0.0, "sqlite": 0.002, "postgres": 1.0, "redis": 1.0}
 
 
 @pytest.fixture(params=sorted(OPENERS))
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, Opener]:
     name: str = request.param
+    if name in _SHARED and not hasattr(pyapalis, _SHARED[name][0]):
+        pytest.skip(f"pyapalis has no {_SHARED[name][0]} on this branch yet ({_SHARED[name][1]})")
     return name, lambda: OPENERS[name](tmp_path)
 
 
@@ -202,13 +281,14 @@ class _SlowLookups:
 
     async def push_task(self, task: Task) -> TaskId:
         task_id = str(task.parts.task_id)
+        result: TaskId = await self.inner.push_task(task)
+        # Counted once stored: the gate opens when both records can be found.
         if task_id.endswith(":result"):
             self.race.parked += 1
             if self.race.parked == 2:
                 self.race.both_parked.set()
         elif task_id.endswith(":2"):
             self.race.join_pushes += 1
-        result: TaskId = await self.inner.push_task(task)
         return result
 
     async def fetch_by_id(self, task_id: TaskId | str) -> Task | None:
