@@ -61,6 +61,7 @@ from .backends._json._storage import JsonStorage as JsonStorage
 from .backends._memory._storage import MemoryStorage as MemoryStorage
 from .backends._open import open_backend as open_backend
 from .backends._pipe import Pipe as Pipe
+from .backends._redis._storage import RedisStorage as RedisStorage
 from .backends._sqlite._storage import SqliteStorage as SqliteStorage
 from .embed._runtime import start_in_thread as start_in_thread
 from .typed._pool import WorkerPool as WorkerPool
@@ -82,6 +83,7 @@ __all__ = [  # noqa: RUF022 - grouped by topic, sorted within each group
     "JsonStorage",
     "MemoryStorage",
     "Pipe",
+    "RedisStorage",
     "SqliteStorage",
     "open_backend",
     # Workers

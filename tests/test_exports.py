@@ -40,6 +40,7 @@ TOP_LEVEL_CONTRACT = {
     "Extensions",
     "MemoryStorage",
     "JsonStorage",
+    "RedisStorage",
     "SqliteStorage",
     "open_backend",
     "CronStream",

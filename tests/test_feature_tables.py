@@ -41,6 +41,12 @@ def _sqlite(tmp_path: Path) -> Any:
     return SqliteStorage(tmp_path / "tasks.db")
 
 
+def _redis(tmp_path: Path) -> Any:
+    from pyapalis.backends._redis._storage import RedisStorage
+
+    return RedisStorage()  # no I/O until it is used
+
+
 def _custom(tmp_path: Path) -> Any:
     from pyapalis.backends._custom import dequeue_backend
 
@@ -52,6 +58,7 @@ BACKENDS: list[tuple[str, str, Callable[[Path], Any]]] = [
     ("pyapalis.backends._memory._storage", "MemoryStorage", _memory),
     ("pyapalis.backends._json._storage", "JsonStorage", _json),
     ("pyapalis.backends._sqlite._storage", "SqliteStorage", _sqlite),
+    ("pyapalis.backends._redis._storage", "RedisStorage", _redis),
     ("pyapalis.backends._custom", "CustomBackend", _custom),
 ]
 

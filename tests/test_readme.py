@@ -10,6 +10,8 @@ when it is not a plain script:
   and every test passes.
 * ``<!-- readme-test: interrupt after "TEXT" -->``: the block runs until
   stopped; it gets SIGINT once it has printed the line TEXT, and must exit 0.
+* ``<!-- readme-test: needs redis -->``: a script that talks to the local
+  Redis server; skipped (saying so) when none answers, never in CI.
 """
 
 from __future__ import annotations
@@ -78,7 +80,7 @@ def test_the_readme_has_its_blocks() -> None:
         "&& .venv/bin/python examples/worker.py",
         ".venv/bin/python -m pytest",
     ]
-    assert {block.mode for block in PYTHON} <= {"script", "pytest"} | {
+    assert {block.mode for block in PYTHON} <= {"script", "pytest", "needs redis"} | {
         block.mode for block in PYTHON if block.mode.startswith("interrupt after ")
     }
 
@@ -108,7 +110,12 @@ def run_block(block: Block, tmp_path: Path) -> None:
         return
     script = tmp_path / "snippet.py"
     script.write_text(block.code, encoding="utf-8")
-    if block.mode == "script":
+    if block.mode == "needs redis":
+        from _redis_support import REDIS_UNAVAILABLE
+
+        if REDIS_UNAVAILABLE is not None:
+            pytest.skip(REDIS_UNAVAILABLE)
+    if block.mode in ("script", "needs redis"):
         proc = subprocess.run(
             [sys.executable, script.name],
             cwd=tmp_path,

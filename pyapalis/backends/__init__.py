@@ -1,7 +1,7 @@
 """Backends: where tasks wait, and the protocols between them and workers.
 
 For users: the built-in backends (``MemoryStorage``, ``JsonStorage``,
-``SqliteStorage``), ``open_backend(url)``, codecs, pipes, periodic tasks
+``RedisStorage``, ``SqliteStorage``), ``open_backend(url)``, codecs, pipes, periodic tasks
 (``CronStream``), and polling backends built with ``BackendBuilder``. For
 backend authors: the ``Backend`` protocol a worker consumes, the optional
 extras a worker uses (``SyncAck``, ``Wakeable``, ``Bindable``,
@@ -66,6 +66,7 @@ from ._poll import PollStrategy as PollStrategy
 from ._poll import PollTicker as PollTicker
 from ._poll import StreamStrategy as StreamStrategy
 from ._protocols import Backend as Backend
+from ._redis._storage import RedisStorage as RedisStorage
 from ._sqlite._storage import SqliteStorage as SqliteStorage
 from ._worker_protocols import Bindable as Bindable
 from ._worker_protocols import RunsAlongside as RunsAlongside
@@ -109,6 +110,7 @@ __all__ = [
     "PollStrategy",
     "PollTicker",
     "PushTarget",
+    "RedisStorage",
     "RegisterWorker",
     "ReplayReport",
     "Reschedule",
