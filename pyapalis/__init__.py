@@ -34,6 +34,7 @@ from ._errors import TaskFailedError as TaskFailedError
 from ._errors import TaskTimeoutError as TaskTimeoutError
 from ._errors import UnknownTaskError as UnknownTaskError
 from ._errors import WorkerStateError as WorkerStateError
+from ._errors import WorkflowFailedError as WorkflowFailedError
 from ._implementation import Attempt as Attempt
 from ._implementation import Extensions as Extensions
 from ._implementation import Parts as Parts
@@ -60,6 +61,7 @@ from .backends._json._storage import JsonStorage as JsonStorage
 from .backends._memory._storage import MemoryStorage as MemoryStorage
 from .backends._open import open_backend as open_backend
 from .backends._pipe import Pipe as Pipe
+from .backends._postgres._storage import PostgresStorage as PostgresStorage
 from .backends._redis._storage import RedisStorage as RedisStorage
 from .backends._sqlite._storage import SqliteStorage as SqliteStorage
 from .embed._runtime import start_in_thread as start_in_thread
@@ -82,6 +84,7 @@ __all__ = [  # noqa: RUF022 - grouped by topic, sorted within each group
     "JsonStorage",
     "MemoryStorage",
     "Pipe",
+    "PostgresStorage",
     "RedisStorage",
     "SqliteStorage",
     "open_backend",
@@ -128,4 +131,5 @@ __all__ = [  # noqa: RUF022 - grouped by topic, sorted within each group
     "TaskTimeoutError",
     "UnknownTaskError",
     "WorkerStateError",
+    "WorkflowFailedError",
 ]

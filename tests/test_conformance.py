@@ -20,6 +20,9 @@ from pyapalis.testing import (
     SharedBackendConformance,
     SharedBackendHarness,
 )
+from tests._postgres import DSN as POSTGRES_DSN
+from tests._postgres import needs_postgres
+from tests._postgres import pg_schema as pg_schema
 
 
 class TestMemoryStorage(BackendConformance):
@@ -173,3 +176,29 @@ class TestSqliteStorageShared(SharedBackendConformance):
     @pytest.fixture
     def shared_harness(self, tmp_path: Path) -> SharedBackendHarness:
         return SharedBackendHarness(url=f"sqlite://{tmp_path}/shared.db?lease=1", lease=1.0)
+
+
+@needs_postgres
+class TestPostgresStorage(BackendConformance):
+    """PostgreSQL, each test in a schema of its own; a crash closes every session
+    without handing anything back, as a killed process would."""
+
+    @pytest.fixture
+    def harness(self, pg_schema: str) -> BackendHarness:
+        from pyapalis import PostgresStorage
+
+        async def close(storage: PostgresStorage) -> None:
+            await storage.aclose()
+
+        return BackendHarness(
+            open=lambda: PostgresStorage(POSTGRES_DSN, schema=pg_schema),
+            close=close,
+            crash=close,
+        )
+
+
+@needs_postgres
+class TestPostgresStorageShared(SharedBackendConformance):
+    @pytest.fixture
+    def shared_harness(self, pg_schema: str) -> SharedBackendHarness:
+        return SharedBackendHarness(url=f"{POSTGRES_DSN}?schema={pg_schema}&lease=1", lease=1.0)

@@ -41,6 +41,12 @@ def _sqlite(tmp_path: Path) -> Any:
     return SqliteStorage(tmp_path / "tasks.db")
 
 
+def _postgres(tmp_path: Path) -> Any:
+    from pyapalis.backends._postgres._storage import PostgresStorage
+
+    return PostgresStorage("postgresql://localhost/unused")  # construction does no I/O
+
+
 def _redis(tmp_path: Path) -> Any:
     from pyapalis.backends._redis._storage import RedisStorage
 
@@ -58,6 +64,7 @@ BACKENDS: list[tuple[str, str, Callable[[Path], Any]]] = [
     ("pyapalis.backends._memory._storage", "MemoryStorage", _memory),
     ("pyapalis.backends._json._storage", "JsonStorage", _json),
     ("pyapalis.backends._sqlite._storage", "SqliteStorage", _sqlite),
+    ("pyapalis.backends._postgres._storage", "PostgresStorage", _postgres),
     ("pyapalis.backends._redis._storage", "RedisStorage", _redis),
     ("pyapalis.backends._custom", "CustomBackend", _custom),
 ]

@@ -12,6 +12,9 @@ when it is not a plain script:
   stopped; it gets SIGINT once it has printed the line TEXT, and must exit 0.
 * ``<!-- readme-test: needs redis -->``: a script that talks to the local
   Redis server; skipped (saying so) when none answers, never in CI.
+* ``<!-- readme-test: script, needs postgres -->``: a script that uses the
+  PostgreSQL server (``DATABASE_URL``) in the schema ``demo``, dropped before
+  and after; skipped (saying so) when none answers, never in CI.
 """
 
 from __future__ import annotations
@@ -63,6 +66,8 @@ def blocks(path: Path = README) -> list[Block]:
 
 PYTHON = [block for block in blocks() if block.lang == "python"]
 
+NEEDS_POSTGRES = "script, needs postgres"
+
 
 def _env() -> dict[str, str]:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -80,9 +85,12 @@ def test_the_readme_has_its_blocks() -> None:
         "&& .venv/bin/python examples/worker.py",
         ".venv/bin/python -m pytest",
     ]
-    assert {block.mode for block in PYTHON} <= {"script", "pytest", "needs redis"} | {
-        block.mode for block in PYTHON if block.mode.startswith("interrupt after ")
-    }
+    assert {block.mode for block in PYTHON} <= {
+        "script",
+        "pytest",
+        "needs redis",
+        NEEDS_POSTGRES,
+    } | {block.mode for block in PYTHON if block.mode.startswith("interrupt after ")}
 
 
 @pytest.mark.parametrize("block", PYTHON, ids=[f"line{block.line}" for block in PYTHON])
@@ -110,6 +118,9 @@ def run_block(block: Block, tmp_path: Path) -> None:
         return
     script = tmp_path / "snippet.py"
     script.write_text(block.code, encoding="utf-8")
+    if block.mode == NEEDS_POSTGRES:
+        _run_with_postgres(script)
+        return
     if block.mode == "needs redis":
         from _redis_support import REDIS_UNAVAILABLE
 
@@ -134,6 +145,29 @@ def run_block(block: Block, tmp_path: Path) -> None:
     assert returncode == 0, stderr
     assert stderr == ""
     assert match[1] in stdout.splitlines()
+
+
+def _run_with_postgres(script: Path) -> None:
+    from tests._optional import IN_CI
+    from tests._postgres import DSN, REASON, drop_schema
+
+    if REASON is not None and not IN_CI:
+        pytest.skip(REASON)
+    drop_schema("demo")
+    try:
+        proc = subprocess.run(
+            [sys.executable, script.name],
+            cwd=script.parent,
+            env={**_env(), "DATABASE_URL": DSN},
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            check=False,
+        )
+    finally:
+        drop_schema("demo")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
 
 
 def _run_until_printed(script: Path, line: str) -> tuple[int, str, str]:

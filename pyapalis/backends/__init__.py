@@ -66,6 +66,7 @@ from ._poll import MultiStrategy as MultiStrategy
 from ._poll import PollStrategy as PollStrategy
 from ._poll import PollTicker as PollTicker
 from ._poll import StreamStrategy as StreamStrategy
+from ._postgres._storage import PostgresStorage as PostgresStorage
 from ._protocols import Backend as Backend
 from ._redis._storage import RedisStorage as RedisStorage
 from ._sqlite._storage import SqliteStorage as SqliteStorage
@@ -112,6 +113,7 @@ __all__ = [
     "Pipe",
     "PollStrategy",
     "PollTicker",
+    "PostgresStorage",
     "PushTarget",
     "RedisStorage",
     "RegisterWorker",

@@ -22,6 +22,8 @@ SCHEMES: dict[str, str] = {
     "memory": "pyapalis.backends._open:memory_from_url",
     "json": "pyapalis.backends._open:json_from_url",
     "sqlite": "pyapalis.backends._open:sqlite_from_url",
+    "postgresql": "pyapalis.backends._postgres._url:postgres_from_url",
+    "postgres": "pyapalis.backends._postgres._url:postgres_from_url",
     "redis": "pyapalis.backends._redis._storage:from_url",
     "rediss": "pyapalis.backends._redis._storage:from_url",
 }
@@ -34,7 +36,8 @@ def open_backend(url: str) -> Any:
     ``memory://`` (a new MemoryStorage), ``json:///path/tasks.jsonl``,
     ``sqlite:///path/tasks.db`` (``sqlite:///`` then an absolute path; a
     relative one is ``sqlite://relative/tasks.db``), ``redis://host:port/db``
-    (and ``rediss://``). Query options are the
+    (and ``rediss://``), ``postgresql://user@host:5432/db`` (libpq's URL; its
+    own query options such as ``sslmode`` stay in it). Query options are the
     backend's keyword arguments: ``sqlite:///tasks.db?queue=emails&lease=10&
     synchronous=FULL``. An unknown scheme or option raises ``ValueError``
     naming it.

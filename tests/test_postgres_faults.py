@@ -1,0 +1,100 @@
+"""PostgresStorage under server faults: sessions terminated mid-run, statement timeouts.
+
+These run on the real clock (the server's faults are real); every wait is
+bounded by ``fail_after`` as a safety net, and ordering comes from events
+(the handler itself triggers the fault after a given number of tasks).
+"""
+
+from __future__ import annotations
+
+import pytest
+import trio
+
+from pyapalis import PostgresStorage, Status, WorkerBuilder, WorkerContext
+from tests._postgres import DSN, needs_postgres
+from tests._postgres import pg_schema as pg_schema
+
+pytestmark = needs_postgres
+
+
+async def _admin(sql: bytes, params: list[bytes | None] | None = None) -> list[list[bytes | None]]:
+    from pyapalis.backends._postgres._connections import driver
+
+    conn = await driver().connect(DSN)
+    try:
+        return await conn.execute(sql, params or [])
+    finally:
+        conn.close()
+
+
+async def _terminate_storage_sessions(schema: str) -> int:
+    """Terminate every session of the storages on ``schema`` (their names end in it)."""
+    rows = await _admin(
+        b"SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+        b" WHERE application_name IN ($1::text, $2::text)",
+        [f"pyapalis:{schema}".encode(), f"pyapalis-listener:{schema}".encode()],
+    )
+    return int(rows[0][0] or 0)
+
+
+async def test_terminated_sessions_mid_run_lose_nothing(pg_schema: str) -> None:
+    count = 300
+    async with PostgresStorage(DSN, schema=pg_schema, lease=5.0, poll=0.2) as storage:
+        ids = await storage.push_bulk(range(count))
+        seen: set[int] = set()
+        terminated: list[int] = []
+        fault_at = {60, 180}
+
+        async def handler(item: int, ctx: WorkerContext) -> None:
+            seen.add(item)
+            if len(seen) in fault_at:
+                fault_at.discard(len(seen))
+                terminated.append(await _terminate_storage_sessions(pg_schema))
+            if len(seen) == count:
+                ctx.stop()
+
+        worker = WorkerBuilder("survivor").backend(storage).concurrency(4).build(handler)
+        with trio.fail_after(60):
+            await worker.run()
+        assert len(terminated) == 2 and all(n >= 1 for n in terminated), terminated
+        results = await storage.check_status(ids)
+        assert [r.status for r in results] == [Status.Done] * count, "an ack was lost"
+        assert seen == set(range(count))
+        assert await storage.count() == 0
+
+
+async def test_statement_timeout_is_a_storage_error_the_worker_rides_out(pg_schema: str) -> None:
+    async with PostgresStorage(DSN, schema=pg_schema, statement_timeout=0.3, poll=0.05) as storage:
+        await storage.push_bulk(range(20))
+        from pyapalis.backends._postgres._connections import driver
+
+        locker = await driver().connect(DSN)
+        try:
+            # Another session holds the table: every claim times out meanwhile.
+            await locker.execute(b"BEGIN")
+            await locker.execute(
+                f'LOCK TABLE "{pg_schema}".tasks IN ACCESS EXCLUSIVE MODE'.encode()
+            )
+            from pyapalis import StorageError
+
+            with pytest.raises(StorageError, match="statement timeout"):
+                await storage.count()
+            seen: list[int] = []
+            released = trio.Event()
+
+            async def handler(item: int, ctx: WorkerContext) -> None:
+                assert released.is_set()
+                seen.append(item)
+                if len(seen) == 20:
+                    ctx.stop()
+
+            worker = WorkerBuilder("patient").backend(storage).build(handler)
+            with trio.fail_after(30):
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(worker.run)
+                    await trio.sleep(1.0)  # claims time out and back off
+                    released.set()
+                    await locker.execute(b"ROLLBACK")
+            assert sorted(seen) == list(range(20))
+        finally:
+            locker.close()
