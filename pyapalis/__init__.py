@@ -34,6 +34,7 @@ from ._errors import TaskFailedError as TaskFailedError
 from ._errors import TaskTimeoutError as TaskTimeoutError
 from ._errors import UnknownTaskError as UnknownTaskError
 from ._errors import WorkerStateError as WorkerStateError
+from ._errors import WorkflowFailedError as WorkflowFailedError
 from ._implementation import Attempt as Attempt
 from ._implementation import Extensions as Extensions
 from ._implementation import Parts as Parts
@@ -130,4 +131,5 @@ __all__ = [  # noqa: RUF022 - grouped by topic, sorted within each group
     "TaskTimeoutError",
     "UnknownTaskError",
     "WorkerStateError",
+    "WorkflowFailedError",
 ]

@@ -30,6 +30,7 @@ __all__ = [
     "TaskTimeoutError",
     "UnknownTaskError",
     "WorkerStateError",
+    "WorkflowFailedError",
 ]
 
 
@@ -183,6 +184,20 @@ class UnknownTaskError(PyapalisError, LookupError):
     The task fails at once (no retry: the name will not change) and the
     worker goes on with the next task.
     """
+
+
+class WorkflowFailedError(PyapalisError):
+    """A workflow run failed: one of its steps failed (or was killed) for good.
+
+    Raised by waiting on the run. ``run_id`` names the run, ``step`` the index
+    of the failed step and ``message`` that step's error, after its retries.
+    """
+
+    def __init__(self, run_id: str, step: int, message: str) -> None:
+        self.run_id = run_id
+        self.step = step
+        self.message = message
+        super().__init__(f"workflow run {run_id!r} failed at step {step}: {message}")
 
 
 class RuntimeStoppedError(PyapalisError, RuntimeError):

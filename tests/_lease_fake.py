@@ -36,6 +36,7 @@ class Row:
     result: Any = None
     error: str | None = None
     runs: list[str] = field(default_factory=list)  # the owners of each claim
+    name: str | None = None  # the task name stored at push (a typed task's)
 
 
 class FakeLeaseStore:
@@ -53,11 +54,17 @@ class FakeLeaseStore:
     # -- producer side (what the backend's TaskSink would do) --
 
     def push(
-        self, args: Any, *, run_at: float = 0.0, priority: int = 0, max_attempts: int = 1
+        self,
+        args: Any,
+        *,
+        run_at: float = 0.0,
+        priority: int = 0,
+        max_attempts: int = 1,
+        name: str | None = None,
     ) -> str:
         task_id = str(TaskId.generate())
         self.rows[task_id] = Row(
-            task_id, args, next(self._seq), run_at, priority, max_attempts=max_attempts
+            task_id, args, next(self._seq), run_at, priority, max_attempts=max_attempts, name=name
         )
         self._wake.set()
         return task_id
@@ -79,9 +86,13 @@ class FakeLeaseStore:
         limit: int,
         now: float,
         lease: float,
+        *,
+        names: frozenset[str] | None = None,
     ) -> Claim:
         await trio.lowlevel.checkpoint()
         self.calls.append(("exchange", (len(settle), limit)))
+        if names is not None:
+            self.calls.append(("names", names))
         self._fault("exchange")
         for outcome in settle:
             row = self.rows.get(outcome.task_id)
@@ -102,8 +113,13 @@ class FakeLeaseStore:
                 row.run_at = outcome.run_at
             else:
                 row.result = outcome.result
+        pending = [
+            r
+            for r in self.rows.values()
+            if r.status is Status.Pending and (names is None or r.name in names)
+        ]
         due = sorted(
-            (r for r in self.rows.values() if r.status is Status.Pending and r.run_at <= now),
+            (r for r in pending if r.run_at <= now),
             key=lambda r: (-r.priority, r.run_at, r.seq),
         )[:limit]
         claimed = []
@@ -120,9 +136,7 @@ class FakeLeaseStore:
                 priority=row.priority,
             )
             claimed.append(Claimed(Task.from_parts(row.args, parts), row.attempt))
-        later = [
-            r.run_at for r in self.rows.values() if r.status is Status.Pending and r.run_at > now
-        ]
+        later = [r.run_at for r in pending if r.run_at > now]
         return Claim(claimed, min(later) if later else None)
 
     async def heartbeat(self, worker: WorkerIdentity, now: float, lease: float) -> int:

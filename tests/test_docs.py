@@ -35,6 +35,7 @@ PUBLIC_MODULES = [
     "pyapalis.typed",
     "pyapalis.embed",
     "pyapalis.testing",
+    "pyapalis.workflow",
 ]
 PAGES = sorted(DOCS.rglob("*.md"))
 PYTHON = [block for page in PAGES for block in test_readme.blocks(page) if block.lang == "python"]
@@ -83,6 +84,8 @@ _INTRO = {
     "pyapalis.typed": "Backie-style typed background tasks and worker pools.",
     "pyapalis.embed": "A worker on its own thread, for programs that are not trio programs.",
     "pyapalis.testing": "`TestWorker`, `WallClock` and the backend conformance suites.",
+    "pyapalis.workflow": "Durable workflows: chains of steps, delays, fan-out and fan-in, each "
+    "step a task of your backend.",
 }
 
 

@@ -42,6 +42,7 @@ def test_worker_example_runs() -> None:
         ("logging_layer", "sending to last@example.com"),
         ("monitor", "workers_stopped=2, workers_failed=0"),
         ("sqlite_processes", "worker processes that ran tasks: 2\nworkers exited with [0, 0]"),
+        ("workflow", "result: invoice: [4, 12, 30] = 46"),
     ],
 )
 def test_the_other_examples_run(example: str, expected: str) -> None:

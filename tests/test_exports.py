@@ -26,6 +26,7 @@ PUBLIC_MODULES = [
     "pyapalis.layers",
     "pyapalis.testing",
     "pyapalis.typed",
+    "pyapalis.workflow",
 ]
 
 # The names the project promises at the top level (the rest live in subpackages).

@@ -27,13 +27,16 @@ from pyapalis.backends._kit._leases import LeaseConfig, LeaseSession, LeaseStore
 class Shared:
     """A backend over the fake store: a LeaseSession per worker run."""
 
-    def __init__(self, store: FakeLeaseStore, config: LeaseConfig) -> None:
+    def __init__(
+        self, store: FakeLeaseStore, config: LeaseConfig, names: frozenset[str] | None = None
+    ) -> None:
         self.store = store
         self.config = config
+        self.names = names
         self.sessions: list[LeaseSession] = []
 
     def session(self, worker: WorkerIdentity) -> LeaseSession:
-        session = LeaseSession(self.store, worker, self.config)
+        session = LeaseSession(self.store, worker, self.config, self.names)
         self.sessions.append(session)
         return session
 
@@ -141,6 +144,52 @@ async def test_a_single_task_is_never_delayed_and_acks_are_flushed_within_ms(
         assert store.rows[slow].status is Status.Running
         worker.context.stop()
     assert store.rows[slow].status is Status.Done
+
+
+async def test_a_session_given_names_claims_only_those_and_passes_them_to_every_claim(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    store = FakeLeaseStore()
+    other = store.push("b", name="b")  # pushed first: an unfiltered claim would take it first
+    plain = store.push("plain")
+    mine = [store.push(f"a{i}", name="a") for i in range(3)]
+    seen: list[str] = []
+    all_done = trio.Event()
+
+    async def handler(item: str) -> None:
+        seen.append(item)
+        if len(seen) == 3:
+            all_done.set()
+
+    worker = (
+        WorkerBuilder("w").backend(Shared(store, LeaseConfig(), frozenset({"a"}))).build(handler)
+    )
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(worker.run)
+        await all_done.wait()
+        worker.context.stop()
+    assert sorted(seen) == ["a0", "a1", "a2"]
+    assert all(store.rows[task_id].status is Status.Done for task_id in mine)
+    for task_id in (other, plain):
+        assert (store.rows[task_id].status, store.rows[task_id].runs) == (Status.Pending, [])
+    assert ("names", frozenset({"a"})) in store.calls
+    # A session without names (a plain worker) takes everything, and never passes names.
+    store.calls.clear()
+    left: list[str] = []
+    both = trio.Event()
+
+    async def take_all(item: str) -> None:
+        left.append(item)
+        if len(left) == 2:
+            both.set()
+
+    worker = WorkerBuilder("plain").backend(Shared(store, LeaseConfig())).build(take_all)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(worker.run)
+        await both.wait()
+        worker.context.stop()
+    assert left == ["b", "plain"]
+    assert not [call for call in store.calls if call[0] == "names"]
 
 
 async def test_a_scheduled_task_runs_when_due_not_at_the_next_poll(

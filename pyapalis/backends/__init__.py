@@ -5,7 +5,8 @@ For users: the built-in backends (``MemoryStorage``, ``JsonStorage``,
 (``CronStream``), and polling backends built with ``BackendBuilder``. For
 backend authors: the ``Backend`` protocol a worker consumes, the optional
 extras a worker uses (``SyncAck``, ``Wakeable``, ``Bindable``,
-``RunsAlongside``, ``WorkerSessions`` with ``WorkerIdentity``), the
+``RunsAlongside``, ``WorkerSessions`` with ``WorkerIdentity``,
+``FiltersTaskNames``), the
 shared-backend model (``LeaseStore``, the store operations a shared backend
 implements, and ``LeaseSession`` over them, with ``LeaseConfig``, ``Claim``,
 ``Claimed``, ``Settlement``), the optional capability protocols
@@ -70,6 +71,7 @@ from ._protocols import Backend as Backend
 from ._redis._storage import RedisStorage as RedisStorage
 from ._sqlite._storage import SqliteStorage as SqliteStorage
 from ._worker_protocols import Bindable as Bindable
+from ._worker_protocols import FiltersTaskNames as FiltersTaskNames
 from ._worker_protocols import RunsAlongside as RunsAlongside
 from ._worker_protocols import SyncAck as SyncAck
 from ._worker_protocols import Wakeable as Wakeable
@@ -91,6 +93,7 @@ __all__ = [
     "CustomConfig",
     "Delete",
     "FetchById",
+    "FiltersTaskNames",
     "FutureStrategy",
     "IntervalStrategy",
     "JsonCodec",

@@ -13,6 +13,9 @@ make sense:
 * :class:`WorkerSessions`: a per-run session (a fresh worker id, acks flushed
   and prefetched tasks released when the run ends), for backends shared by
   several workers and processes.
+* :class:`FiltersTaskNames`: a view of the queue that hands out only tasks of
+  given names (a :class:`~pyapalis.WorkerPool` consumes one with the names it
+  registered).
 
 (``RegisterWorker``, the heartbeat, is a capability users call too: it lives
 with the others in :mod:`pyapalis.backends._capabilities`.) Backends never
@@ -24,6 +27,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Protocol, runtime_checkable
@@ -34,6 +38,7 @@ from ._protocols import Backend
 
 __all__ = [
     "Bindable",
+    "FiltersTaskNames",
     "RunsAlongside",
     "SyncAck",
     "Wakeable",
@@ -168,3 +173,28 @@ class WorkerSessions(Protocol):
 
     def session(self, worker: WorkerIdentity) -> WorkerSession:
         """A session for the run of ``worker`` (entered by the worker)."""
+
+
+@runtime_checkable
+class FiltersTaskNames(Protocol):
+    """Optional: a backend that can hand a consumer only tasks of the names it knows.
+
+    The name is a typed task's ``TASK_NAME``, which the backend records when
+    the task is pushed (``pyapalis.backends._kit._names.task_name_of``). A
+    :class:`~pyapalis.WorkerPool` checks each queue's handle for it once, when
+    it builds its workers, and consumes ``handle.only_task_names(registered)``:
+    tasks of other names (and tasks that are not typed) stay Pending for a
+    consumer that knows them, so a mixed-version deploy never fails a task
+    type an older pool lacks. Without it, a pool takes every task and fails
+    an unknown name with ``UnknownTaskError``.
+    """
+
+    def only_task_names(self, names: Iterable[str]) -> Backend:
+        """A view of this queue whose takes and worker sessions claim only tasks named in ``names``.
+
+        Pushes, acks and management calls behave as on the backend itself.
+        The view shares the backend's resources and needs no closing of its
+        own: it lasts as long as the backend is open. Raises
+        ``ValueError`` for an empty set, ``TypeError`` for a name that is not
+        a non-empty str.
+        """

@@ -23,7 +23,9 @@ The cases: two worker processes share the work exactly once; ``wait_for``
 sees results of tasks run in another process; a SIGKILLed worker's tasks are
 run by another once its lease expires, counted as an attempt; an ack from a
 worker that lost its lease changes nothing; ``list_workers`` shows the live
-workers (and forgets one that stopped, or died, after its lease). They run on
+workers (and forgets one that stopped, or died, after its lease); a pool
+leaves task names it does not know for a pool that knows them
+(``_shared_names``). They run on
 the real clock with real processes (a few seconds each): every wait is for
 something observable, bounded by a generous ``fail_after``.
 """
@@ -46,6 +48,7 @@ from .._implementation import TaskBuilder, TaskId
 from .._status import Status
 from ..backends._worker_protocols import WorkerIdentity, WorkerSessions
 from ._resolve import resolve
+from ._shared_names import TaskNamesConformance
 from .conformance import _trio_test
 
 __all__ = ["SharedBackendConformance", "SharedBackendHarness"]
@@ -139,7 +142,7 @@ def _supports_sessions(backend: Any) -> bool:
     return isinstance(backend, WorkerSessions)
 
 
-class SharedBackendConformance:
+class SharedBackendConformance(TaskNamesConformance):
     """Subclass it and provide a ``shared_harness`` fixture (see the module docstring)."""
 
     @pytest.fixture

@@ -5,8 +5,12 @@
 the pool's registry, rebuilds the task and calls its ``run``. One queue serves
 every task type whose ``QUEUE`` names it. Retries follow each type's
 ``MAX_RETRIES`` (stored with the task) and ``BACKOFF_MODE``; each execution is
-limited by the type's ``TIMEOUT``; a name the pool does not know fails that
-task at once, and the worker goes on.
+limited by the type's ``TIMEOUT``. On a backend that can filter by task name
+(``FiltersTaskNames``: SqliteStorage), each queue is consumed through
+``handle.only_task_names(registered names)``, so tasks of names the pool does
+not know stay Pending for a pool that knows them (a mixed-version deploy);
+elsewhere a name the pool does not know fails that task at once
+(``UnknownTaskError``), and the worker goes on.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from ..backends._capabilities import (
 from ..backends._kit._args import check_name
 from ..backends._memory._queues import MemoryQueues, is_queue_family, open_queue
 from ..backends._memory._storage import MemoryStorage
+from ..backends._worker_protocols import FiltersTaskNames
 from ._task import (
     BackgroundTask,
     UnknownTaskError,
@@ -434,9 +439,13 @@ class WorkerPool:
                     # Before any worker starts (a family judged only by its handles).
                     raise ValueError(f"WorkerPool {self._name!r}, queue {config.name!r}: {refusal}")
                 retention = _RetentionLayer(mode, handle.delete)
+            consumed = handle
+            if isinstance(handle, FiltersTaskNames):
+                # Only the names this pool can run: others wait for a pool that knows them.
+                consumed = handle.only_task_names(registry)
             for number in range(config.num_workers):
                 app = await self._make_app()
-                builder = WorkerBuilder(f"{self._name}.{config.name}.{number}").backend(handle)
+                builder = WorkerBuilder(f"{self._name}.{config.name}.{number}").backend(consumed)
                 for listener in self._listeners:
                     builder.on_event(listener)
                 if retention is not None:

@@ -44,6 +44,7 @@ from .._implementation import Task, TaskBuilder, TaskId
 from .._worker._retry import BackoffMode
 from ..backends._capabilities import QueueFamily
 from ..backends._codec import dumps_finite, non_finite, non_finite_message
+from ..backends._kit._names import task_name_of
 from ..backends._memory._queues import open_queue
 from ._unique import INFO_KEY, check_unique_capable, info_of, push_unique
 
@@ -365,12 +366,12 @@ def decode_envelope(
     Raises :class:`UnknownTaskError` for a name the registry lacks and
     :class:`CodecError` for anything else that does not fit.
     """
-    if not isinstance(args, dict) or not isinstance(args.get("task_name"), str):
+    name = task_name_of(args)  # the rule shared backends filter claims by
+    if name is None:
         raise CodecError(
             f"not a background task: expected {{'task_name': str, 'payload': ...}}, "
             f"got {_short(args)}"
         )
-    name = args["task_name"]
     cls = registry.get(name)
     if cls is None:
         known = ", ".join(repr(known) for known in sorted(registry)) or "none"

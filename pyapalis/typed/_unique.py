@@ -36,13 +36,14 @@ from .._errors import CodecError
 from .._implementation import Task, TaskId
 from .._status import Status
 from ..backends._capabilities import ListTasks, WaitForCompletion
+from ..backends._kit._names import TYPED_INFO_KEY
 from ..backends._memory._storage import MemoryStorage
 
 __all__ = ["INFO_KEY", "push_unique"]
 
 log = logging.getLogger("pyapalis.background")
 
-INFO_KEY = "pyapalis.background"
+INFO_KEY = TYPED_INFO_KEY
 """The task-metadata key under which a background task keeps its name, hash and creation time."""
 
 Key = tuple[str, str]

@@ -21,7 +21,9 @@ The delivery model, and where each rule lives:
   claimed tasks wait, the next claim starts in the background, so the
   consumer loops do not stall on the round trip.
   Prefetched tasks wait in the session and are handed back (not counted as
-  an execution) when the run ends.
+  an execution) when the run ends. A session given task ``names`` (a
+  ``FiltersTaskNames`` view, what a ``WorkerPool`` consumes) claims only
+  tasks stored under those names (``_names.task_name_of``).
 * **Acks** are fenced and batched: every outcome (final status, retry with
   its next ``run_at``, hand-back) becomes a :class:`Settlement` carrying the
   attempt the claim set; the store applies it only while the task is still
@@ -154,6 +156,8 @@ class LeaseStore(Protocol):
         limit: int,
         now: float,
         lease: float,
+        *,
+        names: frozenset[str] | None = None,
     ) -> Claim:
         """Apply ``settle`` (fenced), then claim up to ``limit`` due tasks for ``worker``.
 
@@ -161,7 +165,11 @@ class LeaseStore(Protocol):
         (higher first), then ``run_at``, then push order; each becomes Running,
         owned by ``worker.id``, attempt + 1, lease deadline ``now + lease``.
         ``limit`` 0 only settles. A task that cannot be decoded is failed by
-        the store, not returned.
+        the store, not returned. With ``names``, only tasks whose stored name
+        (:func:`~pyapalis.backends._kit._names.task_name_of` at push) is in
+        the set are claimed, and ``next_due`` considers only them; the
+        session passes ``names`` only when it was given some, so a store
+        whose backend does not offer ``FiltersTaskNames`` may ignore it.
         """
 
     async def heartbeat(self, worker: WorkerIdentity, now: float, lease: float) -> int:
@@ -262,10 +270,17 @@ class LeaseSession:
     :class:`LeaseStore`; see the module docstring for the model.
     """
 
-    def __init__(self, store: LeaseStore, worker: WorkerIdentity, config: LeaseConfig) -> None:
+    def __init__(
+        self,
+        store: LeaseStore,
+        worker: WorkerIdentity,
+        config: LeaseConfig,
+        names: frozenset[str] | None = None,
+    ) -> None:
         self._store = store
         self._worker = worker
         self._config = config
+        self._names = names  # claim only these task names (None: every task)
         self._held: dict[str, int] = {}  # claimed and not settled: id -> attempt (the fence)
         self._ready: deque[Task] = deque()  # claimed, not yet handed to a consumer loop
         self._pending: list[Settlement] = []  # settled, not yet written to the store
@@ -503,11 +518,17 @@ class LeaseSession:
             await self._beat()
         limit = 0 if self._closed else config.claim_limit(self._worker.concurrency, len(self._held))
         settle = self._take_pending()
+        now = run_clock().wall_now()
         with trio.CancelScope(shield=True):  # what the store claimed must reach _ready
             try:
-                claim = await self._store.exchange(
-                    self._worker, settle, limit, run_clock().wall_now(), config.lease
-                )
+                if self._names is None:
+                    claim = await self._store.exchange(
+                        self._worker, settle, limit, now, config.lease
+                    )
+                else:
+                    claim = await self._store.exchange(
+                        self._worker, settle, limit, now, config.lease, names=self._names
+                    )
             except BaseException:
                 self._restore_pending(settle)
                 raise

@@ -27,14 +27,13 @@ from ..._errors import CodecError, StorageError
 from ..._implementation import Task, TaskId
 from .._codec import Codec
 from .._kit._args import check_task
+from .._kit._names import TYPED_INFO_KEY, task_name_of
 from ._sql import Statements, bytea_array, number, number_array, text, text_array
 
 if TYPE_CHECKING:
     import psycopg
 
 __all__ = ["PushRows", "SyncProducer", "push_on", "push_on_async", "push_statement_params"]
-
-_UNIQUE_INFO = "pyapalis.background"  # typed tasks keep their name and hash here (typed._unique)
 
 
 def _encode(codec: Codec, value: Any, what: str) -> bytes:
@@ -52,7 +51,7 @@ def _unique_key(ctx: Any) -> str | None:
     """The uniqueness key of a typed task (``TASK_NAME`` and ``uniq()``), if it has one."""
     if not isinstance(ctx, dict):
         return None
-    info = ctx.get(_UNIQUE_INFO)
+    info = ctx.get(TYPED_INFO_KEY)
     if not isinstance(info, dict):
         return None
     name, uniq = info.get("task_name"), info.get("uniq")
@@ -74,6 +73,7 @@ class PushRows:
     timeout: list[float | None]
     meta: list[bytes | None]
     unique_keys: list[str | None]
+    task_names: list[str | None]
 
     @classmethod
     def of_args(cls, codec: Codec, items: Sequence[Any], run_at: float) -> PushRows:
@@ -90,12 +90,13 @@ class PushRows:
             timeout=nothing,
             meta=nothing,
             unique_keys=nothing,
+            task_names=[task_name_of(item) for item in items],
         )
 
     @classmethod
     def of_tasks(cls, codec: Codec, tasks: Sequence[Task]) -> PushRows:
         """Prepared tasks; one without an id gets one (set on the task)."""
-        rows = cls([], [], [], [], [], [], [], [], [])
+        rows = cls([], [], [], [], [], [], [], [], [], [])
         for task in tasks:
             parts = check_task(task, "push_task: task").parts
             if parts.task_id is None:
@@ -109,6 +110,7 @@ class PushRows:
             rows.timeout.append(parts.timeout)
             rows.meta.append(_encode(codec, parts.ctx, "metadata") if parts.ctx else None)
             rows.unique_keys.append(_unique_key(parts.ctx))
+            rows.task_names.append(task_name_of(task.args))
         return rows
 
 
@@ -140,6 +142,7 @@ def push_statement_params(
         bytea_array(rows.meta),
         text_array(rows.unique_keys),
         text(statements.channel),
+        text_array(rows.task_names),
     ]
 
 

@@ -18,7 +18,9 @@ What the schema holds (``{schema}`` is the storage's ``schema`` argument):
   of its queue). Every index costs an insertion at each status change, so
   there are no more (``vacuum`` and listings scan). A partial unique index
   makes a uniqueness key block a second task only while the first is Pending
-  or Running. ``fillfactor`` 70
+  or Running. ``task_name`` (a typed task's, from its envelope) has a partial
+  index in claim order for the claims of a pool (``FiltersTaskNames``); plain
+  tasks are not in it. ``fillfactor`` 70
   leaves room for the status updates to stay on their page (HOT updates).
 * ``vacuumed``: the ids ``vacuum`` removed, so that a task pushed again
   under one of them (a periodic tick another process already ran) is still
@@ -90,6 +92,14 @@ MIGRATIONS: tuple[str, ...] = (
         started_at  double precision NOT NULL,
         last_seen   double precision NOT NULL
     );
+    """,
+    # 2: a typed task's name (``_kit._names.task_name_of`` of its envelope), so
+    # that a pool claims only the names it registered; tasks stored by version
+    # 1 stay unnamed (claimed by plain workers only).
+    """
+    ALTER TABLE {schema}.tasks ADD COLUMN task_name text;
+    CREATE INDEX tasks_ready_named ON {schema}.tasks (queue, task_name, priority DESC, run_at, seq)
+        WHERE status = 'Pending' AND task_name IS NOT NULL;
     """,
 )
 """Each migration's SQL; migration n is ``MIGRATIONS[n - 1]``. Never edit one

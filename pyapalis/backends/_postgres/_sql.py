@@ -109,20 +109,22 @@ class Statements:
         key already there stores nothing). One NOTIFY when anything was stored.
 
         $1 queue, $2 now, $3 ids, $4 args, $5 run_at, $6 priority, $7 attempts,
-        $8 max_attempts, $9 timeout, $10 meta, $11 unique keys, $12 channel.
+        $8 max_attempts, $9 timeout, $10 meta, $11 unique keys, $12 channel,
+        $13 task names (``_kit._names.task_name_of``).
         """
         return self._t(
             """
             WITH stored AS (
                 INSERT INTO {tasks} (queue, id, args, run_at, priority, attempts,
-                                     max_attempts, timeout, meta, unique_key, created_at)
+                                     max_attempts, timeout, meta, unique_key, task_name,
+                                     created_at)
                 SELECT $1::text, a.id, a.args, a.run_at, a.priority, a.attempts,
-                       a.max_attempts, a.timeout, a.meta, a.unique_key, $2::float8
+                       a.max_attempts, a.timeout, a.meta, a.unique_key, a.task_name, $2::float8
                 FROM unnest($3::text[], $4::bytea[], $5::float8[], $6::bigint[], $7::int[],
-                            $8::int[], $9::float8[], $10::bytea[], $11::text[])
+                            $8::int[], $9::float8[], $10::bytea[], $11::text[], $13::text[])
                      WITH ORDINALITY
                      AS a(id, args, run_at, priority, attempts, max_attempts, timeout, meta,
-                          unique_key, n)
+                          unique_key, task_name, n)
                 WHERE NOT EXISTS (
                     SELECT 1 FROM {vacuumed} v WHERE v.queue = $1::text AND v.id = a.id)
                 ORDER BY a.n
@@ -154,6 +156,16 @@ class Statements:
     # -- the lease model ------------------------------------------------------------
     @cached_property
     def exchange(self) -> bytes:
+        """The exchange of every task (see :meth:`_exchange`)."""
+        return self._exchange("")
+
+    @cached_property
+    def exchange_named(self) -> bytes:
+        """The exchange of a pool: it claims only tasks whose ``task_name`` is in
+        $14 (text[]), and the next due time is theirs (``tasks_ready_named``)."""
+        return self._exchange(" AND task_name = ANY($14::text[])")
+
+    def _exchange(self, only: str) -> bytes:
         """Apply a batch of outcomes, each fenced by owner and attempt, then claim up
         to $12 due tasks for the owner with a lease until $13 (one statement).
 
@@ -190,7 +202,7 @@ class Statements:
                 FROM (SELECT 1 FROM settled WHERE status = 'Pending' LIMIT 1) one
             ), picked AS (
                 SELECT id FROM {{tasks}}
-                WHERE queue = $1::text AND status = 'Pending' AND run_at <= $2::float8
+                WHERE queue = $1::text AND status = 'Pending' AND run_at <= $2::float8{only}
                 ORDER BY priority DESC, run_at, seq
                 LIMIT $12::int
                 FOR UPDATE SKIP LOCKED
@@ -208,7 +220,7 @@ class Statements:
                    (SELECT count(*) FROM woken)::int + (SELECT count(*) FROM settled)::int,
                    CASE WHEN (SELECT count(*) FROM claimed) < $12::int THEN
                        (SELECT min(run_at) FROM {{tasks}}
-                        WHERE queue = $1::text AND status = 'Pending' AND run_at > $2::float8)
+                        WHERE queue = $1::text AND status = 'Pending' AND run_at > $2::float8{only})
                    END,
                    NULL, NULL, NULL, NULL, NULL, NULL
             """

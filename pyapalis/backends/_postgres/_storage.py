@@ -27,6 +27,7 @@ from .._kit._args import (
 )
 from .._kit._clock import run_clock
 from .._kit._leases import LeaseConfig, LeaseSession, Settlement
+from .._kit._names import check_task_names
 from .._worker_protocols import WorkerIdentity
 from ._connections import Connections, SessionSettings
 from ._producer import PushRows, SyncProducer, push_on, push_on_async, push_statement_params
@@ -69,6 +70,11 @@ class PostgresStorage:
     client crash) may forget the last few hundred milliseconds of
     acknowledgements (those tasks then run again). Server faults raise :class:`StorageError`; a
     worker backs off and goes on.
+
+    Task names (``FiltersTaskNames``): a typed task's ``TASK_NAME`` is stored
+    with it (an indexed column); ``storage.only_task_names(names)`` is a view
+    whose consumers claim only those names (``= ANY``), the one a
+    ``WorkerPool`` consumes.
 
     Producers outside trio: :meth:`push_sync` (a blocking psycopg session of
     its own), and :func:`push_in_transaction` / :func:`push_in_transaction_async`
@@ -141,8 +147,10 @@ class PostgresStorage:
         codec: Codec,
         config: LeaseConfig,
         opening: _Opening,
+        names: frozenset[str] | None = None,
     ) -> None:
         self._connections = connections
+        self._names = names  # a FiltersTaskNames view claims only these (None: every task)
         self._statements = connections.statements
         self._queue = queue
         self._codec = codec
@@ -159,6 +167,26 @@ class PostgresStorage:
         handle._attach(self._connections, name, codec or self._codec, self._config, self._opening)
         return handle
 
+    def only_task_names(self, names: Iterable[str]) -> PostgresStorage:
+        """A view of this queue whose takes and worker sessions claim only typed tasks
+        named in ``names`` (``FiltersTaskNames``).
+
+        Tasks of other names, and plain tasks, stay Pending for another
+        consumer. The view shares this storage's sessions (closing either
+        closes both), as a :meth:`queue` handle does.
+        """
+        found = check_task_names(names, "PostgresStorage.only_task_names")
+        view = PostgresStorage.__new__(PostgresStorage)
+        view._attach(
+            self._connections, self._queue, self._codec, self._config, self._opening, found
+        )
+        return view
+
+    @property
+    def task_names(self) -> frozenset[str] | None:
+        """The task names this handle's consumers claim (None: every task)."""
+        return self._names
+
     @property
     def queue_name(self) -> str:
         return self._queue
@@ -168,7 +196,8 @@ class PostgresStorage:
         return self._statements.schema
 
     def __repr__(self) -> str:
-        return f"PostgresStorage(schema={self.schema!r}, queue={self._queue!r})"
+        names = "" if self._names is None else f", task_names={sorted(self._names)!r}"
+        return f"PostgresStorage(schema={self.schema!r}, queue={self._queue!r}{names})"
 
     # -- opening and closing -------------------------------------------------------
 
@@ -295,7 +324,9 @@ class PostgresStorage:
             now = run_clock().wall_now()
             if not self._opening.done:
                 await self.open()
-            claim = await self._store.exchange(identity, (), 1, now, self._config.lease)
+            claim = await self._store.exchange(
+                identity, (), 1, now, self._config.lease, names=self._names
+            )
             if claim.tasks:
                 claimed = claim.tasks[0]
                 self._direct[str(claimed.task.parts.task_id)] = claimed.attempt
@@ -699,7 +730,7 @@ class _Session(LeaseSession):
     """A LeaseSession that opens its storage first (a worker may be given it unopened)."""
 
     def __init__(self, storage: PostgresStorage, worker: WorkerIdentity) -> None:
-        super().__init__(storage.lease_store(), worker, storage.lease_config)
+        super().__init__(storage.lease_store(), worker, storage.lease_config, storage.task_names)
         self._storage = storage
 
     async def __aenter__(self) -> LeaseSession:

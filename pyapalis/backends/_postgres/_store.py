@@ -110,6 +110,8 @@ class PostgresStore:
         limit: int,
         now: float,
         lease: float,
+        *,
+        names: frozenset[str] | None = None,
     ) -> Claim:
         connections = self._connections
         if limit:
@@ -140,7 +142,18 @@ class PostgresStore:
             errors.append(error)
         try:
             rows = await self._send_exchange(
-                worker, ids, attempts, statuses, run_ats, deltas, results, errors, limit, now, lease
+                worker,
+                ids,
+                attempts,
+                statuses,
+                run_ats,
+                deltas,
+                results,
+                errors,
+                limit,
+                now,
+                lease,
+                names,
             )
         except BaseException:
             if limit:
@@ -164,24 +177,31 @@ class PostgresStore:
         limit: int,
         now: float,
         lease: float,
+        names: frozenset[str] | None,
     ) -> list[Row]:
+        statements = self._statements
+        params = [
+            text(self._queue),
+            number(now),
+            text(worker.id),
+            text_array(ids),
+            number_array(attempts),
+            text_array(statuses),
+            number_array(run_ats),
+            number_array(deltas),
+            bytea_array(results),
+            text_array(errors),
+            text(self._statements.channel),
+            number(limit),
+            number(now + lease),
+        ]
+        statement = statements.exchange
+        if names is not None:
+            statement = statements.exchange_named
+            params.append(text_array(sorted(names)))
         return await self._connections.execute(
-            self._statements.exchange,
-            [
-                text(self._queue),
-                number(now),
-                text(worker.id),
-                text_array(ids),
-                number_array(attempts),
-                text_array(statuses),
-                number_array(run_ats),
-                number_array(deltas),
-                bytea_array(results),
-                text_array(errors),
-                text(self._statements.channel),
-                number(limit),
-                number(now + lease),
-            ],
+            statement,
+            params,
             # A claim alone need not wait for the WAL flush (see Connections.connection);
             # acknowledgements do, unless the storage says otherwise.
             relaxed=not ids or not self._durable_acks,

@@ -11,6 +11,8 @@ key                    type         holds
                                     limits, owner, result or error, timestamps
 ``P ready``            sorted set   due Pending tasks, all at score 0, ordered by member:
                                     priority (higher first), run_at, push order, id
+``P ready:<name>``     sorted set   the due Pending typed tasks of one task name, members
+                                    as in ``ready`` (a pool's claim merges its names')
 ``P sched``            sorted set   Pending tasks not yet due, by run_at (ms)
 ``P lease``            sorted set   Running tasks by lease deadline (ms)
 ``P h:<worker id>``    set          the tasks a worker run holds (its heartbeat extends them)

@@ -18,9 +18,12 @@ when none), ``s`` status, ``n`` attempts, ``r`` run_at, ``x`` max attempts
 priority's sort prefix (16 hex digits, higher priority sorts first), ``q``
 push order, ``c`` created, ``w`` owner (the worker run holding it), ``rm`` its
 member in ``ready``, ``v`` result, ``e`` last error, ``f`` finished, ``u``
-uniqueness key. A ``ready`` member is ``k .. %012x(run_at) .. %012x(q) .. id``
-at score 0, so ``ZPOPMIN`` hands out priority first, then run_at, then push
-order, exactly (priorities are 64-bit, beyond a double's precision).
+uniqueness key, ``N`` a typed task's name (``_kit._names.task_name_of``). A
+``ready`` member is ``k .. %012x(run_at) .. %012x(q) .. id`` at score 0, so
+``ZPOPMIN`` hands out priority first, then run_at, then push order, exactly
+(priorities are 64-bit, beyond a double's precision). A named task's member
+is also in ``ready:<name>``, so a pool's claim (``FiltersTaskNames``) merges
+the first members of its names' sets instead of scanning past other names.
 """
 
 from __future__ import annotations
@@ -97,18 +100,21 @@ local function enqueue(id, key, run_at, now)
     if redis.call('ZRANGE', P .. 'sched', 0, 0)[1] == id then return 1 end
     return 0
   end
-  local f = redis.call('HMGET', key, 'k', 'q')
+  local f = redis.call('HMGET', key, 'k', 'q', 'N')
   local m = ready_member(f[1], run_at, f[2], id)
   redis.call('ZADD', P .. 'ready', 0, m)
+  if f[3] then redis.call('ZADD', P .. 'ready:' .. f[3], 0, m) end
   redis.call('HSET', key, 'rm', m)
   return 1
 end
 
 -- Take a task out of ready/sched, wherever it waits.
 local function unqueue(id, key)
-  local m = redis.call('HGET', key, 'rm')
+  local f = redis.call('HMGET', key, 'rm', 'N')
+  local m = f[1]
   if m then
     redis.call('ZREM', P .. 'ready', m)
+    if f[2] then redis.call('ZREM', P .. 'ready:' .. f[2], m) end
     redis.call('HDEL', key, 'rm')
   end
   redis.call('ZREM', P .. 'sched', id)
@@ -180,17 +186,18 @@ def _script(name: str, body: str) -> Script:
 PUSH = _script(
     "push",
     r"""
--- ARGV: P, now, then 10 fields per task: id, args, meta ('' none), run_at,
+-- ARGV: P, now, then 11 fields per task: id, args, meta ('' none), run_at,
 -- max attempts ('' none), timeout ('' none), priority, sort prefix,
--- uniqueness key ('' none), attempts.
+-- uniqueness key ('' none), attempts, task name ('' none).
 -- Returns, per task, the id stored or the id that already holds it.
 local now = tonumber(ARGV[2])
 local out = {}
 local due = 0
 local all, pending, ready = {}, {}, {}
 -- Push order: one INCRBY for the whole batch (a duplicate leaves a gap).
-local seq = redis.call('INCRBY', P .. 'seq', (#ARGV - 2) / 10) - (#ARGV - 2) / 10
-for i = 3, #ARGV, 10 do
+local seq = redis.call('INCRBY', P .. 'seq', (#ARGV - 2) / 11) - (#ARGV - 2) / 11
+local named = {}
+for i = 3, #ARGV, 11 do
   local id = ARGV[i]
   local key = tk(id)
   local result = id
@@ -219,6 +226,8 @@ for i = 3, #ARGV, 10 do
         redis.call('HSET', key, 'u', unique)
         redis.call('SET', P .. 'u:' .. unique, id)
       end
+      local name = ARGV[i + 10]
+      if name ~= '' then redis.call('HSET', key, 'N', name) end
       all[#all + 1] = seq
       all[#all + 1] = id
       pending[#pending + 1] = seq
@@ -228,6 +237,12 @@ for i = 3, #ARGV, 10 do
       else
         ready[#ready + 1] = 0
         ready[#ready + 1] = member
+        if name ~= '' then
+          local list = named[name]
+          if not list then list = {}; named[name] = list end
+          list[#list + 1] = 0
+          list[#list + 1] = member
+        end
         due = due + 1
       end
     end
@@ -237,6 +252,7 @@ end
 bulk('ZADD', P .. 'all', all)
 bulk('ZADD', P .. 's:Pending', pending)
 bulk('ZADD', P .. 'ready', ready)
+for name, list in pairs(named) do bulk('ZADD', P .. 'ready:' .. name, list) end
 wake(due)
 return out
 """,
@@ -245,7 +261,8 @@ return out
 EXCHANGE = _script(
     "exchange",
     r"""
--- ARGV: P, owner, now, lease (ms), limit, promote limit, then 5 fields per
+-- ARGV: P, owner, now, lease (ms), limit, promote limit, the count c of task
+-- names to claim (0: every task), the c names, then 5 fields per
 -- settlement: id, attempt, kind (D done, F failed, K killed, R retry,
 -- B hand-back), payload (result or error; '' none), run_at (retry).
 -- Settlements apply only while the task is Running under this owner and
@@ -258,13 +275,14 @@ local now = tonumber(ARGV[3])
 local lease = tonumber(ARGV[4])
 local limit = tonumber(ARGV[5])
 local promote = tonumber(ARGV[6])
+local names = tonumber(ARGV[7])
 local held = P .. 'h:' .. owner
 local FINAL = {D = 'Done', F = 'Failed', K = 'Killed'}
 local settled = 0
 local due = 0
 local gone = {}
 local finished = {Done = {}, Failed = {}, Killed = {}}
-for i = 7, #ARGV, 5 do
+for i = 8 + names, #ARGV, 5 do
   local id = ARGV[i]
   local key = tk(id)
   local f = redis.call('HMGET', key, 's', 'n', 'w', 'q', 'u')
@@ -313,13 +331,29 @@ if limit > 0 then
     local r = redis.call('HGET', key, 'r')
     if r then enqueue(id, key, tonumber(r), now) end
   end
-  local popped = redis.call('ZPOPMIN', P .. 'ready', limit)
+  local members = {}
+  if names == 0 then
+    local popped = redis.call('ZPOPMIN', P .. 'ready', limit)
+    for j = 1, #popped, 2 do members[#members + 1] = popped[j] end
+  else
+    -- The first members of each name's set, merged in claim order (members
+    -- compare as strings: priority, run_at, push order).
+    for j = 8, 7 + names do
+      for _, m in ipairs(redis.call('ZRANGE', P .. 'ready:' .. ARGV[j], 0, limit - 1)) do
+        members[#members + 1] = m
+      end
+    end
+    table.sort(members)
+    for j = limit + 1, #members do members[j] = nil end
+    bulk('ZREM', P .. 'ready', members)
+  end
   local deadline = now + lease
   local leases, pending = {}, {}
-  for j = 1, #popped, 2 do
-    local id = string.sub(popped[j], 41)
+  for _, member in ipairs(members) do
+    local id = string.sub(member, 41)
     local key = tk(id)
-    local f = redis.call('HMGET', key, 's', 'a', 'm', 'r', 'x', 'T', 'p', 'q', 'n')
+    local f = redis.call('HMGET', key, 's', 'a', 'm', 'r', 'x', 'T', 'p', 'q', 'n', 'N')
+    if f[10] then redis.call('ZREM', P .. 'ready:' .. f[10], member) end
     if f[1] == 'Pending' then
       local n = tonumber(f[9]) + 1
       -- 'rm' is left stale: the member is gone from ready, and the next

@@ -29,6 +29,7 @@ from .._kit._args import (
 )
 from .._kit._clock import run_clock
 from .._kit._leases import LeaseConfig, LeaseSession
+from .._kit._names import check_task_names
 from .._open import take_options
 from .._worker_protocols import WorkerIdentity
 from ._client import RedisClient, acquire, redacted, release
@@ -71,6 +72,11 @@ class RedisStorage:
     queue's wake list (BLPOP on a connection of their own), backed by a poll
     of ``poll`` seconds. Finished tasks and their results are deleted
     ``retention`` seconds after they finish (``math.inf`` keeps them).
+
+    Task names (``FiltersTaskNames``): a typed task's ``TASK_NAME`` is stored
+    with it, and its ready entry also goes to a per-name set;
+    ``storage.only_task_names(names)`` is a view whose consumers claim only
+    those names, the one a ``WorkerPool`` consumes.
 
     Redis failures (a restart, a lost connection, flushed scripts) surface as
     :class:`StorageError`; workers back off and go on, and scripts are loaded
@@ -143,6 +149,7 @@ class RedisStorage:
         self._direct: tuple[trio.lowlevel.TrioToken, LeaseSession] | None = None
         self._registered: dict[str, WorkerIdentity] = {}
         self._producer: SyncProducer | None = None
+        self._names: frozenset[str] | None = None  # a FiltersTaskNames view's (None: all)
 
     def queue(self, name: str) -> RedisStorage:
         """A handle on another queue of the same server and namespace (same settings).
@@ -163,6 +170,24 @@ class RedisStorage:
             connect_timeout=self._connect_timeout,
         )
         return other
+
+    def only_task_names(self, names: Iterable[str]) -> RedisStorage:
+        """A view of this queue whose takes and worker sessions claim only typed tasks
+        named in ``names`` (``FiltersTaskNames``).
+
+        Tasks of other names, and plain tasks, stay Pending for another
+        consumer. The view is a handle like :meth:`queue`'s (it shares the
+        run's connection; a worker run opens and closes it as needed).
+        """
+        found = check_task_names(names, "RedisStorage.only_task_names")
+        view = self.queue(self._queue)
+        view._names = found
+        return view
+
+    @property
+    def task_names(self) -> frozenset[str] | None:
+        """The task names this handle's consumers claim (None: every task)."""
+        return self._names
 
     @property
     def url(self) -> str:
@@ -187,7 +212,11 @@ class RedisStorage:
         return trio.lowlevel.current_trio_token() in self._clients
 
     def __repr__(self) -> str:
-        return f"RedisStorage({self.url!r}, queue={self._queue!r}, namespace={self._namespace!r})"
+        names = "" if self._names is None else f", task_names={sorted(self._names)!r}"
+        return (
+            f"RedisStorage({self.url!r}, queue={self._queue!r}, "
+            f"namespace={self._namespace!r}{names})"
+        )
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -278,6 +307,7 @@ class RedisStorage:
                 await self._store(),
                 identity,
                 LeaseConfig(lease=config.lease, prefetch=0, batch=config.batch, poll=config.poll),
+                self._names,
             )
             LIVE_WORKERS.add(identity.id)
             self._direct = direct = (token, session)
@@ -606,7 +636,7 @@ class _RunSession(LeaseSession):
 
     def __init__(self, storage: RedisStorage, worker: WorkerIdentity) -> None:
         self._unbound = storage._unbound_store()
-        super().__init__(self._unbound, worker, storage._config)
+        super().__init__(self._unbound, worker, storage._config, storage.task_names)
         self._storage = storage
         self._opened = False
 

@@ -33,6 +33,7 @@ from ..._status import Status
 from .._capabilities import TaskResult, WorkerInfo
 from .._codec import Codec
 from .._kit._leases import Claim, Claimed, Settlement
+from .._kit._names import task_name_of
 from .._worker_protocols import WorkerIdentity
 from ._client import RedisClient
 from ._keys import QueueKeys
@@ -91,6 +92,8 @@ class NewTask:
     priority: int
     unique: str
     attempts: int
+    task_name: str
+    """The envelope's task name (``_kit._names.task_name_of``), or '' (none)."""
 
     def fields(self) -> list[Any]:
         return [
@@ -104,6 +107,7 @@ class NewTask:
             sort_prefix(self.priority),
             self.unique,
             self.attempts,
+            self.task_name,
         ]
 
 
@@ -183,6 +187,8 @@ class RedisStore:
         limit: int,
         now: float,
         lease: float,
+        *,
+        names: frozenset[str] | None = None,
     ) -> Claim:
         keys = self._keys
         args: list[Any] = [
@@ -192,7 +198,10 @@ class RedisStore:
             max(1, to_ms(lease)),
             limit,
             max(limit, 256),
+            0 if names is None else len(names),
         ]
+        if names is not None:
+            args.extend(sorted(names))
         for item in settle:
             args.extend(self._settlement(item))
         reply = await self.client.run(EXCHANGE, keys.ready, args)
@@ -348,6 +357,7 @@ class RedisStore:
             priority=parts.priority,
             unique=unique,
             attempts=parts.attempt.current(),
+            task_name=task_name_of(task.args) or "",
         )
 
     async def push(self, tasks: Sequence[NewTask], now: float) -> list[TaskId]:

@@ -12,7 +12,9 @@ Payloads (arguments, metadata, results) are the codec's bytes, as BLOBs.
 
 Indexes are few on purpose: every status change of a claim or an ack
 rewrites each index the row is in. ``tasks_ready`` (Pending rows, in claim
-order) serves claims; ``tasks_running`` (Running rows by owner) serves
+order) serves claims; ``tasks_ready_named`` (Pending typed tasks by name, in
+claim order) serves a pool's claims of the names it knows (plain tasks are
+not in it, so they pay nothing for it); ``tasks_running`` (Running rows by owner) serves
 heartbeats and, scanned whole (it holds only what workers hold), recovery.
 Listing tasks by status and vacuum scan the table: management calls.
 """
@@ -69,6 +71,21 @@ MIGRATIONS: tuple[str, ...] = (
         id TEXT PRIMARY KEY,
         at INTEGER NOT NULL
     );
+    """,
+    # 2 -> 3: a typed task's name (``_kit._names.task_name_of`` of its
+    # envelope), so that a pool claims only the names it registered; filled in
+    # for the unfinished tasks of earlier versions stored as JSON (the default
+    # codec), by the same rule: an object whose "task_name" is a non-empty text.
+    """
+    ALTER TABLE tasks ADD COLUMN task_name TEXT;
+    UPDATE tasks SET task_name = json_extract(CAST(args AS TEXT), '$.task_name')
+        WHERE status IN ('Pending', 'Running')
+        AND json_valid(CAST(args AS TEXT))
+        AND json_type(CAST(args AS TEXT)) = 'object'
+        AND json_type(CAST(args AS TEXT), '$.task_name') = 'text'
+        AND json_extract(CAST(args AS TEXT), '$.task_name') <> '';
+    CREATE INDEX tasks_ready_named ON tasks (queue, task_name, priority DESC, run_at)
+        WHERE status = 'Pending' AND task_name IS NOT NULL;
     """,
 )
 

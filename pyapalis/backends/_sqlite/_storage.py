@@ -29,6 +29,7 @@ from .._kit._args import (
 )
 from .._kit._clock import run_clock
 from .._kit._leases import LeaseConfig, LeaseSession
+from .._kit._names import TYPED_INFO_KEY, check_task_names, task_name_of
 from .._kit._results import ResultWaiters
 from .._worker_protocols import WorkerIdentity
 from ._db import SYNCHRONOUS, Database, notify
@@ -70,6 +71,10 @@ class SqliteStorage:
     (``PRAGMA data_version``), and polls every ``poll`` seconds whatever happens.
     The storage itself is also a Backend (``take``/``ack``...) under a worker
     id of its own, without prefetch or heartbeat.
+
+    Task names (``FiltersTaskNames``): a typed task's ``TASK_NAME`` is stored
+    with it (an indexed column); ``storage.only_task_names(names)`` is a handle
+    whose consumers claim only those names, the one a ``WorkerPool`` consumes.
 
     Priorities: higher first, then ``run_at`` (milliseconds), then push
     order. A pushed task whose id exists (in any status, until deleted)
@@ -113,6 +118,8 @@ class SqliteStorage:
         batch: int = 100,
         poll: float = 1.0,
         _db: Database | None = None,
+        _names: frozenset[str] | None = None,
+        _borrowed: bool = False,
     ) -> None:
         path = str(path) if not isinstance(path, str) else path
         if not path:
@@ -135,10 +142,13 @@ class SqliteStorage:
         self._leases = LeaseConfig(lease=lease, prefetch=prefetch, batch=batch, poll=poll)
         self._direct_config = LeaseConfig(lease=lease, prefetch=0, batch=batch, poll=poll)
         self._db = _db if _db is not None else Database(path, sync, float(busy_timeout))
-        self._db.acquire()
+        self._borrowed = _borrowed  # a view: it holds no reference to the file of its own
+        if not _borrowed:
+            self._db.acquire()
         self._codec = codec if codec is not None else JsonCodec()
         self._queue = queue
         self._store = SqliteStore(self._db, queue, self._codec)
+        self._names = _names
         self._direct: LeaseSession | None = None
         self._registered: dict[str, WorkerIdentity] = {}
         self._waiters: ResultWaiters[TaskResult] = ResultWaiters()
@@ -160,6 +170,28 @@ class SqliteStorage:
 
     def queue(self, name: str, *, codec: Codec | None = None) -> SqliteStorage:
         """A handle on queue ``name`` of the same file, sharing this handle's connection."""
+        return self._handle(name, codec if codec is not None else self._codec, None)
+
+    def only_task_names(self, names: Iterable[str]) -> SqliteStorage:
+        """A view of this queue whose takes and worker sessions claim only typed tasks
+        named in ``names`` (``FiltersTaskNames``).
+
+        Tasks of other names, and plain tasks, stay Pending for another
+        consumer. Pushes and management calls are those of any handle. The
+        view borrows this handle's connection: closing this handle ends it
+        (closing the view only flushes what the view itself took).
+        """
+        found = check_task_names(names, "SqliteStorage.only_task_names")
+        return self._handle(self._queue, self._codec, found, borrowed=True)
+
+    @property
+    def task_names(self) -> frozenset[str] | None:
+        """The task names this handle's consumers claim (None: every task)."""
+        return self._names
+
+    def _handle(
+        self, name: str, codec: Codec, names: frozenset[str] | None, *, borrowed: bool = False
+    ) -> SqliteStorage:
         db = self._db
         return SqliteStorage(
             db.path,
@@ -167,15 +199,18 @@ class SqliteStorage:
             lease=self._leases.lease,
             synchronous=db.synchronous,
             busy_timeout=db.busy_timeout,
-            codec=codec if codec is not None else self._codec,
+            codec=codec,
             prefetch=self._leases.prefetch,
             batch=self._leases.batch,
             poll=self._leases.poll,
             _db=db,
+            _names=names,
+            _borrowed=borrowed,
         )
 
     def __repr__(self) -> str:
-        return f"SqliteStorage({self.path!r}, queue={self._queue!r})"
+        names = "" if self._names is None else f", task_names={sorted(self._names)!r}"
+        return f"SqliteStorage({self.path!r}, queue={self._queue!r}{names})"
 
     async def open(self) -> SqliteStorage:
         """Open the file now (idempotent); a call that needs it opens it anyway."""
@@ -213,7 +248,8 @@ class SqliteStorage:
             self._direct = None
         for identity in self._registered.values():
             LIVE_WORKERS.discard(identity.id)
-        self._db.release()
+        if not self._borrowed:
+            self._db.release()
 
     def _check_open(self) -> None:
         if self._closed:
@@ -224,7 +260,7 @@ class SqliteStorage:
     def session(self, worker: WorkerIdentity) -> LeaseSession:
         """The session of one worker run (see :mod:`pyapalis.backends._kit._leases`)."""
         self._check_open()
-        return _Session(self, worker, self._leases)
+        return _Session(self, worker, self._leases, self._names)
 
     # -- Backend (the handle as a consumer of its own) ---------------------------------
 
@@ -234,7 +270,9 @@ class SqliteStorage:
             self._check_open()
             identity = WorkerIdentity.mint(f"{self._queue}-direct", 1)
             LIVE_WORKERS.add(identity.id)
-            direct = self._direct = LeaseSession(self._store, identity, self._direct_config)
+            direct = self._direct = LeaseSession(
+                self._store, identity, self._direct_config, self._names
+            )
         return direct
 
     def bind(self) -> None:
@@ -351,7 +389,19 @@ class SqliteStorage:
         generate = TaskId.generate
         run_at = ms_ceil(time.time())
         return [
-            (str(generate()), queue, encode(item), None, 0, None, None, 0, run_at, None)
+            (
+                str(generate()),
+                queue,
+                encode(item),
+                None,
+                0,
+                None,
+                None,
+                0,
+                run_at,
+                None,
+                task_name_of(item),
+            )
             for item in items
         ]
 
@@ -385,6 +435,7 @@ class SqliteStorage:
                     parts.priority,
                     ms_ceil(run_at) if run_at is not None else ms_ceil(time.time()),
                     unique,
+                    task_name_of(task.args),
                 )
             )
         return rows, fast
@@ -710,8 +761,14 @@ class SqliteStorage:
 class _Session(LeaseSession):
     """A worker run's session: opens the storage and marks the worker live in this process."""
 
-    def __init__(self, storage: SqliteStorage, worker: WorkerIdentity, config: LeaseConfig) -> None:
-        super().__init__(storage._store, worker, config)
+    def __init__(
+        self,
+        storage: SqliteStorage,
+        worker: WorkerIdentity,
+        config: LeaseConfig,
+        names: frozenset[str] | None,
+    ) -> None:
+        super().__init__(storage._store, worker, config, names)
         self._storage = storage
 
     async def __aenter__(self) -> LeaseSession:
@@ -737,7 +794,7 @@ def _insert_rows(
     """Insert rows in one transaction; an existing id or a live uniqueness key gives the holder."""
     insert = (
         "INSERT {} INTO tasks (id, queue, args, meta, attempt, max_attempts, timeout, priority, "
-        "run_at, unique_key, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'Pending')"
+        "run_at, unique_key, task_name, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'Pending')"
     )
     connection.execute("BEGIN IMMEDIATE")
     if fast:
@@ -803,9 +860,7 @@ def _unique_key(ctx: Any) -> str | None:
     """A typed task's uniqueness key from its metadata (``TaskHash``), or None."""
     if not isinstance(ctx, dict):
         return None
-    from ...typed._unique import INFO_KEY  # (typed imports backends: import at use)
-
-    info = ctx.get(INFO_KEY)
+    info = ctx.get(TYPED_INFO_KEY)
     if not isinstance(info, dict):
         return None
     name, uniq = info.get("task_name"), info.get("uniq")

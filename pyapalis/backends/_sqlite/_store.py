@@ -4,9 +4,11 @@ One :class:`SqliteStore` per queue handle. Every write is one transaction
 opened with ``BEGIN IMMEDIATE`` (the write lock first, so two processes never
 deadlock upgrading a read); a claim is one ``UPDATE ... RETURNING`` over the
 first due rows (priority, then ``run_at``, then push order), after the
-settlements the session folded into it. Rows hold the codec's bytes; the
-store decodes a claimed row into a Task and fails (in the same transaction)
-a row that cannot be decoded, so a bad payload never reaches a worker.
+settlements the session folded into it; a claim given task names adds
+``task_name IN (...)`` (``tasks_ready_named`` serves one name in order).
+Rows hold the codec's bytes; the store decodes a claimed row into a Task and
+fails (in the same transaction) a row that cannot be decoded, so a bad
+payload never reaches a worker.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from .._kit._leases import Claim, Claimed, Settlement
 from .._worker_protocols import WorkerIdentity
 from ._db import Database, notify
 
-__all__ = ["Row", "SqliteStore", "ms_ceil", "ms_floor"]
+__all__ = ["Row", "SqliteStore", "claim_statements", "ms_ceil", "ms_floor"]
 
 _HOST = socket.gethostname()
 
@@ -81,9 +83,25 @@ _SETTLE_RELEASE = (
 _CLAIM = (
     "UPDATE tasks SET status = 'Running', owner = ?, attempt = attempt + 1, lease_until = ? "
     "WHERE rowid IN (SELECT rowid FROM tasks WHERE queue = ? AND status = 'Pending' "
-    "AND run_at <= ? ORDER BY priority DESC, run_at, rowid LIMIT ?) "
+    "AND run_at <= ?{} ORDER BY priority DESC, run_at, rowid LIMIT ?) "
     "RETURNING rowid, " + ROW_COLUMNS
 )
+_NEXT_DUE = "SELECT min(run_at) FROM tasks WHERE queue = ? AND status = 'Pending' AND run_at > ?{}"
+
+
+def claim_statements(count: int) -> tuple[str, str]:
+    """The claim and next-due statements, restricted to ``count`` task names if > 0.
+
+    The name test sits beside the queue's so that ``tasks_ready_named``
+    serves it (with one name, in claim order).
+    """
+    if not count:
+        return _CLAIM.format(""), _NEXT_DUE.format("")
+    test = " AND task_name IN ({})".format(", ".join("?" * count))
+    return _CLAIM.format(test), _NEXT_DUE.format(test)
+
+
+_CLAIM_ALL, _NEXT_DUE_ALL = claim_statements(0)
 _REQUEUE = (
     "UPDATE tasks SET owner = NULL, lease_until = NULL, "
     "status = CASE WHEN max_attempts IS NOT NULL AND attempt >= max_attempts "
@@ -104,6 +122,17 @@ class SqliteStore:
         self.codec = codec
         self._generation = 0
         self._data_version = 0
+        self._filters: dict[frozenset[str], tuple[tuple[str, ...], str, str]] = {}
+
+    def _filter(self, names: frozenset[str] | None) -> tuple[tuple[str, ...], str, str]:
+        """The name parameters and the claim / next-due statements for ``names``."""
+        if names is None:
+            return (), _CLAIM_ALL, _NEXT_DUE_ALL
+        found = self._filters.get(names)
+        if found is None:
+            ordered = tuple(sorted(names))
+            found = self._filters[names] = (ordered, *claim_statements(len(ordered)))
+        return found
 
     # -- LeaseStore ----------------------------------------------------------------
 
@@ -114,8 +143,11 @@ class SqliteStore:
         limit: int,
         now: float,
         lease: float,
+        *,
+        names: frozenset[str] | None = None,
     ) -> Claim:
         finals, retries, releases = self._settle_params(worker.id, settle, now)
+        named, claim_sql, next_due_sql = self._filter(names)
         queue = self.queue
         now_ms = ms_floor(now)
         lease_ms = ms_ceil(now + lease)
@@ -137,14 +169,12 @@ class SqliteStore:
             failed: list[str] = []
             if limit:
                 rows = connection.execute(
-                    _CLAIM, (owner, lease_ms, queue, now_ms, limit)
+                    claim_sql, (owner, lease_ms, queue, now_ms, *named, limit)
                 ).fetchall()
                 if len(rows) < limit:
-                    next_due = connection.execute(
-                        "SELECT min(run_at) FROM tasks WHERE queue = ? AND status = 'Pending' "
-                        "AND run_at > ?",
-                        (queue, now_ms),
-                    ).fetchone()[0]
+                    next_due = connection.execute(next_due_sql, (queue, now_ms, *named)).fetchone()[
+                        0
+                    ]
                 rows.sort(key=lambda r: (-r[8], r[9], r[0]))
                 decoded = []
                 for row in rows:
