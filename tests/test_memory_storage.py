@@ -233,10 +233,14 @@ async def test_scheduled_task_never_handed_out_early(
 
 
 async def test_scheduled_tasks_come_out_by_deadline(
-    storage: MemoryStorage, autojump_clock: trio.testing.MockClock
+    storage: MemoryStorage, wall_clock: WallClock, autojump_clock: trio.testing.MockClock
 ) -> None:
+    # Due times read from the test's wall clock, which stands still between
+    # the pushes: "a" and "a2" are due at the same instant and push order
+    # decides (with run_after, the real clock's gap between each build and
+    # its push decided, under load either way).
     for name, delay in [("c", 30), ("a", 10), ("b", 20), ("a2", 10)]:
-        await storage.push_task(TaskBuilder(name).run_after(delay).build())
+        await storage.push_task(TaskBuilder(name).run_at_timestamp(wall_clock.after(delay)).build())
     assert storage.statistics().scheduled == 4
     order = []
     for _ in range(4):

@@ -89,7 +89,13 @@ class _Fleet:
         self.children: list[_Child] = []
 
     async def start(
-        self, name: str, *, concurrency: int = 1, delay: float = 0.0, hang: bool = False
+        self,
+        name: str,
+        *,
+        concurrency: int = 1,
+        delay: float = 0.0,
+        hang: bool = False,
+        gate: Path | None = None,
     ) -> _Child:
         log = self.directory / f"{name}.log"
         ready = self.directory / f"{name}.ready"
@@ -102,6 +108,7 @@ class _Fleet:
             "concurrency": concurrency,
             "delay": delay,
             "hang": hang,
+            "gate": None if gate is None else str(gate),
         }
         process = await trio.lowlevel.open_process(
             [sys.executable, "-m", "pyapalis.testing._shared_child", json.dumps(config)]
@@ -174,10 +181,18 @@ class SharedBackendConformance(TaskNamesConformance):
     async def test_two_worker_processes_share_the_work_exactly_once(
         self, shared: Any, fleet: _Fleet
     ) -> None:
-        one = await fleet.start("shared-one", concurrency=4, delay=0.005)
-        two = await fleet.start("shared-two", concurrency=4, delay=0.005)
+        # Each handler waits at a gate until both processes have started a
+        # task: a process holds at most its slots plus its prefetch, so the
+        # other one always gets a share, however the machine schedules them.
+        gate = fleet.directory / "gate"
+        one = await fleet.start("shared-one", concurrency=4, delay=0.005, gate=gate)
+        two = await fleet.start("shared-two", concurrency=4, delay=0.005, gate=gate)
         await fleet.ready(one, two)
         ids = await shared.push_bulk(range(300))
+        with trio.fail_after(PATIENCE):
+            while not (one.executions() and two.executions()):
+                await trio.sleep(0.01)
+        gate.touch()
         results = await self._results(shared, ids)
         await fleet.stop(one)
         await fleet.stop(two)

@@ -4,8 +4,9 @@
 the config's ``factory`` and ``url``, runs a worker on it until SIGTERM or
 SIGINT (a graceful stop, exit 0), and appends one JSON line per execution to
 the config's ``log`` file: ``{"id", "pid", "attempt", "item"}``. The handler
-returns ``{"item": item, "pid": pid}``, sleeps ``delay`` seconds first, or
-never returns when ``hang`` is set. The ``ready`` file appears once the
+returns ``{"item": item, "pid": pid}``, sleeps ``delay`` seconds first, waits
+until the file ``gate`` exists when one is given, or never returns when
+``hang`` is set. The ``ready`` file appears once the
 worker has started.
 """
 
@@ -32,6 +33,7 @@ async def main(config: dict[str, Any]) -> None:
     log = open(config["log"], "a", buffering=1, encoding="utf-8")  # noqa: SIM115 (the run's life)
     delay = float(config.get("delay", 0.0))
     hang = bool(config.get("hang", False))
+    gate = config.get("gate")
 
     async def handler(item: Any, task_id: TaskId, attempt: Attempt) -> Any:
         record = {"id": str(task_id), "pid": pid, "attempt": attempt.current(), "item": item}
@@ -41,6 +43,8 @@ async def main(config: dict[str, Any]) -> None:
             await trio.sleep_forever()
         if delay:
             await trio.sleep(delay)
+        while gate is not None and not os.path.exists(gate):
+            await trio.sleep(0.005)
         return {"item": item, "pid": pid}
 
     def on_event(ctx: WorkerContext, event: Event) -> None:
