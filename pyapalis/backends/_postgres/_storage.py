@@ -28,6 +28,7 @@ from .._kit._args import (
 from .._kit._clock import run_clock
 from .._kit._leases import LeaseConfig, LeaseSession, Settlement
 from .._kit._names import check_task_names
+from .._kit._sink import push_each
 from .._worker_protocols import WorkerIdentity
 from ._connections import Connections, SessionSettings
 from ._producer import PushRows, SyncProducer, push_on, push_on_async, push_statement_params
@@ -268,11 +269,7 @@ class PostgresStorage:
 
     async def push_stream(self, items: AsyncIterable[Any]) -> int:
         """Store every item an async iterable yields, as it yields; returns the count."""
-        count = 0
-        async for args in items:
-            await self.push(args)
-            count += 1
-        return count
+        return await push_each(self.push, items)
 
     async def _push(self, rows: PushRows) -> list[TaskId]:
         sql, params = push_statement_params(self._statements, self._queue, rows, time.time())

@@ -30,6 +30,7 @@ from .._kit._args import (
 from .._kit._clock import run_clock
 from .._kit._leases import LeaseConfig, LeaseSession
 from .._kit._names import check_task_names
+from .._kit._sink import push_batches
 from .._open import take_options
 from .._worker_protocols import WorkerIdentity
 from ._client import RedisClient, acquire, redacted, release
@@ -374,16 +375,7 @@ class RedisStorage:
 
     async def push_stream(self, items: AsyncIterable[Any]) -> int:
         """Store what an async iterable yields, in batches of what is ready; the count."""
-        count = 0
-        batch: list[Any] = []
-        async for args in items:
-            batch.append(args)
-            if len(batch) >= 100:
-                count += len(await self.push_bulk(batch))
-                batch = []
-        if batch:
-            count += len(await self.push_bulk(batch))
-        return count
+        return await push_batches(self.push_bulk, items, 100)
 
     # -- the synchronous producer --------------------------------------------------
 

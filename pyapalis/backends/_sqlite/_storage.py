@@ -29,8 +29,9 @@ from .._kit._args import (
 )
 from .._kit._clock import run_clock
 from .._kit._leases import LeaseConfig, LeaseSession
-from .._kit._names import TYPED_INFO_KEY, check_task_names, task_name_of
+from .._kit._names import check_task_names, task_name_of, typed_unique_key
 from .._kit._results import ResultWaiters
+from .._kit._sink import push_batches
 from .._worker_protocols import WorkerIdentity
 from ._db import SYNCHRONOUS, Database, notify
 from ._store import LIVE_WORKERS, ROW_COLUMNS, Row, SqliteStore, ms_ceil
@@ -322,16 +323,7 @@ class SqliteStorage:
 
     async def push_stream(self, items: AsyncIterable[Any]) -> int:
         """Queue every item of an async iterable, committing in batches of up to 1000."""
-        count = 0
-        batch: list[Any] = []
-        async for item in items:
-            batch.append(item)
-            if len(batch) >= 1000:
-                count += len(await self._insert_args(batch))
-                batch = []
-        if batch:
-            count += len(await self._insert_args(batch))
-        return count
+        return await push_batches(self._insert_args, items, 1000)
 
     def push_sync(self, args: Any) -> TaskId:
         """Queue ``args`` from code that is not trio (threads, web views, asyncio).
@@ -858,12 +850,4 @@ def _delete(connection: sqlite3.Connection, key: str) -> int:
 
 def _unique_key(ctx: Any) -> str | None:
     """A typed task's uniqueness key from its metadata (``TaskHash``), or None."""
-    if not isinstance(ctx, dict):
-        return None
-    info = ctx.get(TYPED_INFO_KEY)
-    if not isinstance(info, dict):
-        return None
-    name, uniq = info.get("task_name"), info.get("uniq")
-    if isinstance(name, str) and isinstance(uniq, str):
-        return f"{name}\x00{uniq}"
-    return None
+    return typed_unique_key(ctx, "\x00")
