@@ -28,6 +28,7 @@ from .._kit._args import (
     check_task_ids,
 )
 from .._kit._clock import run_clock
+from .._kit._handle import QueueHandle
 from .._kit._leases import LeaseConfig, LeaseSession
 from .._kit._names import check_task_names
 from .._kit._sink import push_batches
@@ -53,7 +54,7 @@ back at once, as it does for runs of dead processes on this host."""
 """Tasks per script when vacuuming or resuming everything (a script blocks the server)."""
 
 
-class RedisStorage:
+class RedisStorage(QueueHandle):
     """Tasks in Redis, shared by worker processes on any number of machines.
 
     ``RedisStorage(url, *, queue="default", namespace="pyapalis", lease=30.0,
@@ -186,18 +187,9 @@ class RedisStorage:
         return view
 
     @property
-    def task_names(self) -> frozenset[str] | None:
-        """The task names this handle's consumers claim (None: every task)."""
-        return self._names
-
-    @property
     def url(self) -> str:
         """The server's URL, password hidden."""
         return redacted(self._url)
-
-    @property
-    def queue_name(self) -> str:
-        return self._queue
 
     @property
     def namespace(self) -> str:
@@ -213,7 +205,7 @@ class RedisStorage:
         return trio.lowlevel.current_trio_token() in self._clients
 
     def __repr__(self) -> str:
-        names = "" if self._names is None else f", task_names={sorted(self._names)!r}"
+        names = self._names_repr()
         return (
             f"RedisStorage({self.url!r}, queue={self._queue!r}, "
             f"namespace={self._namespace!r}{names})"
@@ -234,14 +226,6 @@ class RedisStorage:
         """Open the handle for the current trio run (no round trip yet)."""
         await self._client()
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         """Release this handle's client in the current run and stop the synchronous producer.

@@ -28,6 +28,7 @@ from .._kit._args import (
     check_task_ids,
 )
 from .._kit._clock import run_clock
+from .._kit._handle import QueueHandle
 from .._kit._leases import LeaseConfig, LeaseSession
 from .._kit._names import check_task_names, task_name_of, typed_unique_key
 from .._kit._results import ResultWaiters
@@ -45,7 +46,7 @@ VACUUMED_IDS = 100_000
 stores nothing, so vacuum never reopens a periodic tick."""
 
 
-class SqliteStorage:
+class SqliteStorage(QueueHandle):
     """Tasks in a SQLite file that many processes on one machine share.
 
     ``SqliteStorage(path, *, queue="default", lease=30.0, synchronous="NORMAL",
@@ -162,10 +163,6 @@ class SqliteStorage:
         return self._db.path
 
     @property
-    def queue_name(self) -> str:
-        return self._queue
-
-    @property
     def lease(self) -> float:
         return self._leases.lease
 
@@ -184,11 +181,6 @@ class SqliteStorage:
         """
         found = check_task_names(names, "SqliteStorage.only_task_names")
         return self._handle(self._queue, self._codec, found, borrowed=True)
-
-    @property
-    def task_names(self) -> frozenset[str] | None:
-        """The task names this handle's consumers claim (None: every task)."""
-        return self._names
 
     def _handle(
         self, name: str, codec: Codec, names: frozenset[str] | None, *, borrowed: bool = False
@@ -210,7 +202,7 @@ class SqliteStorage:
         )
 
     def __repr__(self) -> str:
-        names = "" if self._names is None else f", task_names={sorted(self._names)!r}"
+        names = self._names_repr()
         return f"SqliteStorage({self.path!r}, queue={self._queue!r}{names})"
 
     async def open(self) -> SqliteStorage:
@@ -221,14 +213,6 @@ class SqliteStorage:
 
     async def __aenter__(self) -> SqliteStorage:
         return await self.open()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         """Flush this handle's own outcomes, then release the file (the last handle closes it)."""
