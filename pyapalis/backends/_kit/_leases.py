@@ -71,7 +71,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, NamedTuple, Protocol, runtime_checkable
+from typing import Any, ClassVar, NamedTuple, Protocol, runtime_checkable
 
 import trio
 
@@ -88,6 +88,7 @@ __all__ = [
     "LeaseConfig",
     "LeaseSession",
     "LeaseStore",
+    "LiveSession",
     "Settlement",
 ]
 
@@ -662,3 +663,30 @@ class LeaseSession:
                     error,
                     interval,
                 )
+
+
+class LiveSession(LeaseSession):
+    """A :class:`LeaseSession` whose worker id is in :attr:`live` while it is open.
+
+    A backend that recovers the leases of workers of this process that are
+    gone reads its set of live worker ids (SQLite's and Redis's
+    ``LIVE_WORKERS``); a subclass names that set and opens its storage in
+    ``__aenter__`` before calling this one.
+    """
+
+    live: ClassVar[set[str]]
+
+    async def __aenter__(self) -> LeaseSession:
+        self.live.add(self.worker.id)
+        return await super().__aenter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            await super().__aexit__(exc_type, exc, tb)
+        finally:
+            self.live.discard(self.worker.id)

@@ -29,7 +29,7 @@ from .._kit._args import (
 )
 from .._kit._clock import run_clock
 from .._kit._handle import QueueHandle
-from .._kit._leases import LeaseConfig, LeaseSession
+from .._kit._leases import LeaseConfig, LeaseSession, LiveSession
 from .._kit._names import check_task_names
 from .._kit._sink import push_batches
 from .._open import take_options
@@ -606,9 +606,11 @@ class RedisStorage(QueueHandle):
                 await trio.sleep(delay)
 
 
-class _RunSession(LeaseSession):
+class _RunSession(LiveSession):
     """A worker run's session: the storage opened for the run if needed, this process's
     live runs kept up to date (see :data:`LIVE_WORKERS`)."""
+
+    live = LIVE_WORKERS
 
     def __init__(self, storage: RedisStorage, worker: WorkerIdentity) -> None:
         self._unbound = storage._unbound_store()
@@ -620,7 +622,6 @@ class _RunSession(LeaseSession):
         storage = self._storage
         self._opened = not storage.is_open
         self._unbound.bind(await storage._client())
-        LIVE_WORKERS.add(self.worker.id)
         return await super().__aenter__()
 
     async def __aexit__(
@@ -632,7 +633,6 @@ class _RunSession(LeaseSession):
         try:
             await super().__aexit__(exc_type, exc, tb)
         finally:
-            LIVE_WORKERS.discard(self.worker.id)
             if self._opened:
                 with trio.CancelScope(shield=True):
                     await self._storage.aclose()

@@ -7,7 +7,6 @@ import math
 import sqlite3
 import time
 from collections.abc import AsyncGenerator, AsyncIterable, Iterable
-from types import TracebackType
 from typing import Any
 
 import outcome
@@ -29,7 +28,7 @@ from .._kit._args import (
 )
 from .._kit._clock import run_clock
 from .._kit._handle import QueueHandle
-from .._kit._leases import LeaseConfig, LeaseSession
+from .._kit._leases import LeaseConfig, LeaseSession, LiveSession
 from .._kit._names import check_task_names, task_name_of, typed_unique_key
 from .._kit._results import ResultWaiters
 from .._kit._sink import push_batches
@@ -734,8 +733,10 @@ class SqliteStorage(QueueHandle):
         return Task.from_parts(args, parts)
 
 
-class _Session(LeaseSession):
+class _Session(LiveSession):
     """A worker run's session: opens the storage and marks the worker live in this process."""
+
+    live = LIVE_WORKERS
 
     def __init__(
         self,
@@ -749,19 +750,7 @@ class _Session(LeaseSession):
 
     async def __aenter__(self) -> LeaseSession:
         await self._storage.open()
-        LIVE_WORKERS.add(self.worker.id)
         return await super().__aenter__()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        try:
-            await super().__aexit__(exc_type, exc, tb)
-        finally:
-            LIVE_WORKERS.discard(self.worker.id)
 
 
 def _insert_rows(
