@@ -67,8 +67,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, ClassVar, NamedTuple, Protocol, runtime_checkable
@@ -90,6 +91,7 @@ __all__ = [
     "LeaseStore",
     "LiveSession",
     "Settlement",
+    "worker_alive",
 ]
 
 logger = logging.getLogger("pyapalis.leases")
@@ -690,3 +692,21 @@ class LiveSession(LeaseSession):
             await super().__aexit__(exc_type, exc, tb)
         finally:
             self.live.discard(self.worker.id)
+
+
+def worker_alive(pid: int, worker_id: str, live: Collection[str]) -> bool:
+    """Whether the worker ``worker_id`` of process ``pid`` on this host may still run.
+
+    In this process: whether its session is open (its id is in ``live``, a
+    :class:`LiveSession`'s set); in another: whether that process exists (one
+    of another user counts as alive).
+    """
+    if pid == os.getpid():
+        return worker_id in live
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

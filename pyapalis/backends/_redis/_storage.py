@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import socket
 from collections.abc import AsyncGenerator, AsyncIterable, Iterable
 from types import TracebackType
@@ -29,7 +28,7 @@ from .._kit._args import (
 )
 from .._kit._clock import run_clock
 from .._kit._handle import QueueHandle
-from .._kit._leases import LeaseConfig, LeaseSession, LiveSession
+from .._kit._leases import LeaseConfig, LeaseSession, LiveSession, worker_alive
 from .._kit._names import check_task_names
 from .._kit._sink import push_batches
 from .._open import take_options
@@ -481,13 +480,10 @@ class RedisStorage(QueueHandle):
         store = await self._store()
         now = run_clock().wall_now()
         host = socket.gethostname()
-        me = os.getpid()
         dead = [
             worker_id
             for worker_id, worker_host, pid in await store.worker_hosts(now)
-            if worker_host == host
-            and pid > 0
-            and ((pid == me and worker_id not in LIVE_WORKERS) or (pid != me and not _alive(pid)))
+            if worker_host == host and pid > 0 and not worker_alive(pid, worker_id, LIVE_WORKERS)
         ]
         total = 0
         if dead:
@@ -672,16 +668,6 @@ def _unique_key(task: Task) -> str:
     if isinstance(name, str) and isinstance(uniq, str):
         return f"{len(name)}:{name}:{uniq}"
     return ""
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def from_url(url: SplitResult, options: dict[str, str]) -> RedisStorage:
