@@ -459,6 +459,25 @@ class LeaseSession:
         """Write every queued settlement now (raises StorageError; they stay queued)."""
         await self._flush()
 
+    # -- settling at once (a storage used as a Backend by its own handle) -------
+
+    async def ack_now(
+        self, task: Task, status: Status, result: Any, error: BaseException | None
+    ) -> None:
+        """:meth:`ack`, then :meth:`flush`: the outcome is written when this returns."""
+        await self.ack(task, status, result, error)
+        await self.flush()
+
+    async def retry_now(self, task: Task, delay: float, error: BaseException) -> None:
+        """:meth:`retry`, then :meth:`flush`."""
+        await self.retry(task, delay, error)
+        await self.flush()
+
+    async def release_now(self, task: Task) -> None:
+        """:meth:`release`, then :meth:`flush`."""
+        await self.release(task)
+        await self.flush()
+
     # -- RegisterWorker --------------------------------------------------------
 
     async def register_worker(self, name: str) -> None:

@@ -273,19 +273,13 @@ class SqliteStorage(QueueHandle):
     async def ack(
         self, task: Task, status: Status, result: Any, error: BaseException | None
     ) -> None:
-        session = self._own_session()
-        await session.ack(task, status, result, error)
-        await session.flush()
+        await self._own_session().ack_now(task, status, result, error)
 
     async def retry(self, task: Task, delay: float, error: BaseException) -> None:
-        session = self._own_session()
-        await session.retry(task, delay, error)
-        await session.flush()
+        await self._own_session().retry_now(task, delay, error)
 
     async def release(self, task: Task) -> None:
-        session = self._own_session()
-        await session.release(task)
-        await session.flush()
+        await self._own_session().release_now(task)
 
     # -- TaskSink ------------------------------------------------------------------
 
