@@ -5,6 +5,9 @@
 - ``_results``: the result store (finished tasks, result waiters with an
   optional poll of a shared store, outcome listeners behind a compiled ack);
 - ``_sink``: what every ``TaskSink`` does alike (``push_stream``);
+- ``_handle``: the queue-handle logic of the shared backends (``task_names``,
+  ``queue_name``, ``async with``);
+- ``_names``: the stored task name and a typed task's uniqueness key;
 - ``_clock``: the run clock between wall time and trio time, and the
   declaration of virtual clocks (``VirtualClock``);
 - ``_leases``: the shared-backend model (the ``LeaseStore`` protocol a shared

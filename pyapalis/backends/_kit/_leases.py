@@ -67,11 +67,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, NamedTuple, Protocol, runtime_checkable
+from typing import Any, ClassVar, NamedTuple, Protocol, runtime_checkable
 
 import trio
 
@@ -88,7 +89,9 @@ __all__ = [
     "LeaseConfig",
     "LeaseSession",
     "LeaseStore",
+    "LiveSession",
     "Settlement",
+    "worker_alive",
 ]
 
 logger = logging.getLogger("pyapalis.leases")
@@ -456,6 +459,25 @@ class LeaseSession:
         """Write every queued settlement now (raises StorageError; they stay queued)."""
         await self._flush()
 
+    # -- settling at once (a storage used as a Backend by its own handle) -------
+
+    async def ack_now(
+        self, task: Task, status: Status, result: Any, error: BaseException | None
+    ) -> None:
+        """:meth:`ack`, then :meth:`flush`: the outcome is written when this returns."""
+        await self.ack(task, status, result, error)
+        await self.flush()
+
+    async def retry_now(self, task: Task, delay: float, error: BaseException) -> None:
+        """:meth:`retry`, then :meth:`flush`."""
+        await self.retry(task, delay, error)
+        await self.flush()
+
+    async def release_now(self, task: Task) -> None:
+        """:meth:`release`, then :meth:`flush`."""
+        await self.release(task)
+        await self.flush()
+
     # -- RegisterWorker --------------------------------------------------------
 
     async def register_worker(self, name: str) -> None:
@@ -662,3 +684,48 @@ class LeaseSession:
                     error,
                     interval,
                 )
+
+
+class LiveSession(LeaseSession):
+    """A :class:`LeaseSession` whose worker id is in :attr:`live` while it is open.
+
+    A backend that recovers the leases of workers of this process that are
+    gone reads its set of live worker ids (SQLite's and Redis's
+    ``LIVE_WORKERS``); a subclass names that set and opens its storage in
+    ``__aenter__`` before calling this one.
+    """
+
+    live: ClassVar[set[str]]
+
+    async def __aenter__(self) -> LeaseSession:
+        self.live.add(self.worker.id)
+        return await super().__aenter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            await super().__aexit__(exc_type, exc, tb)
+        finally:
+            self.live.discard(self.worker.id)
+
+
+def worker_alive(pid: int, worker_id: str, live: Collection[str]) -> bool:
+    """Whether the worker ``worker_id`` of process ``pid`` on this host may still run.
+
+    In this process: whether its session is open (its id is in ``live``, a
+    :class:`LiveSession`'s set); in another: whether that process exists (one
+    of another user counts as alive).
+    """
+    if pid == os.getpid():
+        return worker_id in live
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["TYPED_INFO_KEY", "check_task_names", "task_name_of"]
+__all__ = ["TYPED_INFO_KEY", "check_task_names", "task_name_of", "typed_unique_key"]
 
 TYPED_INFO_KEY = "pyapalis.background"
 """The task-metadata key under which a typed task keeps its name, hash and creation time."""
@@ -31,6 +31,23 @@ def task_name_of(args: Any) -> str | None:
         return None
     name = args.get("task_name")
     return name if isinstance(name, str) and name else None
+
+
+def typed_unique_key(ctx: Any, separator: str) -> str | None:
+    """A typed task's uniqueness key from its metadata ``ctx``, or None (it has none).
+
+    The key is the task's name and its ``uniq()`` hash (``TaskHash``), joined by
+    ``separator`` (each backend keeps the separator its stored keys use).
+    """
+    if not isinstance(ctx, dict):
+        return None
+    info = ctx.get(TYPED_INFO_KEY)
+    if not isinstance(info, dict):
+        return None
+    name, uniq = info.get("task_name"), info.get("uniq")
+    if isinstance(name, str) and isinstance(uniq, str):
+        return f"{name}{separator}{uniq}"
+    return None
 
 
 def check_task_names(names: Iterable[str], owner: str) -> frozenset[str]:

@@ -27,7 +27,7 @@ from ..._errors import CodecError, StorageError
 from ..._implementation import Task, TaskId
 from .._codec import Codec
 from .._kit._args import check_task
-from .._kit._names import TYPED_INFO_KEY, task_name_of
+from .._kit._names import task_name_of, typed_unique_key
 from ._sql import Statements, bytea_array, number, number_array, text, text_array
 
 if TYPE_CHECKING:
@@ -49,15 +49,7 @@ def _encode(codec: Codec, value: Any, what: str) -> bytes:
 
 def _unique_key(ctx: Any) -> str | None:
     """The uniqueness key of a typed task (``TASK_NAME`` and ``uniq()``), if it has one."""
-    if not isinstance(ctx, dict):
-        return None
-    info = ctx.get(TYPED_INFO_KEY)
-    if not isinstance(info, dict):
-        return None
-    name, uniq = info.get("task_name"), info.get("uniq")
-    if isinstance(name, str) and isinstance(uniq, str):
-        return f"{name}\x1f{uniq}"
-    return None
+    return typed_unique_key(ctx, "\x1f")
 
 
 @dataclass(slots=True)

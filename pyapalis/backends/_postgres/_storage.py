@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import AsyncGenerator, AsyncIterable, Iterable
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import outcome
@@ -26,8 +25,10 @@ from .._kit._args import (
     check_task_ids,
 )
 from .._kit._clock import run_clock
+from .._kit._handle import QueueHandle
 from .._kit._leases import LeaseConfig, LeaseSession, Settlement
 from .._kit._names import check_task_names
+from .._kit._sink import push_each
 from .._worker_protocols import WorkerIdentity
 from ._connections import Connections, SessionSettings
 from ._producer import PushRows, SyncProducer, push_on, push_on_async, push_statement_params
@@ -46,7 +47,7 @@ _POLL_FIRST = 0.005
 _POLL_MOST = 0.25
 
 
-class PostgresStorage:
+class PostgresStorage(QueueHandle):
     """A task backend in PostgreSQL, shared by workers in many processes and machines.
 
     ``PostgresStorage(dsn, *, queue="default", schema="pyapalis", lease=30.0,
@@ -183,20 +184,11 @@ class PostgresStorage:
         return view
 
     @property
-    def task_names(self) -> frozenset[str] | None:
-        """The task names this handle's consumers claim (None: every task)."""
-        return self._names
-
-    @property
-    def queue_name(self) -> str:
-        return self._queue
-
-    @property
     def schema(self) -> str:
         return self._statements.schema
 
     def __repr__(self) -> str:
-        names = "" if self._names is None else f", task_names={sorted(self._names)!r}"
+        names = self._names_repr()
         return f"PostgresStorage(schema={self.schema!r}, queue={self._queue!r}{names})"
 
     # -- opening and closing -------------------------------------------------------
@@ -226,14 +218,6 @@ class PostgresStorage:
 
     async def __aenter__(self) -> PostgresStorage:
         return await self.open()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def _execute(self, sql: bytes, params: list[bytes | None]) -> list[Row]:
         if not self._opening.done:
@@ -268,11 +252,7 @@ class PostgresStorage:
 
     async def push_stream(self, items: AsyncIterable[Any]) -> int:
         """Store every item an async iterable yields, as it yields; returns the count."""
-        count = 0
-        async for args in items:
-            await self.push(args)
-            count += 1
-        return count
+        return await push_each(self.push, items)
 
     async def _push(self, rows: PushRows) -> list[TaskId]:
         sql, params = push_statement_params(self._statements, self._queue, rows, time.time())

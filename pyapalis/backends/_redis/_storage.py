@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import socket
 from collections.abc import AsyncGenerator, AsyncIterable, Iterable
 from types import TracebackType
@@ -28,8 +27,10 @@ from .._kit._args import (
     check_task_ids,
 )
 from .._kit._clock import run_clock
-from .._kit._leases import LeaseConfig, LeaseSession
+from .._kit._handle import QueueHandle
+from .._kit._leases import LeaseConfig, LeaseSession, LiveSession, worker_alive
 from .._kit._names import check_task_names
+from .._kit._sink import push_batches
 from .._open import take_options
 from .._worker_protocols import WorkerIdentity
 from ._client import RedisClient, acquire, redacted, release
@@ -52,7 +53,7 @@ back at once, as it does for runs of dead processes on this host."""
 """Tasks per script when vacuuming or resuming everything (a script blocks the server)."""
 
 
-class RedisStorage:
+class RedisStorage(QueueHandle):
     """Tasks in Redis, shared by worker processes on any number of machines.
 
     ``RedisStorage(url, *, queue="default", namespace="pyapalis", lease=30.0,
@@ -185,18 +186,9 @@ class RedisStorage:
         return view
 
     @property
-    def task_names(self) -> frozenset[str] | None:
-        """The task names this handle's consumers claim (None: every task)."""
-        return self._names
-
-    @property
     def url(self) -> str:
         """The server's URL, password hidden."""
         return redacted(self._url)
-
-    @property
-    def queue_name(self) -> str:
-        return self._queue
 
     @property
     def namespace(self) -> str:
@@ -212,7 +204,7 @@ class RedisStorage:
         return trio.lowlevel.current_trio_token() in self._clients
 
     def __repr__(self) -> str:
-        names = "" if self._names is None else f", task_names={sorted(self._names)!r}"
+        names = self._names_repr()
         return (
             f"RedisStorage({self.url!r}, queue={self._queue!r}, "
             f"namespace={self._namespace!r}{names})"
@@ -233,14 +225,6 @@ class RedisStorage:
         """Open the handle for the current trio run (no round trip yet)."""
         await self._client()
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         """Release this handle's client in the current run and stop the synchronous producer.
@@ -328,19 +312,13 @@ class RedisStorage:
     async def ack(
         self, task: Task, status: Status, result: Any, error: BaseException | None
     ) -> None:
-        session = await self._own_session()
-        await session.ack(task, status, result, error)
-        await session.flush()
+        await (await self._own_session()).ack_now(task, status, result, error)
 
     async def retry(self, task: Task, delay: float, error: BaseException) -> None:
-        session = await self._own_session()
-        await session.retry(task, delay, error)
-        await session.flush()
+        await (await self._own_session()).retry_now(task, delay, error)
 
     async def release(self, task: Task) -> None:
-        session = await self._own_session()
-        await session.release(task)
-        await session.flush()
+        await (await self._own_session()).release_now(task)
 
     # -- TaskSink ------------------------------------------------------------------
 
@@ -374,16 +352,7 @@ class RedisStorage:
 
     async def push_stream(self, items: AsyncIterable[Any]) -> int:
         """Store what an async iterable yields, in batches of what is ready; the count."""
-        count = 0
-        batch: list[Any] = []
-        async for args in items:
-            batch.append(args)
-            if len(batch) >= 100:
-                count += len(await self.push_bulk(batch))
-                batch = []
-        if batch:
-            count += len(await self.push_bulk(batch))
-        return count
+        return await push_batches(self.push_bulk, items, 100)
 
     # -- the synchronous producer --------------------------------------------------
 
@@ -505,13 +474,10 @@ class RedisStorage:
         store = await self._store()
         now = run_clock().wall_now()
         host = socket.gethostname()
-        me = os.getpid()
         dead = [
             worker_id
             for worker_id, worker_host, pid in await store.worker_hosts(now)
-            if worker_host == host
-            and pid > 0
-            and ((pid == me and worker_id not in LIVE_WORKERS) or (pid != me and not _alive(pid)))
+            if worker_host == host and pid > 0 and not worker_alive(pid, worker_id, LIVE_WORKERS)
         ]
         total = 0
         if dead:
@@ -630,9 +596,11 @@ class RedisStorage:
                 await trio.sleep(delay)
 
 
-class _RunSession(LeaseSession):
+class _RunSession(LiveSession):
     """A worker run's session: the storage opened for the run if needed, this process's
     live runs kept up to date (see :data:`LIVE_WORKERS`)."""
+
+    live = LIVE_WORKERS
 
     def __init__(self, storage: RedisStorage, worker: WorkerIdentity) -> None:
         self._unbound = storage._unbound_store()
@@ -644,7 +612,6 @@ class _RunSession(LeaseSession):
         storage = self._storage
         self._opened = not storage.is_open
         self._unbound.bind(await storage._client())
-        LIVE_WORKERS.add(self.worker.id)
         return await super().__aenter__()
 
     async def __aexit__(
@@ -656,7 +623,6 @@ class _RunSession(LeaseSession):
         try:
             await super().__aexit__(exc_type, exc, tb)
         finally:
-            LIVE_WORKERS.discard(self.worker.id)
             if self._opened:
                 with trio.CancelScope(shield=True):
                     await self._storage.aclose()
@@ -696,16 +662,6 @@ def _unique_key(task: Task) -> str:
     if isinstance(name, str) and isinstance(uniq, str):
         return f"{len(name)}:{name}:{uniq}"
     return ""
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def from_url(url: SplitResult, options: dict[str, str]) -> RedisStorage:

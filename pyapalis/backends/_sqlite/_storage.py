@@ -7,7 +7,6 @@ import math
 import sqlite3
 import time
 from collections.abc import AsyncGenerator, AsyncIterable, Iterable
-from types import TracebackType
 from typing import Any
 
 import outcome
@@ -28,9 +27,11 @@ from .._kit._args import (
     check_task_ids,
 )
 from .._kit._clock import run_clock
-from .._kit._leases import LeaseConfig, LeaseSession
-from .._kit._names import TYPED_INFO_KEY, check_task_names, task_name_of
+from .._kit._handle import QueueHandle
+from .._kit._leases import LeaseConfig, LeaseSession, LiveSession
+from .._kit._names import check_task_names, task_name_of, typed_unique_key
 from .._kit._results import ResultWaiters
+from .._kit._sink import push_batches
 from .._worker_protocols import WorkerIdentity
 from ._db import SYNCHRONOUS, Database, notify
 from ._store import LIVE_WORKERS, ROW_COLUMNS, Row, SqliteStore, ms_ceil
@@ -44,7 +45,7 @@ VACUUMED_IDS = 100_000
 stores nothing, so vacuum never reopens a periodic tick."""
 
 
-class SqliteStorage:
+class SqliteStorage(QueueHandle):
     """Tasks in a SQLite file that many processes on one machine share.
 
     ``SqliteStorage(path, *, queue="default", lease=30.0, synchronous="NORMAL",
@@ -161,10 +162,6 @@ class SqliteStorage:
         return self._db.path
 
     @property
-    def queue_name(self) -> str:
-        return self._queue
-
-    @property
     def lease(self) -> float:
         return self._leases.lease
 
@@ -183,11 +180,6 @@ class SqliteStorage:
         """
         found = check_task_names(names, "SqliteStorage.only_task_names")
         return self._handle(self._queue, self._codec, found, borrowed=True)
-
-    @property
-    def task_names(self) -> frozenset[str] | None:
-        """The task names this handle's consumers claim (None: every task)."""
-        return self._names
 
     def _handle(
         self, name: str, codec: Codec, names: frozenset[str] | None, *, borrowed: bool = False
@@ -209,7 +201,7 @@ class SqliteStorage:
         )
 
     def __repr__(self) -> str:
-        names = "" if self._names is None else f", task_names={sorted(self._names)!r}"
+        names = self._names_repr()
         return f"SqliteStorage({self.path!r}, queue={self._queue!r}{names})"
 
     async def open(self) -> SqliteStorage:
@@ -220,14 +212,6 @@ class SqliteStorage:
 
     async def __aenter__(self) -> SqliteStorage:
         return await self.open()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         """Flush this handle's own outcomes, then release the file (the last handle closes it)."""
@@ -289,19 +273,13 @@ class SqliteStorage:
     async def ack(
         self, task: Task, status: Status, result: Any, error: BaseException | None
     ) -> None:
-        session = self._own_session()
-        await session.ack(task, status, result, error)
-        await session.flush()
+        await self._own_session().ack_now(task, status, result, error)
 
     async def retry(self, task: Task, delay: float, error: BaseException) -> None:
-        session = self._own_session()
-        await session.retry(task, delay, error)
-        await session.flush()
+        await self._own_session().retry_now(task, delay, error)
 
     async def release(self, task: Task) -> None:
-        session = self._own_session()
-        await session.release(task)
-        await session.flush()
+        await self._own_session().release_now(task)
 
     # -- TaskSink ------------------------------------------------------------------
 
@@ -322,16 +300,7 @@ class SqliteStorage:
 
     async def push_stream(self, items: AsyncIterable[Any]) -> int:
         """Queue every item of an async iterable, committing in batches of up to 1000."""
-        count = 0
-        batch: list[Any] = []
-        async for item in items:
-            batch.append(item)
-            if len(batch) >= 1000:
-                count += len(await self._insert_args(batch))
-                batch = []
-        if batch:
-            count += len(await self._insert_args(batch))
-        return count
+        return await push_batches(self._insert_args, items, 1000)
 
     def push_sync(self, args: Any) -> TaskId:
         """Queue ``args`` from code that is not trio (threads, web views, asyncio).
@@ -758,8 +727,10 @@ class SqliteStorage:
         return Task.from_parts(args, parts)
 
 
-class _Session(LeaseSession):
+class _Session(LiveSession):
     """A worker run's session: opens the storage and marks the worker live in this process."""
+
+    live = LIVE_WORKERS
 
     def __init__(
         self,
@@ -773,19 +744,7 @@ class _Session(LeaseSession):
 
     async def __aenter__(self) -> LeaseSession:
         await self._storage.open()
-        LIVE_WORKERS.add(self.worker.id)
         return await super().__aenter__()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        try:
-            await super().__aexit__(exc_type, exc, tb)
-        finally:
-            LIVE_WORKERS.discard(self.worker.id)
 
 
 def _insert_rows(
@@ -858,12 +817,4 @@ def _delete(connection: sqlite3.Connection, key: str) -> int:
 
 def _unique_key(ctx: Any) -> str | None:
     """A typed task's uniqueness key from its metadata (``TaskHash``), or None."""
-    if not isinstance(ctx, dict):
-        return None
-    info = ctx.get(TYPED_INFO_KEY)
-    if not isinstance(info, dict):
-        return None
-    name, uniq = info.get("task_name"), info.get("uniq")
-    if isinstance(name, str) and isinstance(uniq, str):
-        return f"{name}\x00{uniq}"
-    return None
+    return typed_unique_key(ctx, "\x00")

@@ -14,7 +14,6 @@ payload never reaches a worker.
 from __future__ import annotations
 
 import math
-import os
 import socket
 import sqlite3
 from collections.abc import Sequence
@@ -25,7 +24,7 @@ from ..._errors import CodecError
 from ..._implementation import Attempt, Parts, Task, TaskId
 from ..._status import Status
 from .._codec import Codec
-from .._kit._leases import Claim, Claimed, Settlement
+from .._kit._leases import Claim, Claimed, Settlement, worker_alive
 from .._worker_protocols import WorkerIdentity
 from ._db import Database, notify
 
@@ -364,14 +363,4 @@ class SqliteStore:
 
 def _alive(pid: int | None, owner: str) -> bool:
     """Whether the worker ``owner`` of process ``pid`` on this host may still run."""
-    if pid is None:
-        return False
-    if pid == os.getpid():
-        return owner in LIVE_WORKERS
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return pid is not None and worker_alive(pid, owner, LIVE_WORKERS)
