@@ -538,3 +538,23 @@ async def test_acks_wake_result_waiters_not_idle_workers(
         assert db.work.generation == work + 1
         assert db.results.generation > results
         assert [r.unwrap() for r in await storage.check_status(ids)] == list(range(50))
+
+
+def test_opening_waits_for_another_connection_creating_the_file(path: Path) -> None:
+    # Another opener holds the fresh file's write lock (as while it creates or
+    # migrates the schema): switching to WAL is refused at once by SQLite,
+    # without its busy handler; the opener must wait like any statement does.
+    import sqlite3
+    import threading
+
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("CREATE TABLE squatter (x)")
+    release = threading.Timer(0.3, lambda: other.execute("COMMIT"))
+    release.start()
+    try:
+        task_id = SqliteStorage(path).push_sync("waited")
+    finally:
+        release.join()
+        other.close()
+    assert task_id

@@ -23,6 +23,7 @@ import contextlib
 import os
 import sqlite3
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from typing import TypeVar
@@ -179,7 +180,7 @@ class Database:
         except sqlite3.Error as error:
             raise storage_error(path, "opening the file", error) from error
         try:
-            connection.execute("PRAGMA journal_mode = WAL")
+            self._enter_wal(connection)
             connection.execute(f"PRAGMA synchronous = {self.synchronous}")
             if migrate_schema:
                 migrate(connection, path)
@@ -190,6 +191,26 @@ class Database:
             connection.close()
             raise
         return connection
+
+    def _enter_wal(self, connection: sqlite3.Connection) -> None:
+        """Switch the file to WAL, waiting up to the busy timeout for another opener.
+
+        Changing the journal mode needs the file to itself, and SQLite answers
+        "database is locked" at once, without its busy handler, while another
+        connection is creating or migrating a fresh file in the same instant
+        (two processes or threads opening one new file). Retried here until
+        ``busy_timeout``, as every other statement waits.
+        """
+        deadline = time.monotonic() + self.busy_timeout
+        while True:
+            try:
+                connection.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as error:
+                busy = error.sqlite_errorcode in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+                if not busy or time.monotonic() >= deadline:
+                    raise
+            time.sleep(0.002)
 
     def close(self) -> None:
         """Close the connections (idempotent; a thread still running finishes first)."""
