@@ -4,6 +4,7 @@ producers outside trio and inside the caller's transaction."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 from collections.abc import AsyncIterator
 from typing import Any
@@ -14,6 +15,7 @@ import trio.testing
 
 from pyapalis import (
     BackgroundTask,
+    CodecError,
     CurrentTask,
     PostgresStorage,
     Status,
@@ -26,6 +28,7 @@ from pyapalis import (
     WorkerPool,
 )
 from pyapalis.backends import WorkerIdentity
+from pyapalis.backends._codec import JsonCodec
 from pyapalis.backends._kit._clock import run_clock
 from pyapalis.backends._kit._leases import Settlement
 from pyapalis.testing import WallClock
@@ -215,6 +218,53 @@ async def test_bad_arguments_are_refused_with_nothing_stored(storage: PostgresSt
     with pytest.raises(Exception, match="cannot store the task's arguments"):
         await storage.push_bulk([1, object()])
     assert await storage.count() == 0
+
+
+class _RefusingCodec(JsonCodec):
+    """Refuses every value with ``ValueError(message)`` (an empty message by default)."""
+
+    __slots__ = ("message",)
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__()
+        self.message = message
+
+    def encode(self, value: Any) -> bytes:
+        raise ValueError(self.message)
+
+
+@dataclasses.dataclass
+class _Label:
+    text: str
+
+
+async def test_unencodable_values_fail_alike_on_every_push_path(pg_schema: str) -> None:
+    """One encoding step for every path: an error with an empty message is named by its
+    type alone (no dangling ``": "``), one with a message as ``Type: message``."""
+    storage = PostgresStorage(DSN, schema=pg_schema, codec=_RefusingCodec())
+    arguments = r"^PostgresStorage: cannot store the task's arguments: ValueError$"
+    metadata = r"^PostgresStorage: cannot store the task's metadata: ValueError$"
+    labelled = TaskBuilder("x").meta(_Label("a")).build()
+    # Each refusal comes before any I/O: this storage never connects.
+    with pytest.raises(CodecError, match=arguments):
+        await storage.push("x")
+    with pytest.raises(CodecError, match=arguments):
+        await storage.push_bulk(["x"])
+    with pytest.raises(CodecError, match=arguments):
+        await storage.push_task(TaskBuilder("x").build())
+    with pytest.raises(CodecError, match=arguments):
+        await storage.push_task(labelled)
+    with pytest.raises(CodecError, match=metadata):
+        await storage.update(labelled)  # encoded by the storage itself, not by PushRows
+    with pytest.raises(CodecError, match=arguments):
+        await trio.to_thread.run_sync(storage.push_sync, "x")
+    named = PostgresStorage(DSN, schema=pg_schema, codec=_RefusingCodec("no way"))
+    with pytest.raises(CodecError, match=r"arguments: ValueError: no way$"):
+        await named.push("x")
+    with pytest.raises(CodecError, match=r"metadata: ValueError: no way$"):
+        await named.update(labelled)
+    storage.close()
+    named.close()
 
 
 def test_bad_configuration_names_the_argument() -> None:

@@ -29,21 +29,37 @@ from .._codec import Codec
 from .._kit._args import check_task
 from .._kit._names import task_name_of, typed_unique_key
 from ._sql import Statements, bytea_array, number, number_array, text, text_array
+from ._store import describe
 
 if TYPE_CHECKING:
     import psycopg
 
-__all__ = ["PushRows", "SyncProducer", "push_on", "push_on_async", "push_statement_params"]
+__all__ = [
+    "PushRows",
+    "SyncProducer",
+    "encode",
+    "push_on",
+    "push_on_async",
+    "push_statement_params",
+]
 
 
-def _encode(codec: Codec, value: Any, what: str) -> bytes:
+def encode(codec: Codec, value: Any, what: str) -> bytes:
+    """``value`` encoded by ``codec`` for storing as the task's ``what``.
+
+    Every encoding of a task's arguments or metadata (pushes on any session,
+    ``update``) goes through here, so a value that cannot be stored fails the
+    same way wherever it is pushed: :class:`CodecError` naming ``what`` and the
+    cause (``Type: message``, or the type alone for an empty message, as
+    :func:`describe` writes stored errors).
+    """
     try:
         return codec.encode(value)
     except CodecError as error:
         raise CodecError(f"PostgresStorage: cannot store the task's {what}: {error}") from error
     except Exception as error:
         raise CodecError(
-            f"PostgresStorage: cannot store the task's {what}: {type(error).__name__}: {error}"
+            f"PostgresStorage: cannot store the task's {what}: {describe(error)}"
         ) from error
 
 
@@ -74,7 +90,7 @@ class PushRows:
         nothing: list[Any] = [None] * count
         return cls(
             ids=[str(TaskId.generate()) for _ in range(count)],
-            args=[_encode(codec, item, "arguments") for item in items],
+            args=[encode(codec, item, "arguments") for item in items],
             run_at=[run_at] * count,
             priority=[0] * count,
             attempts=[0] * count,
@@ -94,13 +110,13 @@ class PushRows:
             if parts.task_id is None:
                 parts.task_id = TaskId.generate()
             rows.ids.append(str(parts.task_id))
-            rows.args.append(_encode(codec, task.args, "arguments"))
+            rows.args.append(encode(codec, task.args, "arguments"))
             rows.run_at.append(parts.run_at)
             rows.priority.append(parts.priority)
             rows.attempts.append(parts.attempt.current())
             rows.max_attempts.append(parts.max_attempts)
             rows.timeout.append(parts.timeout)
-            rows.meta.append(_encode(codec, parts.ctx, "metadata") if parts.ctx else None)
+            rows.meta.append(encode(codec, parts.ctx, "metadata") if parts.ctx else None)
             rows.unique_keys.append(_unique_key(parts.ctx))
             rows.task_names.append(task_name_of(task.args))
         return rows

@@ -31,7 +31,14 @@ from .._kit._names import check_task_names
 from .._kit._sink import push_each
 from .._worker_protocols import WorkerIdentity
 from ._connections import Connections, SessionSettings
-from ._producer import PushRows, SyncProducer, push_on, push_on_async, push_statement_params
+from ._producer import (
+    PushRows,
+    SyncProducer,
+    encode,
+    push_on,
+    push_on_async,
+    push_statement_params,
+)
 from ._schema import check_schema_name, migrate
 from ._sql import Statements, bytea, number, text, text_array, unbytea
 from ._store import PostgresStore, describe, task_of
@@ -399,7 +406,7 @@ class PostgresStorage(QueueHandle):
             raise ValueError(
                 f"update: status must be Pending, Done, Failed or Killed, got {parts.status.value}"
             )
-        meta = None if not parts.ctx else _encode(self._codec, parts.ctx, "metadata")
+        meta = None if not parts.ctx else encode(self._codec, parts.ctx, "metadata")
         rows = await self._execute(
             self._statements.update,
             [
@@ -721,17 +728,6 @@ class _Session(LeaseSession):
 def _next_poll(delay: float) -> float:
     """The next wait between two looks at results: doubling up to ``_POLL_MOST``."""
     return min(delay * 2, _POLL_MOST)
-
-
-def _encode(codec: Codec, value: Any, what: str) -> bytes:
-    try:
-        return codec.encode(value)
-    except CodecError as error:
-        raise CodecError(f"PostgresStorage: cannot store the task's {what}: {error}") from error
-    except Exception as error:
-        raise CodecError(
-            f"PostgresStorage: cannot store the task's {what}: {describe(error)}"
-        ) from error
 
 
 def _check_queue(name: object) -> None:
