@@ -6,19 +6,16 @@ without ceremony). Each new session is set up once (``synchronous_commit`` off
 for the relaxed ones, see :meth:`Connections.connection`,
 ``statement_timeout``, ``application_name``).
 
-The listener is one more session per storage, kept open by a trio system task
-that reconnects with backoff. It ``LISTEN``s on the schema's channel and
-turns each notification (payload: a queue name) into a wake-up of that
-queue's waiters; it is also where the liveness locks of this process's
-worker runs are held (a session-level advisory lock per worker id), so
-another process can prove a worker gone once its locks are free: the session
-that held them died with its process. After a reconnect, the locks are taken
-again and every queue is woken (a notification may have been missed).
+The listening session is not the storage's own: every storage of this trio
+run on the same server (DSN and schema) shares one (see :mod:`._listener`),
+joined on first need and left by :meth:`Connections.close`. It turns
+notifications into wake-ups of this storage's queues (:meth:`Connections.wake`)
+and holds the liveness locks of the worker runs of this storage
+(:meth:`Connections.hold_owner`), which are released when the storage closes.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
@@ -26,19 +23,15 @@ from typing import TYPE_CHECKING
 import trio
 
 from ..._errors import StorageError
-from ._sql import Statements, text
+from ._listener import Listener, ListenerStatistics
+from ._sql import Statements
 
 if TYPE_CHECKING:
     from types import ModuleType
 
-    from ._driver import Connection, Notification
+    from ._driver import Connection
 
 __all__ = ["Connections", "SessionSettings"]
-
-logger = logging.getLogger("pyapalis.postgres")
-
-_BACKOFF_FIRST = 0.1
-_BACKOFF_MOST = 5.0
 
 
 def driver() -> ModuleType:
@@ -92,10 +85,9 @@ class Connections:
         self._idle_relaxed: list[Connection] = []  # synchronous_commit off (see connection())
         self._slots = trio.Semaphore(size)
         self._wakes: dict[str, trio.Event] = {}
-        self._owners: set[str] = set()
-        self._listener: Connection | None = None
-        self._listener_ready = trio.Event()
-        self._listener_scope: trio.CancelScope | None = None
+        self._owners: set[str] = set()  # the liveness locks this storage holds
+        self._holding = trio.Lock()
+        self._listener: Listener | None = None
         self._closed = False
 
     # -- statements ---------------------------------------------------------------
@@ -166,113 +158,72 @@ class Connections:
         with trio.move_on_after(timeout):
             await event.wait()
 
-    # -- the listener -----------------------------------------------------------------
+    # -- the shared listener ----------------------------------------------------------
 
-    def start_listener(self) -> None:
-        """Start the listening session's task (once; it lives until :meth:`close`)."""
-        if self._listener_scope is None and not self._closed:
-            self._listener_scope = trio.CancelScope()
-            trio.lowlevel.spawn_system_task(
-                self._listen, self._listener_scope, name="pyapalis.postgres.listener"
+    def start_listener(self) -> Listener | None:
+        """Join this run's listener for the server (once; until :meth:`close`).
+
+        None once closed. A listener that ended with an earlier trio run is
+        replaced by this run's (its liveness locks ended with its session).
+        """
+        if self._closed:
+            return None
+        listener = self._listener
+        if listener is None or listener.closed:
+            self._owners.clear()
+            listener = self._listener = Listener.join(
+                self, self.dsn, self.statements, self.settings.connect_timeout
             )
+        return listener
+
+    def listener_statistics(self) -> ListenerStatistics | None:
+        """The shared listener's statistics, or None while this storage has none."""
+        listener = self._listener
+        return None if listener is None or listener.closed else listener.statistics()
 
     async def listening(self, patience: float) -> None:
-        """Start the listener and wait (at most ``patience`` seconds) until it listens.
+        """Join the listener and wait (at most ``patience`` seconds) until it listens.
 
         A storage that is open hears the pushes made from then on; if the
         listener cannot connect in time, polling stands in until it does.
         """
-        self.start_listener()
-        with trio.move_on_after(patience):
-            await self._listener_ready.wait()
+        listener = self.start_listener()
+        if listener is not None:
+            with trio.move_on_after(patience):
+                await listener.wait_listening()
 
     async def hold_owner(self, owner: str) -> None:
         """Take the liveness lock of worker run ``owner`` on the listening session (once)."""
-        if owner in self._owners:
-            return
-        self.start_listener()
-        await self._listener_ready.wait()
-        listener = self._listener
-        if listener is None or listener.closed:
-            raise StorageError("PostgresStorage: the listening session is down")
-        await listener.execute(self.statements.lock_owner, [text(self.statements.owner_key(owner))])
-        self._owners.add(owner)
+        async with self._holding:  # one hold per owner, however many ask at once
+            if owner in self._owners:
+                return
+            listener = self.start_listener()
+            if listener is None:
+                raise StorageError("PostgresStorage is closed")
+            await listener.hold(owner)
+            if self._listener is listener and not listener.closed:
+                self._owners.add(owner)
+            else:  # closed meanwhile: the lock went with the listener's session
+                raise StorageError("PostgresStorage: the listening session is down")
 
     async def drop_owner(self, owner: str) -> None:
         """Release the liveness lock of ``owner`` (its run ended cleanly)."""
+        if owner not in self._owners:
+            return
         self._owners.discard(owner)
         listener = self._listener
         if listener is not None and not listener.closed:
-            await listener.execute(
-                self.statements.unlock_owner, [text(self.statements.owner_key(owner))]
-            )
-
-    def _notified(self, notification: Notification) -> None:
-        self.wake(notification[1])
-
-    async def _listen(self, scope: trio.CancelScope) -> None:
-        try:
-            await self._listen_until_closed(scope)
-        finally:
-            # The task ends with its trio run: a later run of this storage starts another.
-            if self._listener_scope is scope:
-                self._listener_scope = None
-                self._owners.clear()  # their locks ended with the session
-
-    async def _listen_until_closed(self, scope: trio.CancelScope) -> None:
-        delay = 0.0
-        with scope:
-            while not self._closed:
-                try:
-                    conn: Connection = await driver().connect(
-                        self.dsn, on_notify=self._notified, timeout=self.settings.connect_timeout
-                    )
-                except StorageError as error:
-                    delay = min(max(delay * 2, _BACKOFF_FIRST), _BACKOFF_MOST)
-                    logger.warning(
-                        "PostgresStorage: listener cannot connect (%s); again in %s s", error, delay
-                    )
-                    await trio.sleep(delay)
-                    continue
-                try:
-                    channel = self.statements.channel
-                    await conn.execute(
-                        f"SET application_name = 'pyapalis-listener:{self.statements.schema}';"
-                        f' LISTEN "{channel}"'.encode()
-                    )
-                    for owner in list(self._owners):
-                        await conn.execute(
-                            self.statements.lock_owner, [text(self.statements.owner_key(owner))]
-                        )
-                    self._listener = conn
-                    self._listener_ready.set()
-                    delay = 0.0
-                    # Something may have been pushed while nobody listened.
-                    self.wake_all()
-                    while True:
-                        await conn.wait_for_input()
-                except StorageError as error:
-                    if self._closed:
-                        return
-                    logger.warning(
-                        "PostgresStorage: listener lost its session (%s); reconnecting", error
-                    )
-                finally:
-                    self._listener = None
-                    self._listener_ready = trio.Event()
-                    conn.close()
-                delay = min(max(delay * 2, _BACKOFF_FIRST), _BACKOFF_MOST)
-                await trio.sleep(delay)
+            await listener.drop(owner)
 
     # -- closing --------------------------------------------------------------------
 
     def close(self) -> None:
         """Close every session (idempotent, never blocks); waiters are woken."""
         self._closed = True
-        if self._listener_scope is not None:
-            self._listener_scope.cancel()
-        if self._listener is not None:
-            self._listener.close()
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.leave(self, self._owners)
+        self._owners.clear()
         for conn in (*self._idle, *self._idle_relaxed):
             conn.close()
         self._idle.clear()
