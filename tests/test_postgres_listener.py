@@ -30,7 +30,10 @@ async def _admin(sql: str, *params: str) -> list[list[bytes | None]]:
 
     conn = await driver().connect(DSN)
     try:
-        return await conn.execute(sql.encode(), [param.encode() for param in params])
+        rows: list[list[bytes | None]] = await conn.execute(
+            sql.encode(), [param.encode() for param in params]
+        )
+        return rows
     finally:
         conn.close()
 
