@@ -98,3 +98,30 @@ async def test_statement_timeout_is_a_storage_error_the_worker_rides_out(pg_sche
             assert sorted(seen) == list(range(20))
         finally:
             locker.close()
+
+
+async def test_sessions_ended_while_idle_are_replaced_before_the_next_statement(
+    pg_schema: str,
+) -> None:
+    """A session the server ended while it idled in the pool (a restart, an admin's
+    ``pg_terminate_backend``) is noticed before use: the next statements succeed."""
+    async with PostgresStorage(DSN, schema=pg_schema, pool_size=2) as storage:
+        first = await storage.push("before")
+        async with trio.open_nursery() as nursery:  # two sessions idle in the pool
+            nursery.start_soon(storage.count)
+            nursery.start_soon(storage.count)
+        assert await _terminate_storage_sessions(pg_schema) >= 2
+        with trio.fail_after(30):
+            while await _admin(
+                b"SELECT 1 FROM pg_stat_activity WHERE application_name = $1::text",
+                [f"pyapalis:{pg_schema}".encode()],
+            ):
+                await trio.sleep(0.01)  # until the server has ended them
+        # Each of these failed with "connection lost" on a dead pooled session.
+        second = await storage.push("after")
+        assert await storage.count() == 2
+        fetched = await storage.fetch_by_id(first)
+        assert fetched is not None and fetched.args == "before"
+        assert [r.status for r in await storage.check_status([first, second])] == [
+            Status.Pending
+        ] * 2

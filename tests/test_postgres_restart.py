@@ -14,7 +14,10 @@ end the producer stops, the workers drain the queue, and:
 * executions beyond the first of a task (duplicates) stay within what the
   workers held when the server went away: concurrency + prefetch (8) per
   worker per restart;
-* each worker process listens again (one listening session each).
+* each worker process listens again (one listening session each);
+* a storage of the test's own, idle through each restart, answers at once once
+  the server is up (its pooled session, ended by the restart, is replaced
+  before use).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import trio
 
 from tests._optional import IN_CI, installed
 from tests._postgres_server import PrivateServer, binaries, private_server
@@ -96,6 +100,7 @@ def test_server_restarts_lose_nothing_and_workers_reconnect(
     backlog = set(range(1, BACKLOG + 1))
     storage.push_bulk_sync(sorted(backlog))
     storage.close()
+    idle = PostgresStorage(server.dsn, schema=SCHEMA)
 
     def start(role: str, log: Path, extra: str) -> subprocess.Popen[bytes]:
         # Each process's stderr goes to a file of its own (what it logged, for a failure).
@@ -122,6 +127,7 @@ def test_server_restarts_lose_nothing_and_workers_reconnect(
                 )
 
             _until(busy, "busy before the restart", processes)
+            trio.run(idle.count)  # its session then idles through the restart
             before = server.started_at()
             if downtime:
                 # Down for longer than a lease: every lease expires meanwhile.
@@ -131,6 +137,8 @@ def test_server_restarts_lose_nothing_and_workers_reconnect(
             else:
                 server.restart()
             assert server.started_at() != before, "the server did not restart"
+            # The server is up: a storage that idled through the restart works at once.
+            trio.run(idle.count)
             after = len(_lines(executed))
             pushed_after = len(_lines(pushed))
 
@@ -168,6 +176,7 @@ def test_server_restarts_lose_nothing_and_workers_reconnect(
         )
         assert listeners[0][0] == 2, "each worker process listens again"
     finally:
+        idle.close()
         for process in processes.values():
             if process.poll() is None:
                 process.send_signal(signal.SIGKILL)

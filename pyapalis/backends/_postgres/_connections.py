@@ -2,7 +2,10 @@
 
 The pool opens sessions lazily up to ``size`` and drops a session that broke
 (the next statement opens a fresh one, so a restarted server is picked up
-without ceremony). Each new session is set up once (``synchronous_commit`` off
+without ceremony). An idle session is checked before reuse, without a round
+trip (:meth:`~._driver.Connection.usable`): one the server ended while it
+idled is replaced, so the first statements after a server restart do not fail
+on the sessions that idled through it. Each new session is set up once (``synchronous_commit`` off
 for the relaxed ones, see :meth:`Connections.connection`,
 ``statement_timeout``, ``application_name``).
 
@@ -109,8 +112,14 @@ class Connections:
             raise StorageError("PostgresStorage is closed")
         idle = self._idle_relaxed if relaxed else self._idle
         async with self._slots:
-            conn = idle.pop() if idle else None
-            if conn is None or conn.closed:
+            conn = None
+            while idle:
+                conn = idle.pop()
+                if conn.usable():
+                    break
+                conn.close()  # ended by the server while idle (e.g. it restarted)
+                conn = None
+            if conn is None:
                 conn = await self._open(relaxed=relaxed)
             try:
                 yield conn

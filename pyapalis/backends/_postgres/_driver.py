@@ -122,6 +122,35 @@ class Connection:
                 trio.lowlevel.notify_closing(pgconn.socket)
             pgconn.finish()
 
+    def usable(self) -> bool:
+        """Whether this idle session can take a statement: False once it is known broken.
+
+        Reads, without waiting, whatever the server sent while the session
+        idled: a session the server ended (a restart, ``pg_terminate_backend``,
+        an idle timeout) has its farewell and end of stream waiting on the
+        socket, and is closed here instead of failing the next statement. Only
+        for a session with no statement running.
+        """
+        # libpq reads what arrived, but notices the end of the stream only on a
+        # later read: read while the socket stays readable (a live idle session's
+        # does not, once read), a few times at most.
+        for _ in range(4):
+            if self.closed:
+                self.close()
+                return False
+            try:
+                readable, _, _ = select.select([self._pgconn.socket], [], [], 0)
+            except (OSError, ValueError, psycopg.Error):
+                self.close()
+                return False
+            if not readable:
+                return True
+            try:
+                self._consume()
+            except StorageError:
+                return False
+        return not self.closed
+
     async def execute(self, sql: bytes, params: Sequence[bytes | None] = ()) -> list[Row]:
         """Run one statement; its rows (empty for a statement without rows).
 
