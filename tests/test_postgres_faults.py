@@ -7,6 +7,8 @@ bounded by ``fail_after`` as a safety net, and ordering comes from events
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import trio
 
@@ -125,3 +127,30 @@ async def test_sessions_ended_while_idle_are_replaced_before_the_next_statement(
         assert [r.status for r in await storage.check_status([first, second])] == [
             Status.Pending
         ] * 2
+
+
+async def test_a_lost_claim_is_undone_once_when_heartbeat_and_exchange_meet(
+    pg_schema: str,
+) -> None:
+    """A claim whose answer was lost is undone before the worker's next statement; when
+    its heartbeat and its next exchange both come first, at once (as after a server
+    restart), one undoes it and neither fails (the second used to raise KeyError,
+    which ended the worker)."""
+    from pyapalis.backends import WorkerIdentity
+
+    async with PostgresStorage(DSN, schema=pg_schema, lease=30.0) as storage:
+        task_id = await storage.push("lost in transit")
+        store = storage.lease_store()
+        worker = WorkerIdentity.mint("unlucky", 1)
+        now = time.time() + 1  # the task is due; the time marks the claim's rows
+        claim = await store.exchange(worker, (), 1, now, 30.0)
+        assert [str(c.task.parts.task_id) for c in claim.tasks] == [str(task_id)]
+        # As if the claim's answer had never arrived (what exchange records then).
+        store._in_doubt[worker.id] = [now]
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(store.heartbeat, worker, now + 1, 30.0)
+            nursery.start_soon(store.exchange, worker, (), 0, now + 1, 30.0)
+        task = await storage.fetch_by_id(task_id)
+        assert task is not None
+        assert (task.parts.status, task.parts.attempt.current()) == (Status.Pending, 0)
+        assert not store._in_doubt, "undone once, forgotten"

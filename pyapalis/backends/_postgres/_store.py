@@ -238,20 +238,27 @@ class PostgresStore:
 
     async def _undo_lost_claims(self, owner: str) -> None:
         """Hand back what the lost claims of ``owner`` took (see ``release_in_doubt``)."""
-        deadlines = self._in_doubt.get(owner)
+        # Taken before the round trip: the worker's heartbeat and its next
+        # exchange may both get here at once (they did, after a server restart,
+        # and the second one's removal of the entry failed and ended the worker).
+        deadlines = self._in_doubt.pop(owner, None)
         if not deadlines:
             return
         statements = self._statements
-        await self._connections.execute(
-            statements.release_in_doubt,
-            [
-                text(self._queue),
-                text(owner),
-                number_array(deadlines),
-                text(statements.channel),
-            ],
-        )
-        del self._in_doubt[owner]
+        try:
+            await self._connections.execute(
+                statements.release_in_doubt,
+                [
+                    text(self._queue),
+                    text(owner),
+                    number_array(deadlines),
+                    text(statements.channel),
+                ],
+            )
+        except BaseException:
+            # Not undone (or not known to be): the next statement tries again.
+            self._in_doubt.setdefault(owner, []).extend(deadlines)
+            raise
         self._connections.wake(self._queue)
 
     async def heartbeat(self, worker: WorkerIdentity, now: float, lease: float) -> int:
