@@ -244,3 +244,83 @@ def test_each_trio_run_has_its_own_listener(pg_schema: str) -> None:
     assert len(stats) == 2 and all(s.subscribers == 1 for s in stats), stats
     assert {s.backend_pid for s in stats} == pids[0] == pids[1], "two sessions, one per run"
     assert len(pids[0]) == 2
+
+
+class _RunInThread:
+    """A trio run on a thread of its own holding ``storage`` open until :meth:`end`."""
+
+    def __init__(self, storage: PostgresStorage) -> None:
+        self.storage = storage
+        self.opened = threading.Event()
+        self._end = threading.Event()
+        self.failure: BaseException | None = None
+        self._thread = threading.Thread(target=self._main)
+        self._thread.start()
+
+    def _main(self) -> None:
+        async def main() -> None:
+            await self.storage.open()
+            self.opened.set()
+            await trio.to_thread.run_sync(self._end.wait)
+
+        try:
+            trio.run(main)
+        except BaseException as error:  # reported by end()
+            self.failure = error
+        finally:
+            self.opened.set()
+
+    def end(self) -> None:
+        self._end.set()
+        self._thread.join(BOUND)
+        assert not self._thread.is_alive()
+        if self.failure is not None:
+            raise self.failure
+
+
+def _until_pids(schema: str, wanted: Callable[[set[int]], bool]) -> set[int]:
+    return trio.run(_until_server, schema, wanted)
+
+
+def test_a_storage_closed_from_a_plain_thread_leaves_through_the_run(pg_schema: str) -> None:
+    """``close()`` from outside the listener's run hands the leaving to that run."""
+    storage = PostgresStorage(DSN, schema=pg_schema, poll=POLL)
+    run = _RunInThread(storage)
+    try:
+        assert run.opened.wait(BOUND)
+        _until_pids(pg_schema, lambda pids: len(pids) == 1)
+        storage.close()  # this thread runs no trio
+        _until_pids(pg_schema, lambda pids: not pids)  # the last subscriber left
+    finally:
+        run.end()
+
+
+def test_a_storage_used_from_another_run_listens_in_that_run(pg_schema: str) -> None:
+    """Wake-ups come from the run that waits: a storage opened in one run and then
+    used in another (the first still alive) joins the second run's listener."""
+    storage = PostgresStorage(DSN, schema=pg_schema, queue="a", poll=POLL)
+    run = _RunInThread(storage)
+    try:
+        assert run.opened.wait(BOUND)
+        (first,) = _until_pids(pg_schema, lambda pids: len(pids) == 1)
+
+        async def here() -> None:
+            listener = storage._connections.start_listener()
+            assert listener is not None and listener.of_this_run()
+            # The first run's listener lost its only subscriber: only this run's listens.
+            (second,) = await _until_server(
+                pg_schema, lambda pids: len(pids) == 1 and first not in pids
+            )
+            assert _statistics(storage).backend_pid == second
+            waiters = _Waiters()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(waiters.wait, storage, "a")
+                await trio.testing.wait_all_tasks_blocked()
+                await trio.to_thread.run_sync(_push_elsewhere, pg_schema, "a", "here")
+                await _until(lambda: waiters.woken == ["a"], "woken in this run")
+
+        trio.run(here)
+    finally:
+        storage.close()
+        run.end()
+    _until_pids(pg_schema, lambda pids: not pids)

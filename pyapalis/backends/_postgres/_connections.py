@@ -172,12 +172,17 @@ class Connections:
     def start_listener(self) -> Listener | None:
         """Join this run's listener for the server (once; until :meth:`close`).
 
-        None once closed. A listener that ended with an earlier trio run is
-        replaced by this run's (its liveness locks ended with its session).
+        None once closed. A listener of another trio run (one that ended, or
+        one this storage was used in before) is left for this run's: the
+        liveness locks held there end there.
         """
         if self._closed:
             return None
         listener = self._listener
+        if listener is not None and not listener.closed and not listener.of_this_run():
+            # Used from another trio run now: its wake-ups must come from this one.
+            listener.leave(self, self._owners)
+            listener = None
         if listener is None or listener.closed:
             self._owners.clear()
             listener = self._listener = Listener.join(

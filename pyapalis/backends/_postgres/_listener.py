@@ -168,6 +168,13 @@ class Listener:
                 self._unlock_all, released, name="pyapalis.postgres.listener.unlock"
             )
 
+    def of_this_run(self) -> bool:
+        """Whether the calling thread runs this listener's trio run."""
+        try:
+            return trio.lowlevel.current_trio_token() is self._key[0]
+        except RuntimeError:
+            return False
+
     @property
     def closed(self) -> bool:
         """True once the listener ended (its last subscriber left, or its run ended)."""
