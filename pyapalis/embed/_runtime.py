@@ -3,23 +3,24 @@
 ``start_in_thread(worker_or_monitor)`` runs trio on a new thread and the worker
 (or monitor) inside it. Any thread may then queue tasks: ``runtime.push`` is
 fire-and-forget, ``runtime.submit`` returns a :class:`concurrent.futures.Future`
-resolved with the handler's final outcome, which asyncio code awaits with
-``asyncio.wrap_future``; ``runtime.submit_batch`` returns one future of a whole
-batch's results. ``runtime.stop(timeout)`` stops gracefully.
+(a :class:`~pyapalis.embed._future.TaskFuture`, made and settled for a fraction
+of the cost of a plain one) resolved with the handler's final outcome, which
+asyncio code awaits with ``asyncio.wrap_future``; ``runtime.submit_batch``
+returns one future of a whole batch's results. ``runtime.stop(timeout)`` stops
+gracefully.
 
 A trio program needs none of this: start the worker in its own nursery
 (``nursery.start_soon(worker.run)``) and push with ``await storage.push(...)``.
 
-How a submitted task's outcome comes back: ``submit`` builds the task on the
-caller's thread with a fresh id and files its future under that id *before*
-queueing it (``MemoryStorage.push_task_nowait``), so no outcome can arrive for
-an id nobody waits for. The storage's outcome listener
-(``MemoryStorage.add_outcome_listener``) resolves the future when the worker
-records the task's final outcome: ``Done`` with the handler's return value,
-``Failed`` or ``Killed`` with the very exception of the last execution, never
-on an execution that will be retried. A runtime used only with ``push`` adds
-nothing per task; after the first ``submit`` into a storage, every ack of that
-storage takes its Python path (until the runtime stops).
+How a submitted task's outcome comes back: ``submit`` generates a fresh id and
+files its future under it *before* queueing the task under that id
+(``MemoryStorage.push_new_nowait``, in C), so no outcome can arrive for an id
+nobody waits for. The storage's outcome listener
+(``MemoryStorage.add_outcome_listener``), called by its compiled recorder,
+settles the future when the worker records the task's final outcome: ``Done``
+with the handler's return value, ``Failed`` or ``Killed`` with the very
+exception of the last execution, never on an execution that will be retried.
+A runtime used only with ``push`` adds nothing per task.
 
 Latency: a push from another thread wakes the trio thread (through the
 storage's waker task; pushes made while a wake is pending share it), which
