@@ -377,17 +377,29 @@ cdef class TaskQueue:
         and a consumer is parked: no Python frame but the wake itself (see
         :meth:`connect_consumers`).
         """
+        cdef TaskId task_id = _generate_task_id()
+        self._push_new(args, task_id)
+        return task_id
+
+    def push_new_nowait(self, args, TaskId task_id not None):
+        """:meth:`push_nowait` under ``task_id``, a fresh id the caller generated.
+
+        The caller can file the id (say, with a future waiting for the task's
+        outcome) before the task exists. Nothing checks that the id is new.
+        """
+        self._push_new(args, task_id)
+
+    cdef int _push_new(self, args, TaskId task_id) except -1:
         # Allocate first, as push_args does: the check and the append are
         # one uninterrupted C stretch.
         cdef Task task = _new_task(args)
-        cdef TaskId task_id = _generate_task_id()
         task.parts._task_id = task_id
         if self._full():
             raise self._full_error(self._full_message)
         self._append(task)
         if self.consumer_waiting:
             self._wake_consumer()
-        return task_id
+        return 0
 
     cdef int _wake_consumer(self) except -1:
         cdef object waiters = self._waiters

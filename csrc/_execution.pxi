@@ -22,17 +22,20 @@ cdef class AckRecorder:
     """The ``ack_nowait`` of a backend that keeps its finished tasks in a deque.
 
     ``AckRecorder(append, owner)``; ``recorder.ack(task, status, result,
-    error)`` records the common outcome itself, a task ``Done`` with no result
-    while :attr:`attention` is false: it sets the status and calls
-    ``append(task)``. Any other outcome goes to ``owner.record_outcome(task,
-    status, result, error)`` (the twin's ``OutcomeRecorder`` protocol), which
-    must do the same and the rest. The owner is held
-    weakly, so an owner keeping its recorder makes no reference cycle.
+    error)`` records the common outcome itself, a task ``Done`` with no error
+    while :attr:`attention` is false: it sets the status, calls
+    ``append(task)`` (no result) or ``append((task, status, result))``, then
+    calls every outcome listener (:attr:`listeners`, see :meth:`tell`). Any
+    other outcome goes to ``owner.record_outcome(task, status, result,
+    error)`` (the twin's ``OutcomeRecorder`` protocol), which must record it
+    the same way and do the rest. The owner is held weakly, so an owner
+    keeping its recorder makes no reference cycle.
     """
 
     cdef object _append
     cdef object _owner
-    cdef public bint attention  # an ack has more to do: every one takes the slow path
+    cdef public bint attention  # every ack goes to the owner (someone waits)
+    cdef public tuple listeners  # called with every outcome recorded here
 
     def __init__(self, append, owner):
         if not callable(append):
@@ -40,14 +43,35 @@ cdef class AckRecorder:
         self._append = append
         self._owner = _weakref.ref(owner)
         self.attention = False
+        self.listeners = ()
 
     def ack(self, Task task not None, status, result, error):
         """Record ``task``'s final outcome (see the class)."""
-        if status is _DONE and result is None and error is None and not self.attention:
+        if status is _DONE and error is None and not self.attention:
             task.parts._status = _DONE
-            self._append(task)
+            if result is None:
+                self._append(task)
+            else:
+                self._append((task, _DONE, result))
+            if self.listeners:
+                self._tell(task, status, result, error)
             return
         owner = self._owner()
         if owner is None:
             raise ReferenceError("AckRecorder: its owner is gone")
         owner.record_outcome(task, status, result, error)
+
+    def tell(self, task, status, result, error):
+        """Call each listener with the outcome; one that raises is reported to
+        ``owner.listener_failed(listener, error)`` and the others are still called."""
+        self._tell(task, status, result, error)
+
+    cdef int _tell(self, task, status, result, error) except -1:
+        for listener in self.listeners:
+            try:
+                listener(task, status, result, error)
+            except Exception as exc:
+                owner = self._owner()
+                if owner is not None:
+                    owner.listener_failed(listener, exc)
+        return 0

@@ -117,23 +117,30 @@ def test_finished_tasks_keep_the_newest_and_prune_details() -> None:
     assert finished.results(ids) == {}
 
 
-def test_store_attention_follows_waiters_and_listeners() -> None:
+def test_store_listeners_are_called_without_attention() -> None:
     store = ResultStore(10, "Test")
     assert not store.attention
-    seen: list[Status] = []
+    seen: list[tuple[Status, object]] = []
 
     def listener(task: Task, status: Status, result: object, error: object) -> None:
-        seen.append(status)
+        seen.append((status, result))
 
     store.add_listener(listener)
-    assert store.attention
-    task = Task(1)
-    task.parts.task_id = A
-    store.ack_nowait(task, Status.Killed, None, None)
-    assert seen == [Status.Killed]
-    [result] = store.finished.results({A}).values()
-    assert repr(result) == repr(TaskResult.failed(A, Status.Killed, "Killed"))
+    assert store.listeners == (listener,)
+    assert not store.attention  # listeners are called from the compiled recorder
+    killed = Task(1)
+    killed.parts.task_id = A
+    store.ack_nowait(killed, Status.Killed, None, None)  # the Python path
+    done = Task(2)
+    done.parts.task_id = B
+    store.ack_nowait(done, Status.Done, "fine", None)  # the recorder's own path
+    assert seen == [(Status.Killed, None), (Status.Done, "fine")]
+    found = store.finished.results({A, B})
+    assert repr(found[A]) == repr(TaskResult.failed(A, Status.Killed, "Killed"))
+    assert found[B].unwrap() == "fine"
     store.remove_listener(listener)
-    assert not store.attention
+    assert store.listeners == ()
+    store.ack_nowait(Task(3), Status.Done, None, None)
+    assert len(seen) == 2
     with pytest.raises(TypeError, match="listener must be callable"):
         store.add_listener(42)  # type: ignore[arg-type]

@@ -574,9 +574,13 @@ class Owner:
     def __init__(self) -> None:
         self.finished: deque[Any] = deque()
         self.slow: list[tuple[Any, ...]] = []
+        self.failed_listeners: list[tuple[Any, BaseException]] = []
 
     def record_outcome(self, task: Any, status: Status, result: Any, error: Any) -> None:
         self.slow.append((task, status, result, error))
+
+    def listener_failed(self, listener: Any, error: BaseException) -> None:
+        self.failed_listeners.append((listener, error))
 
 
 def test_ack_recorder(impl: tuple[ModuleType, ModuleType]) -> None:
@@ -584,16 +588,19 @@ def test_ack_recorder(impl: tuple[ModuleType, ModuleType]) -> None:
     owner = Owner()
     recorder = execution.AckRecorder(owner.finished.append, owner)
     assert recorder.attention is False
+    assert recorder.listeners == ()
     task = core.Task(1)
-    # The common outcome is recorded here.
+    # A task Done is recorded here: alone without a result, with it if any.
     recorder.ack(task, Status.Done, None, None)
+    with_result = core.Task(2)
+    recorder.ack(with_result, Status.Done, "result", None)
     assert task.parts.status is Status.Done
-    assert list(owner.finished) == [task]
+    assert with_result.parts.status is Status.Done
+    assert list(owner.finished) == [task, (with_result, Status.Done, "result")]
     assert owner.slow == []
     # Anything else goes to the owner, unchanged and unrecorded here.
     error = ValueError("x")
     others = [
-        (core.Task(2), Status.Done, "result", None),
         (core.Task(3), Status.Failed, None, error),
         (core.Task(4), Status.Killed, None, None),
         (core.Task(5), Status.Done, None, error),
@@ -602,7 +609,7 @@ def test_ack_recorder(impl: tuple[ModuleType, ModuleType]) -> None:
         recorder.ack(*args)
     assert owner.slow == others
     assert all(t.parts.status is Status.Pending for t, *_ in others)
-    assert list(owner.finished) == [task]
+    assert len(owner.finished) == 2
     # ... and so does everything while attention is set.
     recorder.attention = True
     late = core.Task(6)
@@ -613,6 +620,39 @@ def test_ack_recorder(impl: tuple[ModuleType, ModuleType]) -> None:
         recorder.ack("not a task", Status.Done, None, None)
     with pytest.raises(TypeError):
         execution.AckRecorder(None, owner)
+
+
+def test_ack_recorder_calls_listeners_after_recording(
+    impl: tuple[ModuleType, ModuleType],
+) -> None:
+    core, execution = impl
+    owner = Owner()
+    recorder = execution.AckRecorder(owner.finished.append, owner)
+    heard: list[tuple[Any, ...]] = []
+    trouble = RuntimeError("listener trouble")
+
+    def first(task: Any, status: Status, result: Any, error: Any) -> None:
+        assert task.parts.status is status  # recorded before anyone is told
+        assert len(owner.finished) == 1
+        heard.append(("first", task, status, result, error))
+
+    def failing(*outcome: Any) -> None:
+        raise trouble
+
+    def last(*outcome: Any) -> None:
+        heard.append(("last", *outcome))
+
+    recorder.listeners = (first, failing, last)
+    task = core.Task(1)
+    recorder.ack(task, Status.Done, 42, None)
+    assert heard == [("first", task, Status.Done, 42, None), ("last", task, Status.Done, 42, None)]
+    assert owner.failed_listeners == [(failing, trouble)]
+    # The owner's slow path tells them through the recorder too.
+    heard.clear()
+    other = core.Task(2)
+    recorder.listeners = (last,)
+    recorder.tell(other, Status.Failed, None, trouble)
+    assert heard == [("last", other, Status.Failed, None, trouble)]
 
 
 def test_ack_recorder_holds_its_owner_weakly(impl: tuple[ModuleType, ModuleType]) -> None:
@@ -634,10 +674,10 @@ def test_memory_storage_acks_through_its_recorder() -> None:
     # The result store's recorder: compiled unless the extension is disabled.
     assert getattr(storage.ack_nowait, "__qualname__", "") == "AckRecorder.ack"
     assert storage.statistics().fast_acks is True
+    # Outcome listeners are called from the compiled recorder.
     storage.add_outcome_listener(print)
-    assert storage.statistics().fast_acks is False
-    storage.remove_outcome_listener(print)
     assert storage.statistics().fast_acks is True
+    storage.remove_outcome_listener(print)
 
     class Overrides(MemoryStorage):
         def ack_nowait(self, task: Task, status: Status, result: Any, error: Any) -> None:
@@ -705,8 +745,16 @@ def test_memory_storage_dies_without_the_cycle_collector() -> None:
 async def test_memory_storage_ack_nowait_outcomes_match_the_python_method() -> None:
     """The recorder's compiled ack and the result store's Python path leave the same state."""
     fast, slow = MemoryStorage(), MemoryStorage()
-    slow.add_outcome_listener(lambda *outcome: None)  # every ack takes the Python path
-    assert not slow.statistics().fast_acks
+    async with trio.open_nursery() as nursery:
+        # Someone waits for a result: every ack of ``slow`` takes the Python path.
+        nursery.start_soon(slow.wait_for_single, TaskId.generate())
+        await trio.testing.wait_all_tasks_blocked()
+        assert not slow.statistics().fast_acks
+        await _ack_the_same_outcomes(fast, slow)
+        nursery.cancel_scope.cancel()
+
+
+async def _ack_the_same_outcomes(fast: MemoryStorage, slow: MemoryStorage) -> None:
     for storage in (fast, slow):
         for i in range(6):
             storage.push_nowait(i)

@@ -224,12 +224,24 @@ class TaskQueue:
         The twin of the compiled queue's path that needs no Python frame
         but the wake itself (see :meth:`connect_consumers`).
         """
-        task_id = self.push_args(args)
-        if task_id is None:
+        task_id = TaskId.generate()
+        self.push_new_nowait(args, task_id)
+        return task_id
+
+    def push_new_nowait(self, args: Any, task_id: TaskId) -> None:
+        """:meth:`push_nowait` under ``task_id``, a fresh id the caller generated.
+
+        The caller can file the id (say, with a future waiting for the task's
+        outcome) before the task exists. Nothing checks that the id is new.
+        """
+        if not isinstance(task_id, TaskId):
+            raise TypeError(f"push_new_nowait: task_id must be a TaskId, got {task_id!r}")
+        task = Task(args)
+        task.parts.task_id = task_id
+        if not self.push(task):
             raise self._full_error(self._full_message)
         if self.consumer_waiting:
             self._wake_consumer()
-        return task_id
 
     def _wake_consumer(self) -> None:
         waiters = self._waiters

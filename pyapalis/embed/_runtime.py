@@ -3,23 +3,24 @@
 ``start_in_thread(worker_or_monitor)`` runs trio on a new thread and the worker
 (or monitor) inside it. Any thread may then queue tasks: ``runtime.push`` is
 fire-and-forget, ``runtime.submit`` returns a :class:`concurrent.futures.Future`
-resolved with the handler's final outcome, which asyncio code awaits with
-``asyncio.wrap_future``; ``runtime.submit_batch`` returns one future of a whole
-batch's results. ``runtime.stop(timeout)`` stops gracefully.
+(a :class:`~pyapalis.embed._future.TaskFuture`, made and settled for a fraction
+of the cost of a plain one) resolved with the handler's final outcome, which
+asyncio code awaits with ``asyncio.wrap_future``; ``runtime.submit_batch``
+returns one future of a whole batch's results. ``runtime.stop(timeout)`` stops
+gracefully.
 
 A trio program needs none of this: start the worker in its own nursery
 (``nursery.start_soon(worker.run)``) and push with ``await storage.push(...)``.
 
-How a submitted task's outcome comes back: ``submit`` builds the task on the
-caller's thread with a fresh id and files its future under that id *before*
-queueing it (``MemoryStorage.push_task_nowait``), so no outcome can arrive for
-an id nobody waits for. The storage's outcome listener
-(``MemoryStorage.add_outcome_listener``) resolves the future when the worker
-records the task's final outcome: ``Done`` with the handler's return value,
-``Failed`` or ``Killed`` with the very exception of the last execution, never
-on an execution that will be retried. A runtime used only with ``push`` adds
-nothing per task; after the first ``submit`` into a storage, every ack of that
-storage takes its Python path (until the runtime stops).
+How a submitted task's outcome comes back: ``submit`` generates a fresh id and
+files its future under it *before* queueing the task under that id
+(``MemoryStorage.push_new_nowait``, in C), so no outcome can arrive for an id
+nobody waits for. The storage's outcome listener
+(``MemoryStorage.add_outcome_listener``), called by its compiled recorder,
+settles the future when the worker records the task's final outcome: ``Done``
+with the handler's return value, ``Failed`` or ``Killed`` with the very
+exception of the last execution, never on an execution that will be retried.
+A runtime used only with ``push`` adds nothing per task.
 
 Latency: a push from another thread wakes the trio thread (through the
 storage's waker task; pushes made while a wake is pending share it), which
@@ -50,6 +51,7 @@ from .._implementation import Task, TaskId
 from .._status import Status
 from ..backends._capabilities import PushNowait
 from ..backends._memory._storage import MemoryStorage
+from ._future import TaskFuture, settle
 from ._spin import Spinner, check_spin
 
 __all__ = [
@@ -70,6 +72,7 @@ EXIT_JOIN_GRACE = 1.0
 cancelled tasks will not end (it is a daemon thread: the interpreter then leaves it)."""
 
 _DONE = Status.Done
+_generate_id = TaskId.generate
 
 
 @runtime_checkable
@@ -110,6 +113,10 @@ class _State(enum.Enum):
     Running = "Running"
     Stopping = "Stopping"
     Stopped = "Stopped"
+
+
+_RUNNING: _State = _State.Running
+_STOPPED: _State = _State.Stopped
 
 
 def start_in_thread(
@@ -200,7 +207,7 @@ class BackgroundRuntime:
         self._thread = threading.Thread(target=self._thread_main, name=name, daemon=True)
         # By the id of a submitted task: its future, or its batch and its
         # place in it (submit_batch); resolved on the trio thread.
-        self._pending: dict[TaskId, concurrent.futures.Future[Any] | tuple[_Batch, int]] = {}
+        self._pending: dict[TaskId, TaskFuture[Any] | tuple[_Batch, int]] = {}
         # One per storage submitted to: its outcome listener resolves futures.
         self._taps: dict[int, _StorageTap] = {}
 
@@ -338,26 +345,25 @@ class BackgroundRuntime:
         Cancelling the future only stops you waiting: the task still runs.
         Raises ``trio.WouldBlock`` if a bounded storage is full.
         """
-        if self._state is not _State.Running:
+        if self._state is not _RUNNING:
             raise self._refusal("submit")
         tap = self._taps.get(id(storage))
         if tap is None:
             tap = self._tap(storage)
-        task = Task(args)
-        task_id = TaskId.generate()
-        task.parts.task_id = task_id
-        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        task_id = _generate_id()
+        future: TaskFuture[Any] = TaskFuture()
         pending = self._pending
+        # Filed before the task exists: its outcome cannot come first.
         pending[task_id] = future
         try:
-            tap.push(task)
+            tap.push(args, task_id)
         except BaseException:
             del pending[task_id]
             raise
         # The runtime may have ended between the check above and now, maybe
         # after failing the pending futures: make sure this one is not forgotten.
-        if self.is_stopped and pending.pop(task_id, None) is not None:
-            _fail(future, self._stopped_before(task_id))
+        if self._state is _STOPPED and pending.pop(task_id, None) is not None:
+            settle(future, None, self._stopped_before(task_id))
         return future
 
     def submit_batch(
@@ -383,30 +389,28 @@ class BackgroundRuntime:
         tap = self._taps.get(id(storage))
         if tap is None:
             tap = self._tap(storage, "submit_batch")
-        tasks = [Task(args) for args in _iterable_arg(items)]
-        future: concurrent.futures.Future[list[Any]] = concurrent.futures.Future()
-        batch = _Batch(future, len(tasks), bool(return_exceptions))
-        if not tasks:
-            future.set_result([])
+        all_args = list(_iterable_arg(items))
+        future: TaskFuture[list[Any]] = TaskFuture()
+        batch = _Batch(future, len(all_args), bool(return_exceptions))
+        if not all_args:
+            settle(future, [], None)
             return future
         pending = self._pending
-        ids = []
-        for index, task in enumerate(tasks):
-            task_id = TaskId.generate()
-            task.parts.task_id = task_id
-            ids.append(task_id)
+        ids = [_generate_id() for _ in all_args]
+        for index, task_id in enumerate(ids):
             pending[task_id] = (batch, index)
         queued = 0
+        push = tap.push
         try:
-            for task in tasks:
-                tap.push(task)
+            for args, task_id in zip(all_args, ids, strict=True):
+                push(args, task_id)
                 queued += 1
         except BaseException as error:
             for task_id in ids:
                 pending.pop(task_id, None)
             if isinstance(error, trio.WouldBlock):
                 raise trio.WouldBlock(
-                    f"submit_batch: {error} after queueing {queued} of {len(tasks)} tasks "
+                    f"submit_batch: {error} after queueing {queued} of {len(all_args)} tasks "
                     "(those run; their outcomes are not collected)"
                 ) from None
             raise
@@ -415,7 +419,7 @@ class BackgroundRuntime:
             # filed. Take every one back (nothing will settle them now).
             left = [task_id for task_id in ids if pending.pop(task_id, None) is not None]
             if left:
-                _fail(future, self._stopped_before(left[0]))
+                settle(future, None, self._stopped_before(left[0]))
         return future
 
     # -- internals: producers ----------------------------------------------
@@ -480,10 +484,8 @@ class BackgroundRuntime:
         if isinstance(entry, tuple):
             batch, index = entry
             batch.settle(index, result if error is None else error, error is not None)
-        elif error is None:
-            _succeed(entry, result)
         else:
-            _fail(entry, error)
+            settle(entry, result, error)
 
     def _thread_main(self) -> None:
         try:
@@ -554,7 +556,7 @@ class BackgroundRuntime:
                 break
             future = entry[0].future if isinstance(entry, tuple) else entry
             if not future.done():  # a batch's future is failed once, not once per task
-                _fail(future, self._stopped_before(task_id))
+                settle(future, None, self._stopped_before(task_id))
         with self._lock:
             taps = list(self._taps.values())
         for tap in taps:
@@ -607,8 +609,8 @@ class BackgroundRuntime:
 class _StorageTap:
     """What :meth:`BackgroundRuntime.submit` uses of one MemoryStorage.
 
-    :meth:`push` queues a prepared task (its id chosen by the caller) from any
-    thread with ``push_task_nowait``; the runtime's ``settle`` is the storage's
+    :meth:`push` queues ``args`` under an id the caller generated from any
+    thread (``push_new_nowait``); the runtime's ``settle`` is the storage's
     outcome listener from creation until :meth:`detach`.
     """
 
@@ -620,7 +622,7 @@ class _StorageTap:
         settle: Callable[[Task, Status, Any, BaseException | None], None],
     ) -> None:
         self.storage = storage
-        self.push: Callable[[Task], TaskId] = storage.push_task_nowait
+        self.push: Callable[[Any, TaskId], None] = storage.push_new_nowait
         self._settle = settle
         storage.add_outcome_listener(settle)
 
@@ -634,9 +636,7 @@ class _Batch:
 
     __slots__ = ("_lock", "future", "remaining", "results", "return_exceptions")
 
-    def __init__(
-        self, future: concurrent.futures.Future[list[Any]], size: int, return_exceptions: bool
-    ) -> None:
+    def __init__(self, future: TaskFuture[list[Any]], size: int, return_exceptions: bool) -> None:
         self.future = future
         self.results: list[Any] = [None] * size
         self.remaining = size
@@ -647,14 +647,14 @@ class _Batch:
     def settle(self, index: int, value: Any, failed: bool) -> None:
         """Task ``index`` finished for good with ``value`` (its exception if ``failed``)."""
         if failed and not self.return_exceptions:
-            _fail(self.future, value)
+            settle(self.future, None, value)
             return
         self.results[index] = value
         with self._lock:
             self.remaining -= 1
             complete = not self.remaining
         if complete:
-            _succeed(self.future, self.results)
+            settle(self.future, self.results, None)
 
 
 def _iterable_arg(items: object) -> Iterable[Any]:
@@ -692,18 +692,3 @@ def _check_timeout(value: float, name: str) -> float:
     if math.isnan(value) or value < 0:
         raise ValueError(f"{name}: must be >= 0 seconds (math.inf waits forever), got {value!r}")
     return float(value)
-
-
-# try/except rather than contextlib.suppress: these run once per submitted task.
-def _succeed(future: concurrent.futures.Future[Any], value: Any) -> None:
-    try:  # noqa: SIM105
-        future.set_result(value)
-    except concurrent.futures.InvalidStateError:
-        pass  # the caller cancelled it: nobody waits
-
-
-def _fail(future: concurrent.futures.Future[Any], error: BaseException) -> None:
-    try:  # noqa: SIM105
-        future.set_exception(error)
-    except concurrent.futures.InvalidStateError:
-        pass

@@ -14,8 +14,9 @@ Three parts, usable alone or together:
 - :class:`ResultStore` — both, plus outcome listeners, behind one
   synchronous ack: its ``ack_nowait`` is the compiled
   :class:`~pyapalis._core.AckRecorder`, which records the common outcome (a
-  task Done with no result, while nobody waits or listens) in C and calls
-  :meth:`ResultStore.record_outcome` for every other one.
+  task Done, with or without a result, while nobody waits for a result) in C,
+  calls the outcome listeners from there, and calls
+  :meth:`ResultStore.record_outcome` for every other outcome.
 """
 
 from __future__ import annotations
@@ -203,56 +204,56 @@ class ResultWaiters(Generic[T]):
 class FinishedTasks:
     """The newest ``limit`` finished tasks (Done, Failed or Killed) and their outcomes.
 
-    The task itself is kept (its status says how it ended); a result other
-    than None, or a failure's message, goes to a side table pruned of
-    forgotten tasks once it outgrows the bound (amortized O(1) per record).
-    Look-ups scan (O(n)): they are management calls. ``limit=0`` keeps none.
+    One bounded deque of entries, newest last. An entry is the task itself
+    when its status says all (``Done`` with no result; ``Failed`` or
+    ``Killed`` with no error), else ``(task, status, detail)``: the
+    result of a ``Done`` task, or a failure's message. The compiled recorder
+    (``AckRecorder``) appends these same two shapes; a result kept with its
+    task leaves with it, so nothing needs pruning. A task queued again is
+    skipped until it is final again; then its newest entry counts. Look-ups
+    scan (O(n)): they are management calls. ``limit=0`` keeps none.
     """
 
-    __slots__ = ("_details", "_details_limit", "_tasks", "append", "limit")
+    __slots__ = ("_entries", "append", "limit")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self._tasks: deque[Task] = deque(maxlen=limit)
-        self.append: Callable[[Task], None] = self._tasks.append
-        """Keep a finished task whose outcome is its status alone (the hot path)."""
-        self._details: dict[Task, tuple[Status, Any]] = {}
-        self._details_limit = 2 * limit + 64 if limit else 0
+        self._entries: deque[Task | tuple[Task, Status, Any]] = deque(maxlen=limit)
+        self.append: Callable[[Task | tuple[Task, Status, Any]], None] = self._entries.append
+        """Keep an entry (the recorder's hot path)."""
 
     def __len__(self) -> int:
-        return len(self._tasks)
+        return len(self._entries)
 
     @property
     def details_kept(self) -> int:
-        """How many kept outcomes carry a result or message (at most ``2 * limit + 64``)."""
-        return len(self._details)
+        """How many kept outcomes carry a result or message (counted: O(n))."""
+        return sum(1 for entry in list(self._entries) if type(entry) is tuple)
 
     def record(self, task: Task, status: Status, result: Any, error: BaseException | None) -> None:
         """Keep ``task`` as finished with ``status`` (set on it) and its outcome."""
         set_status(task, status)
-        self._tasks.append(task)
-        if result is not None or error is not None:
-            self._details[task] = (status, result if status is _DONE else describe(error, status))
-            if len(self._details) > self._details_limit:
-                self._prune()
-
-    def forget(self, task: Task) -> None:
-        """Drop the outcome of ``task``: it is queued again (its status says it is not final)."""
-        if self._details:
-            self._details.pop(task, None)
+        if result is None and error is None:
+            self.append(task)
+        else:
+            self.append((task, status, result if status is _DONE else describe(error, status)))
 
     def clear(self) -> int:
         """Forget every finished task; returns how many were kept."""
-        count = sum(1 for _ in self.newest_first())
-        self._tasks.clear()
-        self._details = {}
+        count = sum(1 for _ in self._newest())
+        self._entries.clear()
         return count
 
-    def _prune(self) -> None:
-        kept = {id(task) for task in self._tasks}
-        # A snapshot (one C call): another thread may record meanwhile.
-        details = list(self._details.items())
-        self._details = {task: detail for task, detail in details if id(task) in kept}
+    def _newest(self) -> Iterator[tuple[TaskId, Task, Task | tuple[Task, Status, Any]]]:
+        """``(id, task, entry)`` of each kept final task, newest first, each task once."""
+        seen: set[int] = set()
+        # A snapshot (one C call): a worker on another thread may ack meanwhile.
+        for entry in reversed(list(self._entries)):
+            task = entry[0] if type(entry) is tuple else entry
+            task_id = task.parts.task_id
+            if task_id is not None and task.parts.status.is_final and id(task) not in seen:
+                seen.add(id(task))
+                yield task_id, task, entry
 
     def newest_first(self) -> Iterator[tuple[TaskId, Task]]:
         """The kept finished tasks, newest first, each once, as ``(id, task)``.
@@ -260,37 +261,32 @@ class FinishedTasks:
         A task queued again since it finished (its status is no longer
         final) is skipped.
         """
-        seen: set[int] = set()
-        # A snapshot (one C call): a worker on another thread may ack meanwhile.
-        for task in reversed(list(self._tasks)):
-            task_id = task.parts.task_id
-            if task_id is not None and task.parts.status.is_final and id(task) not in seen:
-                seen.add(id(task))
-                yield task_id, task
+        for task_id, task, _entry in self._newest():
+            yield task_id, task
 
     def results(self, keys: set[TaskId]) -> dict[TaskId, TaskResult]:
         """The kept outcomes of those of ``keys`` that have one (the newest wins)."""
         found: dict[TaskId, TaskResult] = {}
         if not keys:
             return found
-        for task_id, task in self.newest_first():
+        for task_id, task, entry in self._newest():
             if task_id in keys and task_id not in found:
-                found[task_id] = self.result_of(task, task_id)
+                found[task_id] = _result_of(task_id, task, entry)
                 if len(found) == len(keys):
                     break
         return found
 
-    def result_of(self, task: Task, task_id: TaskId) -> TaskResult:
-        """The result of a kept finished task: its status, and its stored detail if any."""
-        status = task.parts.status
-        detail = self._details.get(task)
-        if detail is not None and detail[0] is status:
-            value = detail[1]
-        else:
-            value = None if status is _DONE else status.value
-        if status is _DONE:
-            return TaskResult.done(task_id, value)
-        return TaskResult.failed(task_id, status, value)
+
+def _result_of(task_id: TaskId, task: Task, entry: Task | tuple[Task, Status, Any]) -> TaskResult:
+    """The result of a kept finished task: its status, and the detail kept with it if any."""
+    status = task.parts.status
+    if type(entry) is tuple and entry[1] is status:
+        value = entry[2]
+    else:
+        value = None if status is _DONE else status.value
+    if status is _DONE:
+        return TaskResult.done(task_id, value)
+    return TaskResult.failed(task_id, status, value)
 
 
 # -- the store -------------------------------------------------------------------
@@ -310,7 +306,6 @@ class ResultStore:
         "_owner",
         "ack_nowait",
         "finished",
-        "listeners",
         "recorder",
         "waiters",
     )
@@ -319,10 +314,9 @@ class ResultStore:
         self._owner = owner
         self.finished = FinishedTasks(limit)
         self.waiters: ResultWaiters[TaskResult] = ResultWaiters(self._update_attention)
-        self.listeners: tuple[OutcomeListener, ...] = ()
-        """Replaced as a whole, so an ack on another thread iterates a stable tuple."""
-        # Serializes recomputing the recorder's attention: a listener added on
-        # another thread must not be overwritten by a stale recomputation.
+        # Serializes recomputing the recorder's attention and replacing its
+        # listeners: a change made on another thread must not be overwritten
+        # by a stale one.
         self._lock = threading.Lock()
         self.recorder = AckRecorder(self.finished.append, self)
         self.ack_nowait: Callable[[Task, Status, Any, BaseException | None], None] = (
@@ -331,12 +325,18 @@ class ResultStore:
 
     @property
     def attention(self) -> bool:
-        """True while an ack has more to do than keep the task (someone waits or listens)."""
+        """True while every ack goes through :meth:`record_outcome` (someone waits)."""
         return bool(self.recorder.attention)
+
+    @property
+    def listeners(self) -> tuple[OutcomeListener, ...]:
+        """The outcome listeners, in the order added (the recorder calls them)."""
+        listeners: tuple[OutcomeListener, ...] = self.recorder.listeners
+        return listeners
 
     def _update_attention(self) -> None:
         with self._lock:
-            self.recorder.attention = bool(self.waiters or self.listeners)
+            self.recorder.attention = bool(self.waiters)
 
     def record_outcome(
         self, task: Task, status: Status, result: Any, error: BaseException | None
@@ -344,40 +344,39 @@ class ResultStore:
         """Record an outcome the compiled recorder leaves to Python (any but the plainest).
 
         Keeps it, hands it to whoever waits for the task, then calls the
-        outcome listeners.
+        outcome listeners (through the recorder, which calls them for the
+        outcomes it records itself).
         """
         self.finished.record(task, status, result, error)
-        if not self.recorder.attention:
-            return
+        recorder = self.recorder
         task_id = task.parts.task_id
-        if self.waiters and task_id is not None:
+        if recorder.attention and self.waiters and task_id is not None:
             if status is _DONE:
                 task_result = TaskResult.done(task_id, result)
             else:
                 task_result = TaskResult.failed(task_id, status, describe(error, status))
             self.waiters.deliver(task_id, task_result)
-        for listener in self.listeners:
-            try:
-                listener(task, status, result, error)
-            except Exception:
-                logger.exception("%s: outcome listener %r failed", self._owner, listener)
+        if recorder.listeners:
+            recorder.tell(task, status, result, error)
+
+    def listener_failed(self, listener: OutcomeListener, error: BaseException) -> None:
+        """An outcome listener raised ``error``: log it (the ack goes on)."""
+        logger.error("%s: outcome listener %r failed", self._owner, listener, exc_info=error)
 
     def add_listener(self, listener: OutcomeListener) -> None:
         """Call ``listener(task, status, result, error)`` for every outcome recorded."""
         if not callable(listener):
             raise TypeError(f"add_outcome_listener: listener must be callable, got {listener!r}")
         with self._lock:
-            self.listeners = (*self.listeners, listener)
-            self.recorder.attention = True
+            self.recorder.listeners = (*self.recorder.listeners, listener)
 
     def remove_listener(self, listener: OutcomeListener) -> None:
         """Stop calling ``listener`` (one registration of it); unknown ones are ignored."""
         with self._lock:
-            listeners = list(self.listeners)
+            listeners = list(self.recorder.listeners)
             if listener in listeners:
                 listeners.remove(listener)
-                self.listeners = tuple(listeners)
-        self._update_attention()
+                self.recorder.listeners = tuple(listeners)
 
     async def wait_for(self, task_ids: Iterable[TaskId]) -> AsyncGenerator[TaskResult, None]:
         """Each task's result once it is final: kept ones first, then as they finish."""

@@ -76,12 +76,14 @@ class MemoryStorageStatistics:
     results_limit: int = 10_000
     """How many finished tasks are kept at most (``results``)."""
     results_detailed: int = 0
-    """Kept outcomes that carry a result or a failure message (at most ``2 * results + 64``)."""
+    """Kept outcomes that carry a result or a failure message (counted: O(results))."""
     results_waited_for: int = 0
     """Task ids that callers of ``wait_for`` / ``wait_for_single`` wait for."""
+    outcome_listeners: int = 0
+    """Outcome listeners registered (``add_outcome_listener``; a runtime's ``submit`` adds one)."""
     fast_acks: bool = True
-    """True while a plain ``Done`` ack is recorded in C alone (nobody waits, listens,
-    or waits for room); false while every ack takes the Python path."""
+    """True while ``Done`` acks are recorded in C (outcome listeners are called from
+    there); false while someone waits for a result and every ack takes the Python path."""
 
 
 class MemoryStorage:
@@ -165,6 +167,19 @@ class MemoryStorage:
         return self._queue.push_nowait
 
     @property
+    def push_new_nowait(self) -> Callable[[Any, TaskId], None]:
+        """``push_new_nowait(args, task_id)``: :attr:`push_nowait` under an id the caller chose.
+
+        ``task_id`` must be new: from ``TaskId.generate()``, never given to a
+        task before (this is not checked; the rule of :meth:`push_task`, that a
+        known id stores nothing, does not apply). What it is for: the caller
+        files the id, say with a future that waits for the task's outcome
+        (:meth:`add_outcome_listener`), before the task can run and finish.
+        The embedding runtime's ``submit`` does. Safe from any thread.
+        """
+        return self._queue.push_new_nowait
+
+    @property
     def wake_fileno(self) -> int | None:
         """The file descriptor a push from another thread makes readable to wake
         this storage's consumers, once the first such wake has happened (else None).
@@ -233,8 +248,7 @@ class MemoryStorage:
             task_id = parts.task_id = TaskId.generate()
         if not self._pushed_ids.add(task_id):
             return task_id, False
-        parts.status = Status.Pending
-        self._results.finished.forget(task)  # it ran here before: that outcome is over
+        parts.status = Status.Pending  # if it ran here before, that outcome is over
         return task_id, True
 
     def push_task_nowait(self, task: Task) -> TaskId:
@@ -316,8 +330,8 @@ class MemoryStorage:
         of a ``Done`` task, ``error`` the exception of a failed one (may be
         None). Safe to call from any thread, also while a worker acks. The
         listener must be quick and should not raise (an exception it raises is
-        logged and dropped). While any is registered, every ack takes the
-        Python path; with none, the compiled fast path costs nothing more.
+        logged and dropped). A ``Done`` outcome is recorded in C and the
+        listeners are called from there; with none, nothing more is done.
         """
         self._results.add_listener(listener)
 
@@ -358,7 +372,6 @@ class MemoryStorage:
         check_task(task, "reschedule: task")
         seconds = check_delay(delay, "reschedule: delay")
         self._unqueue(task)
-        self._results.finished.forget(task)
         self.reschedule_nowait(task, seconds)
         await trio.lowlevel.checkpoint()
 
@@ -535,6 +548,7 @@ class MemoryStorage:
             results_limit=self._results.finished.limit,
             results_detailed=self._results.finished.details_kept,
             results_waited_for=len(self._results.waiters),
+            outcome_listeners=len(self._results.listeners),
             fast_acks=not self._results.attention,
         )
 
