@@ -1,13 +1,13 @@
-"""The connections of one PostgresStorage: a small pool for statements, one listener.
+"""The connections of one PostgresStorage: a small pool for statements, a shared listener.
 
 The pool opens sessions lazily up to ``size`` and drops a session that broke
 (the next statement opens a fresh one, so a restarted server is picked up
 without ceremony). An idle session is checked before reuse, without a round
-trip (:meth:`~._driver.Connection.usable`): one the server ended while it
-idled is replaced, so the first statements after a server restart do not fail
-on the sessions that idled through it. Each new session is set up once (``synchronous_commit`` off
-for the relaxed ones, see :meth:`Connections.connection`,
-``statement_timeout``, ``application_name``).
+trip (:meth:`~._driver.Connection.usable`): one the server ended while it idled
+is replaced, so the first statements after a server restart do not fail on the
+sessions that idled through it. Each new session is set up once
+(``synchronous_commit`` off for the relaxed ones, see
+:meth:`Connections.connection`, ``statement_timeout``, ``application_name``).
 
 The listening session is not the storage's own: every storage of this trio
 run on the same server (DSN and schema) shares one (see :mod:`._listener`),
@@ -208,6 +208,8 @@ class Connections:
 
     async def hold_owner(self, owner: str) -> None:
         """Take the liveness lock of worker run ``owner`` on the listening session (once)."""
+        if owner in self._owners:
+            return  # without the lock: a held owner never waits for another's hold
         async with self._holding:  # one hold per owner, however many ask at once
             if owner in self._owners:
                 return

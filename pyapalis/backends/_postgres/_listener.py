@@ -204,6 +204,9 @@ class Listener:
         Waits until the listener has a session. Raises :class:`StorageError`
         when the session is lost meanwhile (the caller retries with backoff).
         """
+        if self._owners[owner]:
+            self._owners[owner] += 1
+            return
         async with self._holding:  # a second hold of an id waits for the first
             if self._owners[owner]:
                 self._owners[owner] += 1
