@@ -7,6 +7,8 @@ never restarted: across the server's restarts it must reconnect by itself.
 with push_sync and appends each to LOG once its push returned (acknowledged);
 a push refused with StorageError (the server is down) was not acknowledged:
 the producer waits a little and goes on with the next number.
+``trio-producer DSN SCHEMA LOG START``: the same with ``await storage.push``
+on the storage's pooled trio sessions.
 """
 
 from __future__ import annotations
@@ -53,9 +55,29 @@ def producer(dsn: str, schema: str, log_path: str, start: int) -> None:
             item += 1
 
 
+def trio_producer(dsn: str, schema: str, log_path: str, start: int) -> None:
+    async def main() -> None:
+        with open(log_path, "a", buffering=1, encoding="utf-8") as log:
+            async with PostgresStorage(dsn, schema=schema) as storage:
+                item = start
+                while True:
+                    try:
+                        await storage.push(item)
+                    except StorageError:
+                        await trio.sleep(0.02)
+                    else:
+                        log.write(f"{item}\n")
+                        log.flush()
+                    item += 1
+
+    trio.run(main)
+
+
 if __name__ == "__main__":
     role, dsn, schema, log_path, extra = sys.argv[1:6]
     if role == "worker":
         worker(dsn, schema, log_path, float(extra))
-    else:
+    elif role == "producer":
         producer(dsn, schema, log_path, int(extra))
+    else:
+        trio_producer(dsn, schema, log_path, int(extra))
