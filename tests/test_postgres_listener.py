@@ -307,6 +307,8 @@ def test_a_storage_used_from_another_run_listens_in_that_run(pg_schema: str) -> 
         async def here() -> None:
             listener = storage._connections.start_listener()
             assert listener is not None and listener.of_this_run()
+            with trio.fail_after(BOUND):
+                await listener.wait_listening()
             # The first run's listener lost its only subscriber: only this run's listens.
             (second,) = await _until_server(
                 pg_schema, lambda pids: len(pids) == 1 and first not in pids
