@@ -174,6 +174,39 @@ def test_asyncio_awaits_it_through_wrap_future() -> None:
     assert asyncio.run(main()) == [0, 2, 4, 6, 8]
 
 
+def test_polling_a_future_does_not_take_the_shared_condition() -> None:
+    """done()/cancelled()/running() read one field: a thread polling its futures
+    never waits for the condition every TaskFuture shares."""
+    future: TaskFuture[int] = TaskFuture()
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with TaskFuture._condition:
+            holding.set()
+            release.wait(WAIT)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    holding.wait(WAIT)
+    polled: list[tuple[bool, bool, bool]] = []
+    poller = threading.Thread(
+        target=lambda: polled.append((future.done(), future.cancelled(), future.running()))
+    )
+    try:
+        poller.start()
+        poller.join(WAIT)  # would wait for the holder if polling took the condition
+        assert polled == [(False, False, False)]
+    finally:
+        release.set()
+        holder.join(WAIT)
+        poller.join(WAIT)
+    settle(future, 1, None)
+    assert (future.done(), future.cancelled(), future.running()) == (True, False, False)
+    cancelled: TaskFuture[int] = TaskFuture()
+    cancelled.cancel()
+    assert (cancelled.done(), cancelled.cancelled()) == (True, True)
+
+
 def test_a_pending_future_is_one_object_for_the_collector() -> None:
     future: TaskFuture[int] = TaskFuture()
     # No instance dict, no lists, no condition of its own: it refers to its
