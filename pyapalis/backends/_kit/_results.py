@@ -348,14 +348,14 @@ class ResultStore:
         outcomes it records itself).
         """
         self.finished.record(task, status, result, error)
-        recorder = self.recorder
         task_id = task.parts.task_id
-        if recorder.attention and self.waiters and task_id is not None:
+        if self.waiters and task_id is not None:
             if status is _DONE:
                 task_result = TaskResult.done(task_id, result)
             else:
                 task_result = TaskResult.failed(task_id, status, describe(error, status))
             self.waiters.deliver(task_id, task_result)
+        recorder = self.recorder
         if recorder.listeners:
             recorder.tell(task, status, result, error)
 
